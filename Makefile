@@ -1,0 +1,78 @@
+# Two commands do everything on a fresh machine:
+#   make book   build the corpus, pretrain, probe, analyse and render the book (PRESET=default)
+#   make test   run the test suite
+# Both create and fill a local virtual environment (.venv) first.
+
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PRESET ?= default
+# The CPU wheel on this project's machines; GPU users install their own torch into .venv first.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+SYSTEM_STAMP := $(VENV)/.system-packages
+# Debian packages the tests and the book need (Chromium drives the browser test).
+APT_PACKAGES ?= chromium
+
+.PHONY: help install system-packages test test-all lint format bench corpus pretrain book site clean
+
+help:
+	@echo "make book [PRESET=smoke|default|long|paper]   the whole pipeline and the book"
+	@echo "make test                                      the test suite (fast tests)"
+	@echo "make test-all                                  every test, slow ones included"
+	@echo "make bench                                     throughput benchmark (JSON + table)"
+	@echo "make lint                                      ruff"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[book,corpus,dev]"
+	@# tinysoundfont declares pyaudio (PortAudio headers), which offline rendering never uses
+	$(BIN)/python -m pip install -q --no-deps "tinysoundfont>=0.3"
+	@touch $@
+
+install: $(STAMP)
+
+# System packages: installed when running as root with apt-get; otherwise the tests that
+# need them skip with a message saying what to install.
+system-packages: $(SYSTEM_STAMP)
+$(SYSTEM_STAMP): | $(STAMP)
+	@if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
+		missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+		if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi; \
+	else echo "not root: skipping apt packages ($(APT_PACKAGES)); browser tests will skip"; fi
+	@touch $@
+
+test: install system-packages
+	$(BIN)/python -m pytest
+
+test-all: install system-packages
+	$(BIN)/python -m pytest -m ""
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+format: install
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests
+
+bench: install
+	$(BIN)/python -m vit1d.bench --out bench/
+
+corpus: install
+	$(BIN)/vit1d corpus --preset $(PRESET) --out data/$(PRESET)
+
+pretrain: corpus
+	$(BIN)/vit1d pretrain --preset $(PRESET) --data data/$(PRESET)/pretrain/manifest.csv \
+		--out runs/$(PRESET)/pretrain $(if $(wildcard runs/$(PRESET)/pretrain/checkpoints/latest),--resume)
+
+book: install system-packages
+	$(BIN)/python -m vit1d.pipeline --preset $(PRESET)
+
+site: book
+	$(BIN)/python -m vit1d.pipeline site --preset $(PRESET) --out public/
+
+clean:
+	rm -rf book/_build book/*.ipynb public

@@ -1,0 +1,5 @@
+import sys
+
+from vit1d.cli import main
+
+sys.exit(main())

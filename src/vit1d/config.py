@@ -1,0 +1,231 @@
+"""Training configuration: presets the user can read and copy, strictly validated.
+
+A configuration is a YAML file with the sections ``model``, ``data``, ``optim``, ``loss`` and
+``train`` (see ``src/vit1d/presets/default.yaml``, every key commented). :func:`load_config`
+starts from the built-in defaults, applies a preset (a name such as ``smoke`` or a path to a
+YAML file), then ``section.key=value`` overrides. An unknown key or a value of the wrong
+type raises :class:`vit1d.errors.UserError` naming the key, the file and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from vit1d import model as _model
+from vit1d.errors import UserError
+
+PRESET_DIR = Path(__file__).parent / "presets"
+PRESETS = ("smoke", "default", "long", "paper")
+
+
+@dataclass
+class ModelConfig:
+    """Backbone and projection head (arguments of :class:`vit1d.ViT1D`)."""
+
+    n_mels: int = 128
+    dim: int = 192
+    depth: int = 12
+    heads: int = 3
+    mlp_ratio: float = 4.0
+    max_frames: int = 126
+    head: str = "mlp"
+    head_dims: list[int] = field(default_factory=lambda: [1024, 1024, 2048])
+    input_mean: float = -40.0
+    input_std: float = 20.0
+
+
+@dataclass
+class DataConfig:
+    """Where views come from: two crops of ``max_frames`` frames of the same track."""
+
+    max_distance_s: float = 4.0  # largest gap between the two crops' starts, in seconds
+    cache_dir: str = ""  # log-mel cache; empty: ``<manifest folder>/.vit1d_cache``
+    split: str = "train"  # manifest rows used when the manifest has a ``split`` column; "" = all
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up, cosine decay and a cosine weight-decay schedule."""
+
+    lr: float = 5e-4
+    min_lr: float = 1.5e-6
+    warmup_steps: int = 50
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.01
+    grad_clip: float = 1.0
+
+
+@dataclass
+class LossConfig:
+    temperature: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Loop settings. ``precision``: auto | fp32 | bf16 | fp16 (fp16: CUDA only)."""
+
+    batch_size: int = 32  # positive pairs per step (2 x batch_size views)
+    steps: int = 1000
+    checkpoint_every: int = 100
+    device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
+    precision: str = "auto"
+    compile: bool = False
+    num_threads: int = 0  # CPU threads; 0 = all cores
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+assert set(asdict(ModelConfig())) == set(_model.DEFAULTS), "ModelConfig and ViT1D disagree"
+
+
+def _check_value(value: Any, hint: Any, where: str, source: str) -> Any:
+    """Return ``value`` converted to the type ``hint`` or raise a UserError."""
+    origin = get_origin(hint)
+    if origin is list:
+        (item,) = get_args(hint)
+        if not isinstance(value, list):
+            raise UserError(
+                f"config key '{where}' in {source} must be a list of {item.__name__}, "
+                f"got {value!r}; write it as [a, b, ...]"
+            )
+        return [_check_value(v, item, f"{where}[{i}]", source) for i, v in enumerate(value)]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" as a string
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise UserError(
+            f"config key '{where}' in {source} must be {hint.__name__}, got {value!r} "
+            f"({type(value).__name__}); fix the value in the preset or the --set override"
+        )
+    return value
+
+
+def _merge(obj: Any, updates: dict[str, Any], prefix: str, source: str) -> None:
+    """Apply a nested dict of updates onto a dataclass instance, validating keys and types."""
+    if not isinstance(updates, dict):
+        raise UserError(f"config section '{prefix or 'top level'}' in {source} must be a mapping")
+    hints = get_type_hints(type(obj))
+    names = [f.name for f in fields(obj)]
+    for key, value in updates.items():
+        where = f"{prefix}{key}"
+        if key not in names:
+            raise UserError(
+                f"unknown config key '{where}' in {source}; valid keys here: {', '.join(names)}"
+            )
+        current = getattr(obj, key)
+        if is_dataclass(current):
+            _merge(current, value, f"{where}.", source)
+        else:
+            setattr(obj, key, _check_value(value, hints[key], where, source))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"cannot parse config file {path}: {exc}") from None
+    return data or {}
+
+
+def preset_path(preset: str | Path) -> Path:
+    """Path of a built-in preset name, or the given YAML path."""
+    path = Path(preset)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise UserError(f"config file not found: {path}")
+        return path
+    if str(preset) not in PRESETS:
+        raise UserError(
+            f"unknown preset {preset!r}: use one of {', '.join(PRESETS)} or a path to a .yaml file"
+        )
+    return PRESET_DIR / f"{preset}.yaml"
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["optim.lr=3e-4", "train.steps=10"]`` -> nested dict, values parsed as YAML."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"override {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw)
+    return out
+
+
+def load_config(
+    preset: str | Path | dict[str, Any] | Config | None = "default",
+    overrides: dict[str, Any] | list[str] | None = None,
+) -> Config:
+    """Defaults, then a preset (name, YAML path, dict or Config), then overrides."""
+    if isinstance(preset, Config):
+        cfg = copy.deepcopy(preset)
+    else:
+        cfg = Config()
+        if isinstance(preset, dict):
+            _merge(cfg, preset, "", "the given config")
+        elif preset is not None:
+            path = preset_path(preset)
+            _merge(cfg, _read_yaml(path), "", str(path))
+    if overrides:
+        if isinstance(overrides, list):
+            overrides = parse_overrides(overrides)
+        _merge(cfg, overrides, "", "the overrides")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Range checks that types alone cannot express."""
+    checks = [
+        (cfg.model.dim % cfg.model.heads == 0, "model.dim must be divisible by model.heads"),
+        (cfg.model.head in ("none", "linear", "mlp"), "model.head must be none, linear or mlp"),
+        (cfg.train.batch_size >= 1, "train.batch_size must be at least 1"),
+        (cfg.train.steps >= 1, "train.steps must be at least 1"),
+        (cfg.train.checkpoint_every >= 1, "train.checkpoint_every must be at least 1"),
+        (cfg.train.precision in ("auto", "fp32", "bf16", "fp16"),
+         "train.precision must be auto, fp32, bf16 or fp16"),
+        (cfg.loss.temperature > 0, "loss.temperature must be positive"),
+        (cfg.optim.lr > 0, "optim.lr must be positive"),
+        (len(cfg.optim.betas) == 2, "optim.betas must have two values"),
+        (cfg.data.max_distance_s >= 0, "data.max_distance_s must be >= 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(f"invalid config: {message}")
+
+
+def config_from_dict(data: dict[str, Any], source: str = "config.json") -> Config:
+    """Rebuild a :class:`Config` from :meth:`Config.to_dict` output (e.g. a checkpoint)."""
+    cfg = Config()
+    _merge(cfg, data, "", source)
+    return cfg

@@ -1,0 +1,182 @@
+"""Pretraining data: manifests, a log-mel cache, and positive-pair sampling.
+
+Every audio file is decoded once and its log-mel spectrogram (:class:`vit1d.LogMel`) stored
+in one memory-mapped float16 array, so the training loop slices views out of it at the cost
+of a memory copy: it is bound by the model, not by decoding. A view is ``max_frames``
+consecutive frames (126 frames = 4 s); because the front end's dB floor is absolute, a crop
+of a track's spectrogram equals the spectrogram of the audio crop away from its edges.
+
+Sampling is stateless: batch ``k`` is drawn from ``numpy.random.default_rng([seed, k])``, so
+the data order of a resumed run is exactly that of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vit1d.errors import UserError
+from vit1d.frontend import AMIN, FRAME_RATE, N_MELS, LogMel, load_audio
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+FLOOR_DB = 10.0 * float(np.log10(AMIN))  # the value of silence in the cache
+
+
+def read_manifest(path: str | Path, split: str = "") -> list[Path]:
+    """Audio paths (absolute) from a ``manifest.csv`` or a folder of audio files.
+
+    With a manifest, ``split`` keeps the rows of that split when there is a ``split`` column.
+    Raises :class:`UserError` for a missing manifest, a manifest without an ``audio`` column
+    or one naming files that do not exist.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if (path / "manifest.csv").is_file():
+            return read_manifest(path / "manifest.csv", split)
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        if not files:
+            raise UserError(
+                f"no audio files ({', '.join(AUDIO_SUFFIXES)}) and no manifest.csv in {path}; "
+                "build a corpus with `vit1d corpus --out DIR` or point --data at your audio"
+            )
+        return files
+    if not path.is_file():
+        raise UserError(f"manifest not found: {path}; build it with `vit1d corpus` or fix the path")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or "audio" not in rows[0]:
+        raise UserError(f"manifest {path} has no rows or no 'audio' column (DESIGN section 4)")
+    if split and "split" in rows[0]:
+        rows = [r for r in rows if r["split"] == split]
+        if not rows:
+            raise UserError(f"manifest {path} has no rows with split={split!r}")
+    files = [(path.parent / r["audio"]).resolve() for r in rows]
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        shown = ", ".join(str(m) for m in missing[:3])
+        raise UserError(
+            f"manifest {path} names {len(missing)} missing audio file(s), e.g. {shown}; "
+            "rebuild the corpus or fix the paths (they are relative to the manifest)"
+        )
+    return files
+
+
+def _fingerprint(files: list[Path]) -> str:
+    h = hashlib.sha256(f"logmel-v1 {N_MELS} {FRAME_RATE} {AMIN}".encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class MelCache:
+    """All tracks' log-mel frames in one ``(total_frames, n_mels)`` float16 memmap."""
+
+    mels: np.ndarray
+    offsets: np.ndarray
+    lengths: np.ndarray
+    files: list[str]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @property
+    def hours(self) -> float:
+        return float(self.lengths.sum()) / FRAME_RATE / 3600.0
+
+    def crops(self, tracks: np.ndarray, starts: np.ndarray, frames: int) -> np.ndarray:
+        """``(N, frames, n_mels)`` float32 crops; tracks shorter than ``frames`` are padded
+        with silence (the dB floor) at the end."""
+        out = np.full((len(tracks), frames, self.mels.shape[1]), FLOOR_DB, dtype=np.float32)
+        for i, (t, s) in enumerate(zip(tracks, starts, strict=True)):
+            n = min(frames, int(self.lengths[t]) - int(s))
+            begin = int(self.offsets[t]) + int(s)
+            out[i, :n] = self.mels[begin : begin + n]
+        return out
+
+
+def build_mel_cache(
+    files: list[Path], cache_dir: str | Path, device: torch.device | None = None,
+    progress: bool = True,
+) -> MelCache:
+    """Decode every file once and store its log-mel; reuse the cache when files are unchanged.
+
+    The cache is keyed by the files' paths, sizes and modification times. It is written to a
+    temporary name and renamed, so an interrupted build leaves no half-written cache.
+    """
+    from tqdm.auto import tqdm
+
+    cache_dir = Path(cache_dir)
+    key = _fingerprint(files)
+    data_path, index_path = cache_dir / f"mels-{key}.f16", cache_dir / f"mels-{key}.json"
+    if index_path.is_file() and data_path.is_file():
+        index = json.loads(index_path.read_text())
+        return _open_cache(data_path, index)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the log-mel cache folder {cache_dir}: {exc}") from None
+    device = device or torch.device("cpu")
+    logmel = LogMel().to(device)
+    tmp = data_path.with_suffix(f".tmp{os.getpid()}")
+    lengths = []
+    with open(tmp, "wb") as fh, torch.inference_mode():
+        for f in tqdm(files, desc="log-mel cache", unit="file", disable=not progress):
+            wave = torch.from_numpy(load_audio(f)).to(device)
+            mel = logmel(wave[None])[0].to(torch.float16).cpu().numpy()
+            fh.write(mel.tobytes())
+            lengths.append(mel.shape[0])
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, data_path)
+    index = {"key": key, "n_mels": N_MELS, "lengths": lengths, "files": [str(f) for f in files]}
+    tmp_index = index_path.with_suffix(f".tmp{os.getpid()}")
+    tmp_index.write_text(json.dumps(index))
+    os.replace(tmp_index, index_path)
+    return _open_cache(data_path, index)
+
+
+def _open_cache(data_path: Path, index: dict) -> MelCache:
+    lengths = np.asarray(index["lengths"], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    total = int(lengths.sum())
+    mels = np.memmap(data_path, dtype=np.float16, mode="r", shape=(total, index["n_mels"]))
+    return MelCache(mels=mels, offsets=offsets, lengths=lengths, files=index["files"])
+
+
+class PairSampler:
+    """Positive pairs: two crops of ``frames`` frames of one track, starts at most
+    ``max_distance`` frames apart; the ``batch_size`` tracks of a batch are distinct (when
+    the pool has that many), so the other tracks of the batch are the negatives."""
+
+    def __init__(
+        self, lengths: np.ndarray, batch_size: int, frames: int, max_distance: int, seed: int
+    ) -> None:
+        if len(lengths) < 2:
+            raise UserError(
+                f"contrastive pretraining needs at least 2 tracks, the pool has {len(lengths)}"
+            )
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.frames = frames
+        self.max_distance = max_distance
+        self.seed = seed
+
+    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(tracks, starts_a, starts_b)`` for optimiser step ``step`` (stateless)."""
+        rng = np.random.default_rng([self.seed, step])
+        n = len(self.lengths)
+        tracks = rng.choice(n, size=self.batch_size, replace=self.batch_size > n)
+        room = np.maximum(self.lengths[tracks] - self.frames, 0)
+        starts_a = (rng.random(self.batch_size) * (room + 1)).astype(np.int64)
+        offset = rng.integers(-self.max_distance, self.max_distance + 1, size=self.batch_size)
+        starts_b = np.clip(starts_a + offset, 0, room)
+        return tracks, starts_a, starts_b

@@ -1,0 +1,131 @@
+"""The log-mel front end and the audio loader.
+
+The paper's input is mono audio at 16 kHz turned into a log-mel spectrogram with 128 bands,
+hop 512 samples (31.25 frames/s), FFT size 1024, Slaney mel scale (DESIGN section 2). A 4 s
+segment (64 000 samples) with centred frames gives ``T = 1 + 64000 // 512 = 126`` frames.
+
+:class:`LogMel` computes it in torch, batched, on whatever device its input lives on, so the
+training loop never leaves the accelerator. Its mel power (before the log) is the same as
+``librosa.feature.melspectrogram(y, sr=16000, n_fft=1024, hop_length=512, n_mels=128)``: a
+centred STFT with zero padding and a periodic Hann window, magnitude squared, then librosa's
+own Slaney filterbank (``librosa.filters.mel``), never a hand-written one.
+
+The log is ``10 log10(max(P, amin))`` with ``amin = 1e-10``: a fixed floor at -100 dB
+relative to a full-scale power of 1, i.e. the 100 dB dynamic range of the authors' front end,
+made absolute so that a crop of a long spectrogram equals the spectrogram of the crop.
+Used by: every notebook (``notebooks/01_method.ipynb`` shows it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from vit1d.errors import UserError
+
+SAMPLE_RATE = 16_000
+N_FFT = 1024
+HOP_LENGTH = 512
+N_MELS = 128
+FRAME_RATE = SAMPLE_RATE / HOP_LENGTH  # 31.25 frames per second
+AMIN = 1e-10  # power floor: -100 dB
+
+
+def n_frames(n_samples: int, hop_length: int = HOP_LENGTH) -> int:
+    """Number of centred STFT frames for ``n_samples`` samples: ``1 + n_samples // hop``."""
+    return 1 + n_samples // hop_length
+
+
+def frame_times(n: int, hop_length: int = HOP_LENGTH, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Centre time in seconds of each of ``n`` frames (frame ``t`` is centred on ``t * hop``)."""
+    return np.arange(n) * hop_length / sr
+
+
+class LogMel(nn.Module):
+    """Waveform ``(B, samples)`` at 16 kHz -> log-mel ``(B, T, n_mels)`` in dB.
+
+    ``T = 1 + samples // hop_length``. The filterbank and window are buffers, so
+    ``LogMel().to(device)`` runs on that device; the transform runs in float32 whatever the
+    autocast state, because a half-precision power spectrum loses the quiet bands.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = SAMPLE_RATE,
+        n_fft: int = N_FFT,
+        hop_length: int = HOP_LENGTH,
+        n_mels: int = N_MELS,
+        amin: float = AMIN,
+    ) -> None:
+        super().__init__()
+        import librosa  # imported here: librosa is slow to import and only needed once
+
+        self.sample_rate = sample_rate
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.n_mels = n_mels
+        self.amin = amin
+        fb = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels)
+        self.register_buffer("mel_fb", torch.from_numpy(fb).float(), persistent=False)
+        self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
+
+    def mel_power(self, wave: torch.Tensor) -> torch.Tensor:
+        """Mel power spectrogram ``(B, n_mels, T)``, librosa's layout and scale."""
+        if wave.dim() == 1:
+            wave = wave.unsqueeze(0)
+        if wave.dim() != 2:
+            raise ValueError(f"LogMel expects a waveform (B, samples), got shape {tuple(wave.shape)}")
+        with torch.autocast(wave.device.type, enabled=False):
+            spec = torch.stft(
+                wave.float(),
+                n_fft=self.n_fft,
+                hop_length=self.hop_length,
+                window=self.window,
+                center=True,
+                pad_mode="constant",
+                return_complex=True,
+            )
+            power = spec.real.square() + spec.imag.square()
+            return torch.matmul(self.mel_fb, power)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        power = self.mel_power(wave)
+        with torch.autocast(power.device.type, enabled=False):
+            db = 10.0 * torch.log10(power.clamp_min(self.amin))
+        return db.transpose(1, 2).contiguous()
+
+
+def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Read an audio file as mono float32 at ``sr`` Hz.
+
+    Channels are averaged; other sample rates are converted with soxr (high quality).
+    Raises :class:`UserError` naming the file when it is missing, unreadable, empty or holds
+    non-finite samples.
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"audio file not found: {path} (check the path, or the manifest that names it)")
+    try:
+        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises several types for corrupt files
+        raise UserError(
+            f"cannot read audio file {path}: {exc}. Convert it to WAV or FLAC "
+            "(for example with ffmpeg or sox) and try again."
+        ) from None
+    if data.size == 0:
+        raise UserError(f"audio file {path} is empty (0 samples); remove it or re-export it")
+    mono = data.mean(axis=1)
+    if not np.all(np.isfinite(mono)):
+        raise UserError(
+            f"audio file {path} contains NaN or infinite samples; re-export it from its source"
+        )
+    if file_sr != sr:
+        import soxr
+
+        mono = soxr.resample(mono, file_sr, sr, quality="HQ")
+    return np.ascontiguousarray(mono, dtype=np.float32)

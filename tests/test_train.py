@@ -1,0 +1,132 @@
+"""Pretraining loop: loss goes down, checkpoints load, a SIGKILLed run resumes exactly."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vit1d import load_pretrained
+from vit1d.config import load_config
+from vit1d.train import lr_at, pretrain, weight_decay_at
+
+TINY = ["model.dim=32", "model.depth=2", "model.heads=2", "model.head_dims=[64,32]",
+        "train.num_threads=1"]
+
+
+def _run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "vit1d", *args], capture_output=True, text=True, timeout=300
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_smoke_pretrain_loss_decreases(audio_dir: Path, tmp_path: Path) -> None:
+    out = pretrain("smoke", audio_dir, tmp_path / "run", progress=False,
+                   overrides={"train": {"steps": 30, "checkpoint_every": 10}})
+    with open(out / "log.csv") as fh:
+        losses = [float(r["loss"]) for r in csv.DictReader(fh)]
+    assert len(losses) == 30
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.2
+    model = load_pretrained(out)
+    assert model.config["dim"] == 64
+    out_a = model(torch.randn(1, 126, 128) * 20 - 40)
+    assert torch.isfinite(out_a.cls).all()
+    no_head = load_pretrained(out, head=False)
+    assert no_head.head is None
+    torch.testing.assert_close(no_head(torch.zeros(1, 10, 128)).cls, model(torch.zeros(1, 10, 128)).cls)
+
+
+def test_schedules() -> None:
+    cfg = load_config("smoke", ["train.steps=100", "optim.warmup_steps=10", "optim.lr=1e-3"])
+    lrs = [lr_at(s, cfg) for s in range(100)]
+    assert np.all(np.diff(lrs[:10]) > 0) and lrs[9] == pytest.approx(1e-3)
+    assert np.all(np.diff(lrs[10:]) <= 0) and lrs[-1] < 2e-5
+    wds = [weight_decay_at(s, cfg) for s in range(100)]
+    assert wds[0] == pytest.approx(0.04) and wds[-1] == pytest.approx(0.01)
+
+
+def _latest_step(run: Path) -> int:
+    pointer = run / "checkpoints" / "latest"
+    try:
+        return int(pointer.read_text().strip().split("-")[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def test_sigkill_resume_is_exact(audio_dir: Path, tmp_path: Path) -> None:
+    common = ["--preset", "smoke", "--data", str(audio_dir), "--no-progress",
+              "--set", "train.steps=24", "--set", "train.checkpoint_every=4",
+              "--set", "train.num_threads=1"]
+    _run_cli("pretrain", *common, "--out", str(tmp_path / "straight"))
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "vit1d", "pretrain", *common, "--out",
+                             str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while _latest_step(killed) < 8 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    stopped_at = _latest_step(killed)
+    assert 8 <= stopped_at < 24
+    assert not (killed / "model.safetensors").exists()
+
+    again = _run_cli("pretrain", *common, "--out", str(killed), check=False)
+    assert again.returncode == 2 and "--resume" in again.stderr  # refuses to overwrite
+    _run_cli("pretrain", *common, "--out", str(killed), "--resume")
+
+    a = load_file(str(tmp_path / "straight" / "model.safetensors"))
+    b = load_file(str(killed / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    with open(killed / "log.csv") as fh:
+        steps = [int(r["step"]) for r in csv.DictReader(fh)]
+    assert steps == list(range(1, 25))
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--set", "optim.lrr=1"], "optim.lrr"),
+        (["--set", "train.steps=ten"], "train.steps"),
+        (["--preset", "huge"], "huge"),
+        (["--resume"], "no checkpoint"),
+    ],
+)
+def test_cli_user_errors(audio_dir: Path, tmp_path: Path, args: list[str], needle: str) -> None:
+    proc = _run_cli("pretrain", "--data", str(audio_dir), "--out", str(tmp_path / "r"), *args,
+                    check=False)
+    assert proc.returncode == 2
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_manifest_with_missing_files(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("audio,split\nnot_there.wav,train\nalso_gone.wav,train\n")
+    proc = _run_cli("pretrain", "--data", str(manifest), "--out", str(tmp_path / "r"), check=False)
+    assert proc.returncode == 2 and "not_there.wav" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_audio_in_pool(audio_dir: Path, tmp_path: Path) -> None:
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for f in sorted(audio_dir.glob("*.wav"))[:3]:
+        (pool / f.name).write_bytes(f.read_bytes())
+    (pool / "broken.wav").write_bytes(b"garbage")
+    proc = _run_cli("pretrain", "--data", str(pool), "--out", str(tmp_path / "r"), *sum(
+        (["--set", o] for o in TINY), []), check=False)
+    assert proc.returncode == 2 and "broken.wav" in proc.stderr
