@@ -1,0 +1,60 @@
+"""Run-time precision choice and the benchmark's report."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from vit1d import UserError, device
+from vit1d.bench import run, table
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch):
+    def _set(avx512_bf16: bool, amx: bool, speedup: float) -> None:
+        info = replace(device.cpu_info(), avx512_bf16=avx512_bf16, amx=amx)
+        monkeypatch.setattr(device, "cpu_info", lambda: info)
+        monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: speedup)
+    return _set
+
+
+def test_avx2_only_cpu_stays_fp32(fake_cpu) -> None:
+    fake_cpu(avx512_bf16=False, amx=False, speedup=5.0)  # flags decide before any probe
+    assert device.choose_precision(torch.device("cpu")) == "fp32"
+
+
+@pytest.mark.parametrize("speedup, expected", [(2.0, "bf16"), (1.1, "fp32"), (0.01, "fp32")])
+def test_native_bf16_needs_measured_gain(fake_cpu, speedup: float, expected: str) -> None:
+    fake_cpu(avx512_bf16=False, amx=True, speedup=speedup)
+    assert device.choose_precision(torch.device("cpu")) == expected
+
+
+def test_explicit_precision_and_errors() -> None:
+    cpu = torch.device("cpu")
+    assert device.choose_precision(cpu, "bf16") == "bf16"
+    with pytest.raises(UserError, match="CUDA"):
+        device.choose_precision(cpu, "fp16")
+    with pytest.raises(UserError, match="precision"):
+        device.choose_precision(cpu, "int8")
+
+
+def test_cpu_info_is_recorded() -> None:
+    info = device.cpu_info()
+    assert info.model and info.cores >= 1
+    summary = device.hardware_summary(torch.device("cpu"))
+    assert summary["cpu"]["model"] == info.model and summary["threads"] >= 1
+
+
+def test_bench_writes_json_and_table(tmp_path) -> None:
+    result = run(tmp_path, pairs=2, steps=1, warmup=1, clips=2, reps=1,
+                 model_kwargs={"dim": 32, "depth": 1, "heads": 2, "head_dims": [32]})
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["hardware"]["cpu"]["model"] == device.cpu_info().model
+    for key in ("train_speedup", "inference_speedup"):
+        assert saved[key] > 0
+    ratio = saved["train_views_per_s"]["project"] / saved["train_views_per_s"]["reference"]
+    assert saved["train_speedup"] == pytest.approx(ratio, rel=1e-2)
+    assert "training views/s" in table(result)
