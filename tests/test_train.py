@@ -130,3 +130,28 @@ def test_bad_audio_in_pool(audio_dir: Path, tmp_path: Path) -> None:
     proc = _run_cli("pretrain", "--data", str(pool), "--out", str(tmp_path / "r"), *sum(
         (["--set", o] for o in TINY), []), check=False)
     assert proc.returncode == 2 and "broken.wav" in proc.stderr
+
+
+def test_torchrun_two_ranks_match_single_process(audio_dir: Path, tmp_path: Path) -> None:
+    """Two gloo ranks each see half of the batch; the global loss and weights match one
+    process on the whole batch (fp32, so only summation order differs)."""
+    common = ["pretrain", "--preset", "smoke", "--data", str(audio_dir), "--no-progress",
+              "--set", "train.steps=4", "--set", "train.num_threads=1",
+              "--set", "train.precision=fp32", "--set", "train.device=cpu"]
+    _run_cli(*common, "--out", str(tmp_path / "one"))
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "vit1d",
+         *common, "--out", str(tmp_path / "two")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    logs = {}
+    for name in ("one", "two"):
+        with open(tmp_path / name / "log.csv") as fh:
+            logs[name] = [float(r["loss"]) for r in csv.DictReader(fh)]
+    np.testing.assert_allclose(logs["two"], logs["one"], rtol=1e-4)
+    a = load_file(str(tmp_path / "one" / "model.safetensors"))
+    b = load_file(str(tmp_path / "two" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=1e-3)

@@ -194,7 +194,12 @@ def pretrain(
     files = read_manifest(data, cfg.data.split)
     manifest_dir = Path(data) if Path(data).is_dir() else Path(data).parent
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else manifest_dir / ".vit1d_cache"
-    cache = build_mel_cache(files, cache_dir, progress=show and rank == 0)
+    if rank == 0:  # one rank decodes; the others then open the finished cache
+        cache = build_mel_cache(files, cache_dir, progress=show)
+    if world > 1:
+        torch.distributed.barrier()
+    if rank != 0:
+        cache = build_mel_cache(files, cache_dir, progress=False)
     frames = cfg.model.max_frames
     sampler = PairSampler(
         cache.lengths, tc.batch_size, frames, round(cfg.data.max_distance_s * FRAME_RATE), cfg.seed
@@ -307,6 +312,8 @@ def pretrain(
         if log_fh:
             log_fh.close()
 
+    if world > 1:
+        torch.distributed.barrier()
     if rank == 0:
         save_pretrained(model, out_dir, extra)
         log = _read_log(log_path, tc.steps)
@@ -331,6 +338,8 @@ def pretrain(
 
             run["cpu_bf16_speedup"] = round(cpu_bf16_speedup(), 3)
         atomic_write_text(out_dir / "run.json", json.dumps(run, indent=2))
+    if world > 1:
+        torch.distributed.barrier()
     return out_dir
 
 
@@ -373,6 +382,9 @@ def _cli(args: Any) -> int:
         cfg, args.data, args.out, resume=True if args.resume else False,
         progress=False if args.no_progress else None,
     )
+    rank, _ = _dist_info()
+    if rank != 0:
+        return 0
     run = json.loads((out / "run.json").read_text())
     print(
         f"done: {run['steps']} steps, loss {run['first_loss']:.3f} -> {run['final_loss']:.3f}, "
