@@ -49,7 +49,7 @@ def test_cpu_info_is_recorded() -> None:
 
 
 def test_bench_writes_json_and_table(tmp_path) -> None:
-    result = run(tmp_path, pairs=2, steps=1, warmup=1, clips=2, reps=1,
+    result = run(tmp_path, pairs=2, steps=2, warmup=1, clips=2, reps=2,
                  model_kwargs={"dim": 32, "depth": 1, "heads": 2, "head_dims": [32]})
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["hardware"]["cpu"]["model"] == device.cpu_info().model

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +46,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_views_per_s(
-    model: ViT1D, device: torch.device, precision: str, fused: bool, pairs: int, steps: int,
-    warmup: int, compile_model: bool = False,
-) -> float:
-    """Median views/s over ``steps`` timed training steps (after ``warmup`` untimed ones)."""
-    torch.manual_seed(0)
+def training_step(
+    model: ViT1D, device: torch.device, precision: str, fused: bool, pairs: int,
+    compile_model: bool = False,
+) -> Callable[[], None]:
+    """A closure running one full training step on a fixed random batch of ``2 * pairs``
+    views: forward, NT-Xent, backward, AdamW."""
     model = model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     loss_fn = NTXent(0.1)
@@ -59,48 +61,60 @@ def train_views_per_s(
 
     fn = torch.compile(forward) if compile_model else forward
     x = torch.randn(2 * pairs, model.max_frames, model.n_mels, device=device) * 20 - 40
-    times = []
-    for i in range(warmup + steps):
-        _sync(device)
-        t0 = time.perf_counter()
+
+    def step() -> None:
         with autocast(device, precision):
             z = fn(x)
-        loss = loss_fn(z[:pairs], z[pairs:])
-        loss.backward()
+        loss_fn(z[:pairs], z[pairs:]).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
         _sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return 2 * pairs / statistics.median(times)
+
+    return step
 
 
-def inference_x_realtime(
-    model: ViT1D, device: torch.device, precision: str, fused: bool, clips: int, reps: int,
-) -> float:
-    """Seconds of audio embedded per second of wall time (waveform in, all tokens out)."""
+def inference_step(
+    model: ViT1D, device: torch.device, precision: str, fused: bool, clips: int,
+) -> Callable[[], None]:
+    """A closure embedding ``clips`` random 4 s waveforms: LogMel, then all tokens."""
     model = model.to(device).eval()
     logmel = LogMel().to(device)
     samples = int(CLIP_SECONDS * 16000) - 1  # 1 + 63999 // 512 = 125 frames fits 126
     wave = torch.randn(clips, samples, device=device) * 0.1
-    times = []
-    with torch.inference_mode():
-        for i in range(reps + 1):
-            _sync(device)
-            t0 = time.perf_counter()
+
+    def step() -> None:
+        with torch.inference_mode():
             mel = logmel(wave)
             with autocast(device, precision):
                 model(mel, fused=fused)
-            _sync(device)
-            if i:
-                times.append(time.perf_counter() - t0)
-    return clips * CLIP_SECONDS / statistics.median(times)
+        _sync(device)
+
+    return step
+
+
+def interleaved_medians(
+    steps: dict[str, Callable[[], None]], reps: int, warmup: int
+) -> dict[str, float]:
+    """Median seconds per call of each closure, timed in alternation (A, B, A, B, ...), so
+    that a background load or frequency change slows every setting alike and their ratio
+    stays fair."""
+    for fn in steps.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(reps):
+        for name, fn in steps.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def run(
-    out: Path, pairs: int = 32, steps: int = 4, warmup: int = 2, clips: int = 64, reps: int = 3,
+    out: Path, pairs: int = 32, steps: int = 5, warmup: int = 2, clips: int = 64, reps: int = 5,
     compile_model: bool = False, device_name: str = "auto", model_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Measure both paths, write ``out/bench.json`` and return its content."""
     device = select_device(device_name)
     precision = choose_precision(device, "auto")
     kwargs = model_kwargs or {}
@@ -109,12 +123,16 @@ def run(
         torch.manual_seed(0)
         return ViT1D(**kwargs)
 
-    ref_train = train_views_per_s(fresh(), device, "fp32", False, pairs, steps, warmup)
-    proj_train = train_views_per_s(fresh(), device, precision, True, pairs, steps, warmup,
-                                   compile_model)
-    fused_fp32 = train_views_per_s(fresh(), device, "fp32", True, pairs, steps, warmup)
-    ref_inf = inference_x_realtime(fresh(), device, "fp32", False, clips, reps)
-    proj_inf = inference_x_realtime(fresh(), device, precision, True, clips, reps)
+    train = interleaved_medians({
+        "reference": training_step(fresh(), device, "fp32", False, pairs),
+        "project": training_step(fresh(), device, precision, True, pairs, compile_model),
+    }, steps, warmup)
+    infer = interleaved_medians({
+        "reference": inference_step(fresh(), device, "fp32", False, clips),
+        "project": inference_step(fresh(), device, precision, True, clips),
+    }, reps, 1)
+    views = {k: 2 * pairs / v for k, v in train.items()}
+    realtime = {k: clips * CLIP_SECONDS / v for k, v in infer.items()}
     hw = hardware_summary(device)
     result = {
         "hardware": hw,
@@ -125,11 +143,12 @@ def run(
         "reference_path": {"precision": "fp32", "attention": "explicit", "compile": False},
         "model": fresh().config,
         "pairs_per_step": pairs,
-        "train_views_per_s": {"reference": round(ref_train, 2), "project": round(proj_train, 2),
-                              "fused_fp32": round(fused_fp32, 2)},
-        "train_speedup": round(proj_train / ref_train, 3),
-        "inference_x_realtime": {"reference": round(ref_inf, 1), "project": round(proj_inf, 1)},
-        "inference_speedup": round(proj_inf / ref_inf, 3),
+        "timed_steps": steps,
+        "train_views_per_s": {k: round(v, 2) for k, v in views.items()},
+        "train_speedup": round(views["project"] / views["reference"], 3),
+        "inference_x_realtime": {k: round(v, 1) for k, v in realtime.items()},
+        "inference_speedup": round(realtime["project"] / realtime["reference"], 3),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2))
@@ -141,9 +160,10 @@ def table(result: dict[str, Any]) -> str:
     flags = ", ".join(k for k in ("avx2", "avx512", "avx512_bf16", "amx") if cpu[k]) or "none"
     t, i = result["train_views_per_s"], result["inference_x_realtime"]
     p = result["project_path"]
+    load = f" | load average {result['load_average'][0]:.1f}" if result["load_average"] else ""
     lines = [
         f"device {result['hardware']['device']} | CPU {cpu['model']} ({flags}) | "
-        f"{result['hardware']['threads']} threads | torch {result['hardware']['torch']}",
+        f"{result['hardware']['threads']} threads | torch {result['hardware']['torch']}{load}",
         f"project path: {p['precision']}, fused attention, compile={p['compile']}",
         "",
         "| measure | fp32 eager reference | project path | ratio |",
@@ -166,7 +186,7 @@ def register(subparsers: Any) -> None:
 def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench", help="folder for bench.json (default: bench/)")
     p.add_argument("--pairs", type=int, default=32, help="positive pairs per training step")
-    p.add_argument("--steps", type=int, default=4, help="timed training steps per setting")
+    p.add_argument("--steps", type=int, default=5, help="timed training steps per setting")
     p.add_argument("--compile", action="store_true", help="torch.compile the project path")
     p.add_argument("--device", default="auto")
 
