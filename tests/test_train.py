@@ -155,3 +155,20 @@ def test_torchrun_two_ranks_match_single_process(audio_dir: Path, tmp_path: Path
     b = load_file(str(tmp_path / "two" / "model.safetensors"))
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=1e-3)
+
+
+def test_snapshots_for_emergence_curves(audio_dir: Path, tmp_path: Path) -> None:
+    from vit1d.train import snapshot_folders
+
+    out = pretrain("smoke", audio_dir, tmp_path / "run", progress=False, overrides={
+        "train": {"steps": 8, "checkpoint_every": 8, "snapshot_fractions": [0.25, 0.5, 1.0]},
+        "model": {"dim": 32, "depth": 1, "heads": 2, "head_dims": [32]},
+    })
+    snaps = snapshot_folders(out)
+    assert [s for s, _ in snaps] == [2, 4, 8]
+    final = load_file(str(out / "model.safetensors"))
+    last = load_file(str(snaps[-1][1] / "model.safetensors"))
+    first = load_file(str(snaps[0][1] / "model.safetensors"))
+    assert all(torch.equal(final[k], last[k]) for k in final)
+    assert not all(torch.equal(final[k], first[k]) for k in final)
+    assert load_pretrained(snaps[0][1]).config["dim"] == 32

@@ -74,6 +74,8 @@ class TrainConfig:
     batch_size: int = 32  # positive pairs per step (2 x batch_size views)
     steps: int = 1000
     checkpoint_every: int = 100
+    # model-only snapshots kept for emergence curves, at these fractions of ``steps``
+    snapshot_fractions: list[float] = field(default_factory=lambda: [0.1, 0.25, 0.5, 1.0])
     device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
     precision: str = "auto"
     compile: bool = False
@@ -218,6 +220,8 @@ def validate(cfg: Config) -> None:
         (cfg.optim.lr > 0, "optim.lr must be positive"),
         (len(cfg.optim.betas) == 2, "optim.betas must have two values"),
         (cfg.data.max_distance_s >= 0, "data.max_distance_s must be >= 0"),
+        (all(0 < f <= 1 for f in cfg.train.snapshot_fractions),
+         "train.snapshot_fractions must lie in (0, 1]"),
     ]
     for ok, message in checks:
         if not ok:

@@ -15,6 +15,10 @@ atomically with the weights, the optimiser and gradient-scaler state and the RNG
 schedules of the step, so a run killed at any moment and resumed ends with the same weights
 as an uninterrupted run (same hardware, precision and thread count).
 
+Snapshots for emergence curves: at each fraction of ``train.snapshot_fractions`` of the run
+a model-only folder ``snapshots/step-NNNNNNNN`` (loadable with :func:`vit1d.load_pretrained`)
+is kept for good; :func:`snapshot_folders` lists them.
+
 Outputs in ``out_dir``: ``model.safetensors`` + ``config.json`` (load with
 :func:`vit1d.load_pretrained`), ``log.csv`` (step, loss, lr, weight_decay, grad_norm,
 views_per_s, elapsed_s) and ``run.json`` (configuration, data, hardware, precision, timings).
@@ -235,6 +239,7 @@ def pretrain(
     if tc.compile:
         step_fn = torch.compile(step_fn)
 
+    snapshot_steps = {max(1, round(f * tc.steps)) for f in tc.snapshot_fractions}
     log_path = out_dir / "log.csv"
     extra = {"training": cfg.to_dict(), "vit1d_version": __version__}
     if rank == 0:
@@ -297,6 +302,10 @@ def pretrain(
                 })
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", views_s=f"{2 * tc.batch_size / dt:.1f}")
+            if rank == 0 and done in snapshot_steps:
+                save_checkpoint_folder(
+                    model, out_dir / "snapshots" / f"step-{done:08d}", {**extra, "step": done}
+                )
             if rank == 0 and (done % tc.checkpoint_every == 0 or done == tc.steps):
                 log_fh.flush()
                 os.fsync(log_fh.fileno())
@@ -341,6 +350,12 @@ def pretrain(
     if world > 1:
         torch.distributed.barrier()
     return out_dir
+
+
+def snapshot_folders(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(step, folder)`` of every model snapshot a run kept, in training order."""
+    folders = sorted(Path(run_dir).glob("snapshots/step-*"))
+    return [(int(f.name.split("-")[1]), f) for f in folders if (f / "config.json").is_file()]
 
 
 def _write_checkpoint(
