@@ -14,11 +14,12 @@ SYSTEM_STAMP := $(VENV)/.system-packages
 # Debian packages the tests and the book need (Chromium drives the browser test).
 APT_PACKAGES ?= chromium
 
-.PHONY: help install system-packages test test-all lint format bench corpus pretrain book site clean
+.PHONY: help install system-packages test test-book test-all lint format bench corpus pretrain book site clean
 
 help:
 	@echo "make book [PRESET=smoke|default|long|paper]   the whole pipeline and the book"
 	@echo "make test                                      the test suite (fast tests)"
+	@echo "make test-book                                 smoke book + browser test"
 	@echo "make test-all                                  every test, slow ones included"
 	@echo "make bench                                     throughput benchmark (JSON + table)"
 	@echo "make lint                                      ruff"
@@ -47,12 +48,17 @@ $(SYSTEM_STAMP): | $(STAMP)
 test: install system-packages
 	$(BIN)/python -m pytest
 
+# The smoke book end to end, then the browser test on it (headless Chromium, no network).
+test-book: install system-packages
+	$(BIN)/python -m vit1d.pipeline --preset smoke
+	$(BIN)/python -m pytest -m slow tests/test_book_browser.py
+
 test-all: install system-packages
 	$(BIN)/python -m pytest -m ""
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests notebooks book/_ext
+	$(BIN)/ruff format --check src tests notebooks book/_ext
 
 format: install
 	$(BIN)/ruff format src tests

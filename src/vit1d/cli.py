@@ -22,6 +22,7 @@ COMMANDS = [
     "vit1d.probe",
     "vit1d.analyses",
     "vit1d.bench",
+    "vit1d.pipeline",
 ]
 
 

@@ -1,0 +1,498 @@
+"""Figures and static explorers for the book's notebooks (matplotlib / seaborn / ipywidgets).
+
+The notebooks stay thin: they compute or load results and call one function here per figure,
+so no plotting code is copied between chapters. Every function takes arrays (NumPy or torch)
+and returns a matplotlib ``Figure`` (or draws on a given ``ax``); :func:`image_stack` returns
+an ipywidgets explorer that works in the static HTML book.
+
+Used by: ``notebooks/01_method.ipynb`` (:func:`logmel_figure`), ``notebooks/03_pretrain.ipynb``
+(:func:`training_figure`), ``notebooks/10_explorer.ipynb`` (:func:`matrix_figure`,
+:func:`image_stack`).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: Figure width in inches that fills the book's text column.
+WIDTH = 9.0
+
+
+def style() -> None:
+    """The book's look: seaborn's ``ticks`` theme, a readable size, tight PNGs."""
+    import matplotlib as mpl
+    import seaborn as sns
+
+    sns.set_theme(context="notebook", style="ticks", font_scale=0.9)
+    mpl.rcParams.update(
+        {
+            "figure.dpi": 100,
+            "savefig.dpi": 100,
+            "savefig.bbox": "tight",
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "image.cmap": "magma",
+        }
+    )
+
+
+def _np(x: Any) -> np.ndarray:
+    """A NumPy array from a tensor or array-like (detached, on the CPU, float)."""
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x)
+
+
+def fig_to_png(fig: Any, dpi: int = 100) -> bytes:
+    """PNG bytes of a figure, which is then closed (for :func:`image_stack`)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def logmel_figure(
+    mel: Any,
+    frame_rate: float,
+    wave: Any | None = None,
+    sample_rate: int | None = None,
+    title: str | None = None,
+    onsets: Sequence[float] | None = None,
+    segments: Sequence[tuple[float, float, str]] | None = None,
+) -> Any:
+    """A log-mel spectrogram ``(T, n_mels)`` in dB over time, optionally under its waveform,
+    with optional event times (onsets, beats) drawn as lines and labelled segments (chords)
+    written above it."""
+    import matplotlib.pyplot as plt
+
+    mel = _np(mel)
+    if mel.ndim == 3:
+        mel = mel[0]
+    rows = 2 if wave is not None else 1
+    fig, axes = plt.subplots(
+        rows,
+        1,
+        figsize=(WIDTH, 2.0 + 1.4 * rows),
+        sharex=True,
+        gridspec_kw={"height_ratios": [1, 3][-rows:]},
+        squeeze=False,
+    )
+    axes = axes[:, 0]
+    duration = mel.shape[0] / frame_rate
+    if wave is not None:
+        w = _np(wave).reshape(-1)
+        t = np.arange(w.size) / float(sample_rate or 1)
+        axes[0].plot(t, w, lw=0.4, color="0.2")
+        axes[0].set_ylabel("amplitude")
+    ax = axes[-1]
+    im = ax.imshow(
+        mel.T,
+        origin="lower",
+        aspect="auto",
+        extent=(-0.5 / frame_rate, duration - 0.5 / frame_rate, -0.5, mel.shape[1] - 0.5),
+        interpolation="nearest",
+    )
+    if onsets is not None:
+        for o in onsets:
+            ax.axvline(o, color="cyan", lw=0.6, alpha=0.7)
+    if segments:
+        for start, end, label in segments:
+            if start >= duration:
+                continue
+            ax.axvline(start, color="white", lw=0.8, alpha=0.8)
+            mid = (start + min(end, duration)) / 2
+            ax.text(
+                mid, mel.shape[1] * 1.02, label, ha="center", va="bottom", fontsize=7, clip_on=False
+            )
+    ax.set_xlim(0, duration)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("mel band")
+    fig.colorbar(im, ax=axes.tolist(), label="dB", pad=0.01, fraction=0.03)
+    if title:
+        axes[0].set_title(title, pad=16 if segments and wave is None else 6)
+    return fig
+
+
+def training_figure(log: Any, smooth: int | None = None) -> Any:
+    """Pretraining curves from ``log.csv`` (columns step, loss, lr, views_per_s): the loss
+    (raw and a rolling mean), the learning rate, and the throughput in views per second."""
+    import matplotlib.pyplot as plt
+
+    steps = np.asarray(log["step"])
+    loss = np.asarray(log["loss"], dtype=float)
+    n = len(steps)
+    smooth = smooth or max(1, n // 20)
+    fig, axes = plt.subplots(1, 3, figsize=(WIDTH + 3, 3.0))
+    axes[0].plot(steps, loss, lw=0.6, alpha=0.4, color="C0", label="per step")
+    if n >= smooth > 1:
+        kernel = np.ones(smooth) / smooth
+        axes[0].plot(
+            steps[smooth - 1 :],
+            np.convolve(loss, kernel, mode="valid"),
+            color="C0",
+            label=f"mean of {smooth}",
+        )
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel("NT-Xent loss")
+    axes[0].legend(frameon=False)
+    if "lr" in log:
+        axes[1].plot(steps, np.asarray(log["lr"], dtype=float), color="C1")
+        axes[1].set_xlabel("step")
+        axes[1].set_ylabel("learning rate")
+        axes[1].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    if "views_per_s" in log:
+        axes[2].plot(steps, np.asarray(log["views_per_s"], dtype=float), color="C2")
+        axes[2].set_xlabel("step")
+        axes[2].set_ylabel("views per second")
+        axes[2].set_ylim(bottom=0)
+    fig.tight_layout()
+    return fig
+
+
+def matrix_figure(
+    mat: Any,
+    title: str = "",
+    frame_rate: float | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+    cmap: str = "magma",
+    label: str = "",
+    size: float = 4.2,
+) -> Any:
+    """A square matrix (attention map, self-similarity matrix) with time axes in seconds when
+    ``frame_rate`` is given."""
+    import matplotlib.pyplot as plt
+
+    m = _np(mat)
+    fig, ax = plt.subplots(figsize=(size + 0.8, size))
+    extent = None
+    if frame_rate:
+        end = m.shape[1] / frame_rate
+        extent = (0.0, end, m.shape[0] / frame_rate, 0.0)
+    im = ax.imshow(m, cmap=cmap, vmin=vmin, vmax=vmax, extent=extent, interpolation="nearest")
+    unit = "time (s)" if frame_rate else "frame"
+    ax.set_xlabel(unit)
+    ax.set_ylabel(unit)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label=label, fraction=0.046, pad=0.03)
+    return fig
+
+
+def audio_player(wave: Any, sample_rate: int, title: str | None = None) -> Any:
+    """An HTML ``<audio>`` player with the clip embedded (Ogg Vorbis, about six times smaller
+    than the WAV of ``IPython.display.Audio``; WAV where libsndfile lacks Vorbis), so the
+    built book plays it with no file beside the page. ``title`` is shown above it."""
+    import base64
+    import html
+
+    import soundfile as sf
+    from IPython.display import HTML
+
+    w = _np(wave).astype(np.float32).reshape(-1)
+    peak = float(np.max(np.abs(w))) if w.size else 0.0
+    if peak > 1.0:
+        w = w / peak
+    buf = io.BytesIO()
+    try:
+        sf.write(buf, w, sample_rate, format="OGG", subtype="VORBIS")
+        mime = "audio/ogg"
+    except (ValueError, RuntimeError, sf.LibsndfileError):
+        buf = io.BytesIO()
+        sf.write(buf, w, sample_rate, format="WAV", subtype="PCM_16")
+        mime = "audio/wav"
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    head = f"<div class='vit1d-audio-title'>{html.escape(title)}</div>" if title else ""
+    return HTML(
+        f"<div class='vit1d-audio'>{head}<audio controls preload='metadata' "
+        f"src='data:{mime};base64,{data}'></audio></div>"
+    )
+
+
+def cosine_ssm(tokens: Any) -> np.ndarray:
+    """Cosine self-similarity ``(T, T)`` of token vectors ``(T, D)``."""
+    x = _np(tokens).astype(np.float64)
+    x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    return x @ x.T
+
+
+def image_stack(
+    images: Sequence[bytes],
+    labels: Sequence[str],
+    description: str = "layer",
+    width: str = "520px",
+    start: int = 0,
+) -> Any:
+    """A static explorer: a slider ``jslink``-ed to an ``ipywidgets.Stack`` of pre-rendered
+    PNG images (and a second Stack of captions). The link runs in the browser, so it works in
+    the built HTML book without a kernel (DESIGN section 5)."""
+    import ipywidgets as w
+
+    if len(images) != len(labels) or not images:
+        raise ValueError("image_stack needs one label per image and at least one image")
+    pictures = [w.Image(value=png, format="png", layout=w.Layout(width=width)) for png in images]
+    captions = [w.HTML(value=f"<b>{label}</b>") for label in labels]
+    stack = w.Stack(pictures, selected_index=start)
+    caption = w.Stack(captions, selected_index=start)
+    slider = w.IntSlider(
+        value=start,
+        min=0,
+        max=len(images) - 1,
+        step=1,
+        description=description,
+        continuous_update=True,
+        layout=w.Layout(width=width),
+    )
+    w.jslink((slider, "value"), (stack, "selected_index"))
+    w.jslink((slider, "value"), (caption, "selected_index"))
+    box = w.VBox([w.HBox([slider, caption]), stack])
+    box.add_class("vit1d-explorer")
+    return box
+
+
+# --- attention and self-similarity figures ---
+# Used by notebooks/06_attention.ipynb, notebooks/07_self_similarity.ipynb, vit1d.analyses
+# (--figures) and vit1d.widgets. They read the tidy tables of vit1d.analyses.
+
+
+def _head_order(heads: Sequence[str]) -> list[str]:
+    """Heads in reading order: numbered heads, then ``mean``, then ``rollout``."""
+    heads = [str(h) for h in heads]
+    numbered = sorted((h for h in heads if h.isdigit()), key=int)
+    return numbered + [h for h in ("mean", "rollout") if h in heads]
+
+
+def onset_heatmap(
+    summary: Any,
+    method: str | None = None,
+    models: Sequence[str] = ("trained", "random"),
+    metric: str = "f",
+) -> Any:
+    """Layer x head heatmaps of onset F-measure for one onset curve (default: the trained
+    model's best), one panel per model on a shared colour scale; the spectral-flux score is
+    given in the title. ``summary``: ``onsets_summary.csv`` of :mod:`vit1d.analyses`."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    s = summary.copy()
+    s["head"] = s["head"].astype(str)
+    if method is None:
+        trained = s[s["model"] == models[0]]
+        method = str(trained.sort_values(metric, ascending=False)["method"].iloc[0])
+    sel = s[(s["method"] == method) & s["model"].isin(models)]
+    vmax = float(max(sel[metric].max(), 1e-9))
+    flux = s[s["model"] == "spectral_flux"]
+    fig, axes = plt.subplots(
+        1, len(models), figsize=(WIDTH, 0.28 * sel["layer"].nunique() + 1.6), squeeze=False
+    )
+    for ax, name in zip(axes[0], models, strict=True):
+        m = sel[sel["model"] == name]
+        table = m.pivot(index="layer", columns="head", values=metric)
+        table = table[_head_order(table.columns)]
+        sns.heatmap(
+            table,
+            ax=ax,
+            vmin=0,
+            vmax=vmax,
+            cmap="magma",
+            annot=True,
+            fmt=".2f",
+            annot_kws={"fontsize": 7},
+            cbar=ax is axes[0][-1],
+            cbar_kws={"label": f"onset {metric}"},
+        )
+        ax.set_title(name)
+        ax.set_xlabel("head")
+        ax.set_ylabel("layer")
+    title = f"onset curve '{method}'"
+    if len(flux):
+        title += f" (spectral flux: {metric} = {flux[metric].iloc[0]:.2f})"
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def onset_curves_figure(
+    curves: dict[str, Any],
+    frame_rate: float,
+    onsets: Sequence[float] | None = None,
+    peaks: dict[str, Sequence[float]] | None = None,
+    title: str = "",
+) -> Any:
+    """Onset curves (each min-max normalised) stacked over time, with the labelled onsets as
+    vertical lines and each curve's picked peaks as dots."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.7 * len(curves) + 1.2))
+    for i, (label, curve) in enumerate(curves.items()):
+        c = _np(curve).astype(float)
+        span = float(c.max() - c.min()) or 1.0
+        c = (c - c.min()) / span
+        t = np.arange(c.size) / frame_rate
+        offset = len(curves) - 1 - i
+        ax.plot(t, c * 0.85 + offset, lw=0.9, color=f"C{i}")
+        ax.text(t[-1] if t.size else 0, offset + 0.4, f" {label}", fontsize=8, va="center")
+        if peaks and label in peaks:
+            p = np.asarray(peaks[label], dtype=float)
+            idx = np.clip(np.round(p * frame_rate).astype(int), 0, max(c.size - 1, 0))
+            ax.plot(p, c[idx] * 0.85 + offset, "o", ms=3, color=f"C{i}")
+    for o in onsets if onsets is not None else ():
+        ax.axvline(o, color="0.5", lw=0.6, ls="--", zorder=0)
+    ax.set_yticks([])
+    ax.set_xlabel("time (s)")
+    ax.set_title(title or "onset curves (dashed: labelled onsets)")
+    return fig
+
+
+def ssm_score_heatmap(
+    summary: Any,
+    value: str = "above_chance",
+    models: Sequence[str] = ("trained", "random", "logmel"),
+) -> Any:
+    """Layer x dimension heatmaps of SSM agreement (Spearman score minus its time-shift
+    chance level by default), one panel per model on a shared, zero-centred colour scale.
+    ``summary``: ``ssm_summary.csv`` of :mod:`vit1d.analyses`."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    models = [m for m in models if m in set(summary["model"])]
+    dims = list(dict.fromkeys(summary["dimension"]))
+    sel = summary[summary["model"].isin(models)]
+    lim = float(np.nanmax(np.abs(sel[value]))) or 1.0
+    rows = [summary[summary["model"] == m]["layer"].nunique() for m in models]
+    fig, axes = plt.subplots(
+        1,
+        len(models),
+        figsize=(WIDTH + 1, 0.28 * max(rows) + 2.0),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [3 if r > 1 else 2 for r in rows]},
+    )
+    for ax, name in zip(axes[0], models, strict=True):
+        m = summary[summary["model"] == name]
+        table = m.pivot(index="layer", columns="dimension", values=value)[dims]
+        sns.heatmap(
+            table,
+            ax=ax,
+            vmin=-lim,
+            vmax=lim,
+            cmap="RdBu_r",
+            annot=True,
+            fmt=".2f",
+            annot_kws={"fontsize": 7},
+            cbar=ax is axes[0][-1],
+            cbar_kws={"label": "Spearman - chance" if value == "above_chance" else value},
+        )
+        ax.set_title(name)
+        ax.set_xlabel("")
+        ax.set_ylabel("layer")
+    fig.tight_layout()
+    return fig
+
+
+def ssm_panels(
+    matrices: dict[str, Any],
+    frame_rate: float | None = None,
+    ncols: int = 4,
+    size: float = 2.2,
+    title: str = "",
+) -> Any:
+    """A grid of SSMs (layers and references of one clip window), each on its own colour
+    scale, time in seconds when ``frame_rate`` is given."""
+    import matplotlib.pyplot as plt
+
+    n = len(matrices)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols, size * nrows + 0.3), squeeze=False
+    )
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    for ax, (label, mat) in zip(axes.flat, matrices.items(), strict=False):
+        m = _np(mat)
+        extent = None
+        if frame_rate:
+            end = m.shape[0] / frame_rate
+            extent = (0.0, end, end, 0.0)
+        ax.imshow(m, cmap="magma", extent=extent, interpolation="nearest")
+        ax.set_title(label, fontsize=9)
+        ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def novelty_layers_figure(novelty_summary: Any, metric: str = "f") -> Any:
+    """Chord-change detection per layer from SSM novelty: one line per model with layers,
+    horizontal lines for the one-layer references (chroma, log-mel input)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.7, 3.2))
+    i = 0
+    for name, g in novelty_summary.groupby("model", sort=False):
+        g = g.sort_values("layer")
+        if len(g) > 1:
+            ax.plot(g["layer"], g[metric], "o-", label=name, color=f"C{i}")
+        else:
+            ax.axhline(float(g[metric].iloc[0]), ls="--", label=name, color=f"C{i}")
+        i += 1
+    ax.set_xlabel("layer (0 = embeddings)")
+    ax.set_ylabel(f"chord-change {metric} (0.5 s)")
+    ax.set_ylim(0, 1)
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def explorer_figure(
+    mel: Any,
+    attention: Any,
+    curve: Any,
+    ssm: Any,
+    frame_rate: float,
+    onsets: Sequence[float] | None = None,
+    peaks: Sequence[float] | None = None,
+    title: str = "",
+) -> Any:
+    """The explorer's view of one clip window, layer and head: the log-mel with labelled
+    onsets, the frame-to-frame attention map, the onset curve read from it (peaks as dots)
+    against the labels, and the layer's token SSM."""
+    import matplotlib.pyplot as plt
+
+    mel, a, c, s = _np(mel), _np(attention), _np(curve).astype(float), _np(ssm)
+    end = mel.shape[0] / frame_rate
+    fig = plt.figure(figsize=(WIDTH, 6.4))
+    grid = fig.add_gridspec(3, 2, height_ratios=[1.0, 0.6, 2.2])
+    ax_mel = fig.add_subplot(grid[0, :])
+    ax_curve = fig.add_subplot(grid[1, :], sharex=ax_mel)
+    ax_att = fig.add_subplot(grid[2, 0])
+    ax_ssm = fig.add_subplot(grid[2, 1])
+    ax_mel.imshow(mel.T, origin="lower", aspect="auto", extent=(0, end, 0, mel.shape[1]))
+    ax_mel.set_ylabel("mel band")
+    t = np.arange(c.size) / frame_rate
+    ax_curve.plot(t, c, lw=0.9, color="C0")
+    if peaks is not None and len(peaks):
+        p = np.asarray(peaks, dtype=float)
+        idx = np.clip(np.round(p * frame_rate).astype(int), 0, c.size - 1)
+        ax_curve.plot(p, c[idx], "o", ms=3, color="C3")
+    for o in onsets if onsets is not None else ():
+        ax_mel.axvline(o, color="cyan", lw=0.6, alpha=0.8)
+        ax_curve.axvline(o, color="0.5", lw=0.6, ls="--", zorder=0)
+    ax_curve.set_ylabel("onset curve")
+    ax_curve.set_xlabel("time (s)")
+    ax_curve.set_xlim(0, end)
+    for ax, m, label in ((ax_att, a, "attention (query x key)"), (ax_ssm, s, "token SSM")):
+        ax.imshow(m, cmap="magma", extent=(0, end, end, 0), interpolation="nearest")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("time (s)")
+    ax_att.set_ylabel("time (s)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
