@@ -311,7 +311,11 @@ def onset_heatmap(
         ax.set_ylabel("layer")
     title = f"onset curve '{method}'"
     if len(flux):
-        title += f" (spectral flux: {metric} = {flux[metric].iloc[0]:.2f})"
+        title += f" (spectral flux: {metric} = {flux[metric].iloc[0]:.2f}"
+        chance = s[s["model"] == "chance"]
+        if len(chance):
+            title += f", chance: {chance[metric].iloc[0]:.2f}"
+        title += ")"
     fig.suptitle(title)
     fig.tight_layout()
     return fig
@@ -409,7 +413,7 @@ def ssm_panels(
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(size * ncols, size * nrows + 0.3), squeeze=False
+        nrows, ncols, figsize=(size * ncols, (size + 0.35) * nrows + 0.3), squeeze=False
     )
     for ax in axes.flat[n:]:
         ax.axis("off")
@@ -442,8 +446,11 @@ def novelty_layers_figure(novelty_summary: Any, metric: str = "f") -> Any:
         else:
             ax.axhline(float(g[metric].iloc[0]), ls="--", label=name, color=f"C{i}")
         i += 1
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer (0 = embeddings)")
-    ax.set_ylabel(f"chord-change {metric} (0.5 s)")
+    ax.set_ylabel(f"chord-change {metric}")
     ax.set_ylim(0, 1)
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
