@@ -18,6 +18,7 @@ def fake_cpu(monkeypatch):
         info = replace(device.cpu_info(), avx512_bf16=avx512_bf16, amx=amx)
         monkeypatch.setattr(device, "cpu_info", lambda: info)
         monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: speedup)
+
     return _set
 
 
@@ -49,8 +50,15 @@ def test_cpu_info_is_recorded() -> None:
 
 
 def test_bench_writes_json_and_table(tmp_path) -> None:
-    result = run(tmp_path, pairs=2, steps=2, warmup=1, clips=2, reps=2,
-                 model_kwargs={"dim": 32, "depth": 1, "heads": 2, "head_dims": [32]})
+    result = run(
+        tmp_path,
+        pairs=2,
+        steps=2,
+        warmup=1,
+        clips=2,
+        reps=2,
+        model_kwargs={"dim": 32, "depth": 1, "heads": 2, "head_dims": [32]},
+    )
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["hardware"]["cpu"]["model"] == device.cpu_info().model
     for key in ("train_speedup", "inference_speedup"):

@@ -43,7 +43,9 @@ def test_log_and_layout() -> None:
     assert out.shape == (2, 126, 128)
     ref = librosa.power_to_db(
         librosa.feature.melspectrogram(y=y, sr=16000, n_fft=1024, hop_length=512, n_mels=128),
-        ref=1.0, amin=AMIN, top_db=None,
+        ref=1.0,
+        amin=AMIN,
+        top_db=None,
     ).T
     np.testing.assert_allclose(out[0].numpy(), ref, atol=5e-3)
     # halving the amplitude lowers every unfloored band by 20 log10(2) dB

@@ -19,8 +19,13 @@ from vit1d import load_pretrained
 from vit1d.config import load_config
 from vit1d.train import lr_at, pretrain, weight_decay_at
 
-TINY = ["model.dim=32", "model.depth=2", "model.heads=2", "model.head_dims=[64,32]",
-        "train.num_threads=1"]
+TINY = [
+    "model.dim=32",
+    "model.depth=2",
+    "model.heads=2",
+    "model.head_dims=[64,32]",
+    "train.num_threads=1",
+]
 
 
 def _run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -33,8 +38,13 @@ def _run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def test_smoke_pretrain_loss_decreases(audio_dir: Path, tmp_path: Path) -> None:
-    out = pretrain("smoke", audio_dir, tmp_path / "run", progress=False,
-                   overrides={"train": {"steps": 30, "checkpoint_every": 10}})
+    out = pretrain(
+        "smoke",
+        audio_dir,
+        tmp_path / "run",
+        progress=False,
+        overrides={"train": {"steps": 30, "checkpoint_every": 10}},
+    )
     with open(out / "log.csv") as fh:
         losses = [float(r["loss"]) for r in csv.DictReader(fh)]
     assert len(losses) == 30
@@ -45,7 +55,9 @@ def test_smoke_pretrain_loss_decreases(audio_dir: Path, tmp_path: Path) -> None:
     assert torch.isfinite(out_a.cls).all()
     no_head = load_pretrained(out, head=False)
     assert no_head.head is None
-    torch.testing.assert_close(no_head(torch.zeros(1, 10, 128)).cls, model(torch.zeros(1, 10, 128)).cls)
+    torch.testing.assert_close(
+        no_head(torch.zeros(1, 10, 128)).cls, model(torch.zeros(1, 10, 128)).cls
+    )
 
 
 def test_schedules() -> None:
@@ -66,14 +78,27 @@ def _latest_step(run: Path) -> int:
 
 
 def test_sigkill_resume_is_exact(audio_dir: Path, tmp_path: Path) -> None:
-    common = ["--preset", "smoke", "--data", str(audio_dir), "--no-progress",
-              "--set", "train.steps=24", "--set", "train.checkpoint_every=4",
-              "--set", "train.num_threads=1"]
+    common = [
+        "--preset",
+        "smoke",
+        "--data",
+        str(audio_dir),
+        "--no-progress",
+        "--set",
+        "train.steps=24",
+        "--set",
+        "train.checkpoint_every=4",
+        "--set",
+        "train.num_threads=1",
+    ]
     _run_cli("pretrain", *common, "--out", str(tmp_path / "straight"))
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "vit1d", "pretrain", *common, "--out",
-                             str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vit1d", "pretrain", *common, "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 240
     while _latest_step(killed) < 8 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
@@ -107,8 +132,9 @@ def test_sigkill_resume_is_exact(audio_dir: Path, tmp_path: Path) -> None:
     ],
 )
 def test_cli_user_errors(audio_dir: Path, tmp_path: Path, args: list[str], needle: str) -> None:
-    proc = _run_cli("pretrain", "--data", str(audio_dir), "--out", str(tmp_path / "r"), *args,
-                    check=False)
+    proc = _run_cli(
+        "pretrain", "--data", str(audio_dir), "--out", str(tmp_path / "r"), *args, check=False
+    )
     assert proc.returncode == 2
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
@@ -118,7 +144,9 @@ def test_manifest_with_missing_files(tmp_path: Path) -> None:
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("audio,split\nnot_there.wav,train\nalso_gone.wav,train\n")
     proc = _run_cli("pretrain", "--data", str(manifest), "--out", str(tmp_path / "r"), check=False)
-    assert proc.returncode == 2 and "not_there.wav" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.returncode == 2 and "not_there.wav" in proc.stderr and "Traceback" not in proc.stderr
+    )
 
 
 def test_bad_audio_in_pool(audio_dir: Path, tmp_path: Path) -> None:
@@ -127,23 +155,54 @@ def test_bad_audio_in_pool(audio_dir: Path, tmp_path: Path) -> None:
     for f in sorted(audio_dir.glob("*.wav"))[:3]:
         (pool / f.name).write_bytes(f.read_bytes())
     (pool / "broken.wav").write_bytes(b"garbage")
-    proc = _run_cli("pretrain", "--data", str(pool), "--out", str(tmp_path / "r"), *sum(
-        (["--set", o] for o in TINY), []), check=False)
+    proc = _run_cli(
+        "pretrain",
+        "--data",
+        str(pool),
+        "--out",
+        str(tmp_path / "r"),
+        *sum((["--set", o] for o in TINY), []),
+        check=False,
+    )
     assert proc.returncode == 2 and "broken.wav" in proc.stderr
 
 
 def test_torchrun_two_ranks_match_single_process(audio_dir: Path, tmp_path: Path) -> None:
     """Two gloo ranks each see half of the batch; the global loss and weights match one
     process on the whole batch (fp32, so only summation order differs)."""
-    common = ["pretrain", "--preset", "smoke", "--data", str(audio_dir), "--no-progress",
-              "--set", "train.steps=4", "--set", "train.num_threads=1",
-              "--set", "train.precision=fp32", "--set", "train.device=cpu"]
+    common = [
+        "pretrain",
+        "--preset",
+        "smoke",
+        "--data",
+        str(audio_dir),
+        "--no-progress",
+        "--set",
+        "train.steps=4",
+        "--set",
+        "train.num_threads=1",
+        "--set",
+        "train.precision=fp32",
+        "--set",
+        "train.device=cpu",
+    ]
     _run_cli(*common, "--out", str(tmp_path / "one"))
     torchrun = Path(sys.executable).with_name("torchrun")
     proc = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "vit1d",
-         *common, "--out", str(tmp_path / "two")],
-        capture_output=True, text=True, timeout=300,
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "vit1d",
+            *common,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     logs = {}
@@ -160,10 +219,16 @@ def test_torchrun_two_ranks_match_single_process(audio_dir: Path, tmp_path: Path
 def test_snapshots_for_emergence_curves(audio_dir: Path, tmp_path: Path) -> None:
     from vit1d.train import snapshot_folders
 
-    out = pretrain("smoke", audio_dir, tmp_path / "run", progress=False, overrides={
-        "train": {"steps": 8, "checkpoint_every": 8, "snapshot_fractions": [0.25, 0.5, 1.0]},
-        "model": {"dim": 32, "depth": 1, "heads": 2, "head_dims": [32]},
-    })
+    out = pretrain(
+        "smoke",
+        audio_dir,
+        tmp_path / "run",
+        progress=False,
+        overrides={
+            "train": {"steps": 8, "checkpoint_every": 8, "snapshot_fractions": [0.25, 0.5, 1.0]},
+            "model": {"dim": 32, "depth": 1, "heads": 2, "head_dims": [32]},
+        },
+    )
     snaps = snapshot_folders(out)
     assert [s for s, _ in snaps] == [2, 4, 8]
     final = load_file(str(out / "model.safetensors"))

@@ -47,7 +47,11 @@ def _sync(device: torch.device) -> None:
 
 
 def training_step(
-    model: ViT1D, device: torch.device, precision: str, fused: bool, pairs: int,
+    model: ViT1D,
+    device: torch.device,
+    precision: str,
+    fused: bool,
+    pairs: int,
     compile_model: bool = False,
 ) -> Callable[[], None]:
     """A closure running one full training step on a fixed random batch of ``2 * pairs``
@@ -74,7 +78,11 @@ def training_step(
 
 
 def inference_step(
-    model: ViT1D, device: torch.device, precision: str, fused: bool, clips: int,
+    model: ViT1D,
+    device: torch.device,
+    precision: str,
+    fused: bool,
+    clips: int,
 ) -> Callable[[], None]:
     """A closure embedding ``clips`` random 4 s waveforms: LogMel, then all tokens."""
     model = model.to(device).eval()
@@ -111,8 +119,15 @@ def interleaved_medians(
 
 
 def run(
-    out: Path, pairs: int = 32, steps: int = 5, warmup: int = 2, clips: int = 64, reps: int = 5,
-    compile_model: bool = False, device_name: str = "auto", model_kwargs: dict[str, Any] | None = None,
+    out: Path,
+    pairs: int = 32,
+    steps: int = 5,
+    warmup: int = 2,
+    clips: int = 64,
+    reps: int = 5,
+    compile_model: bool = False,
+    device_name: str = "auto",
+    model_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Measure both paths, write ``out/bench.json`` and return its content."""
     device = select_device(device_name)
@@ -123,20 +138,29 @@ def run(
         torch.manual_seed(0)
         return ViT1D(**kwargs)
 
-    train = interleaved_medians({
-        "reference": training_step(fresh(), device, "fp32", False, pairs),
-        "project": training_step(fresh(), device, precision, True, pairs, compile_model),
-    }, steps, warmup)
-    infer = interleaved_medians({
-        "reference": inference_step(fresh(), device, "fp32", False, clips),
-        "project": inference_step(fresh(), device, precision, True, clips),
-    }, reps, 1)
+    train = interleaved_medians(
+        {
+            "reference": training_step(fresh(), device, "fp32", False, pairs),
+            "project": training_step(fresh(), device, precision, True, pairs, compile_model),
+        },
+        steps,
+        warmup,
+    )
+    infer = interleaved_medians(
+        {
+            "reference": inference_step(fresh(), device, "fp32", False, clips),
+            "project": inference_step(fresh(), device, precision, True, clips),
+        },
+        reps,
+        1,
+    )
     views = {k: 2 * pairs / v for k, v in train.items()}
     realtime = {k: clips * CLIP_SECONDS / v for k, v in infer.items()}
     hw = hardware_summary(device)
     result = {
         "hardware": hw,
-        "native_bf16": bool(hw["cpu"]["amx"] or hw["cpu"]["avx512_bf16"]) if device.type == "cpu"
+        "native_bf16": bool(hw["cpu"]["amx"] or hw["cpu"]["avx512_bf16"])
+        if device.type == "cpu"
         else device.type == "cuda",
         "cpu_bf16_block_speedup": round(cpu_bf16_speedup(), 3) if device.type == "cpu" else None,
         "project_path": {"precision": precision, "attention": "fused", "compile": compile_model},
@@ -177,8 +201,11 @@ def table(result: dict[str, Any]) -> str:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("bench", help="throughput benchmark (training and inference)",
-                              description=__doc__.split("\n\n")[0])
+    p = subparsers.add_parser(
+        "bench",
+        help="throughput benchmark (training and inference)",
+        description=__doc__.split("\n\n")[0],
+    )
     _add_args(p)
     p.set_defaults(func=_cli)
 
@@ -192,8 +219,13 @@ def _add_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cli(args: argparse.Namespace) -> int:
-    result = run(Path(args.out), pairs=args.pairs, steps=args.steps,
-                 compile_model=args.compile, device_name=args.device)
+    result = run(
+        Path(args.out),
+        pairs=args.pairs,
+        steps=args.steps,
+        compile_model=args.compile,
+        device_name=args.device,
+    )
     print(table(result))
     print(f"\nwritten: {Path(args.out) / 'bench.json'}")
     return 0

@@ -42,7 +42,9 @@ def _atomic_save(write, path: Path) -> None:
 
 
 def save_pretrained(
-    model: ViT1D, folder: str | Path, extra: dict[str, Any] | None = None,
+    model: ViT1D,
+    folder: str | Path,
+    extra: dict[str, Any] | None = None,
     state: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model.safetensors`` and ``config.json`` (and ``state.pt`` if given) into
@@ -59,7 +61,9 @@ def save_pretrained(
 
 
 def save_checkpoint_folder(
-    model: ViT1D, folder: str | Path, extra: dict[str, Any] | None = None,
+    model: ViT1D,
+    folder: str | Path,
+    extra: dict[str, Any] | None = None,
     state: dict[str, Any] | None = None,
 ) -> Path:
     """Like :func:`save_pretrained`, but the whole folder appears at once: it is written

@@ -38,6 +38,7 @@ class ModelConfig:
     head_dims: list[int] = field(default_factory=lambda: [1024, 1024, 2048])
     input_mean: float = -40.0
     input_std: float = 20.0
+    mask_token: bool = False  # set by the masked objective
 
 
 @dataclass
@@ -64,7 +65,15 @@ class OptimConfig:
 
 @dataclass
 class LossConfig:
+    """``objective``: contrastive (the paper: NT-Xent on the class token) or masked (the
+    foil: BEST-RQ-style prediction of quantised masked frames, :mod:`vit1d.masked`)."""
+
+    objective: str = "contrastive"
     temperature: float = 0.1
+    mask_ratio: float = 0.4  # masked: fraction of frames hidden per view
+    mask_span: int = 5  # masked: frames per masked span (160 ms)
+    codebook_size: int = 1024  # masked: random-projection quantiser codes
+    code_dim: int = 16
 
 
 @dataclass
@@ -214,14 +223,27 @@ def validate(cfg: Config) -> None:
         (cfg.train.batch_size >= 1, "train.batch_size must be at least 1"),
         (cfg.train.steps >= 1, "train.steps must be at least 1"),
         (cfg.train.checkpoint_every >= 1, "train.checkpoint_every must be at least 1"),
-        (cfg.train.precision in ("auto", "fp32", "bf16", "fp16"),
-         "train.precision must be auto, fp32, bf16 or fp16"),
+        (
+            cfg.train.precision in ("auto", "fp32", "bf16", "fp16"),
+            "train.precision must be auto, fp32, bf16 or fp16",
+        ),
         (cfg.loss.temperature > 0, "loss.temperature must be positive"),
+        (
+            cfg.loss.objective in ("contrastive", "masked"),
+            "loss.objective must be contrastive or masked",
+        ),
+        (0 < cfg.loss.mask_ratio < 1, "loss.mask_ratio must lie in (0, 1)"),
+        (
+            cfg.loss.mask_span >= 1 and cfg.loss.codebook_size >= 2 and cfg.loss.code_dim >= 1,
+            "loss.mask_span, loss.codebook_size and loss.code_dim must be positive",
+        ),
         (cfg.optim.lr > 0, "optim.lr must be positive"),
         (len(cfg.optim.betas) == 2, "optim.betas must have two values"),
         (cfg.data.max_distance_s >= 0, "data.max_distance_s must be >= 0"),
-        (all(0 < f <= 1 for f in cfg.train.snapshot_fractions),
-         "train.snapshot_fractions must lie in (0, 1]"),
+        (
+            all(0 < f <= 1 for f in cfg.train.snapshot_fractions),
+            "train.snapshot_fractions must lie in (0, 1]",
+        ),
     ]
     for ok, message in checks:
         if not ok:

@@ -104,7 +104,9 @@ class MelCache:
 
 
 def build_mel_cache(
-    files: list[Path], cache_dir: str | Path, device: torch.device | None = None,
+    files: list[Path],
+    cache_dir: str | Path,
+    device: torch.device | None = None,
     progress: bool = True,
 ) -> MelCache:
     """Decode every file once and store its log-mel; reuse the cache when files are unchanged.

@@ -33,11 +33,17 @@ def select_device(preference: str = "auto") -> torch.device:
     try:
         device = torch.device(preference)
     except RuntimeError:
-        raise UserError(f"unknown device {preference!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        raise UserError(
+            f"unknown device {preference!r}; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {preference!r} asked for, but CUDA is not available; use auto or cpu")
+        raise UserError(
+            f"device {preference!r} asked for, but CUDA is not available; use auto or cpu"
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"device {preference!r} asked for, but MPS is not available; use auto or cpu")
+        raise UserError(
+            f"device {preference!r} asked for, but MPS is not available; use auto or cpu"
+        )
     return device
 
 

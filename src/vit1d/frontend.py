@@ -77,7 +77,9 @@ class LogMel(nn.Module):
         if wave.dim() == 1:
             wave = wave.unsqueeze(0)
         if wave.dim() != 2:
-            raise ValueError(f"LogMel expects a waveform (B, samples), got shape {tuple(wave.shape)}")
+            raise ValueError(
+                f"LogMel expects a waveform (B, samples), got shape {tuple(wave.shape)}"
+            )
         with torch.autocast(wave.device.type, enabled=False):
             spec = torch.stft(
                 wave.float(),
@@ -109,7 +111,9 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"audio file not found: {path} (check the path, or the manifest that names it)")
+        raise UserError(
+            f"audio file not found: {path} (check the path, or the manifest that names it)"
+        )
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types for corrupt files

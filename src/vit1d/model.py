@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "head_dims": [1024, 1024, 2048],
     "input_mean": -40.0,
     "input_std": 20.0,
+    "mask_token": False,
 }
 
 
@@ -161,6 +162,8 @@ class ViT1D(nn.Module):
         )
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = projection_head(dim, cfg["head"], cfg["head_dims"])
+        # learned stand-in for masked frames (masked-modelling objective only)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim)) if cfg["mask_token"] else None
         self.reset_parameters()
 
     @property
@@ -175,6 +178,8 @@ class ViT1D(nn.Module):
         """ViT initialisation: truncated normal (std 0.02) weights, zero biases."""
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.mask_token is not None:
+            nn.init.trunc_normal_(self.mask_token, std=0.02)
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
@@ -191,8 +196,11 @@ class ViT1D(nn.Module):
             if include_head or not name.startswith("head.")
         )
 
-    def embed(self, mel: torch.Tensor) -> torch.Tensor:
-        """Frame projection, class token and positions: ``(B, T, n_mels) -> (B, 1 + T, dim)``."""
+    def embed(self, mel: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Frame projection, class token and positions: ``(B, T, n_mels) -> (B, 1 + T, dim)``.
+
+        ``frame_mask`` ``(B, T)`` (True = hidden) replaces those projected frames by the
+        learned mask token before the class token is formed (masked-modelling objective)."""
         if mel.dim() != 3 or mel.shape[-1] != self.n_mels:
             raise ValueError(
                 f"ViT1D expects log-mel (B, T, {self.n_mels}), got shape {tuple(mel.shape)}"
@@ -207,6 +215,10 @@ class ViT1D(nn.Module):
                 "(vit1d's embedding code does this) instead of feeding it whole"
             )
         x = self.frame_proj((mel - self.input_mean) / self.input_std)
+        if frame_mask is not None:
+            if self.mask_token is None:
+                raise ValueError("this model has no mask token; build it with mask_token=True")
+            x = torch.where(frame_mask[..., None], self.mask_token.to(x.dtype), x)
         cls = self.cls_token.expand(x.shape[0], -1, -1) + x.mean(dim=1, keepdim=True)
         x = torch.cat([cls, x], dim=1)
         return x + self.pos_embed[:, : 1 + t]
@@ -217,9 +229,11 @@ class ViT1D(nn.Module):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         fused: bool = True,
+        frame_mask: torch.Tensor | None = None,
     ) -> ViTOutput:
-        """Run the backbone; ``fused=False`` forces the explicit attention path."""
-        x = self.embed(mel)
+        """Run the backbone; ``fused=False`` forces the explicit attention path;
+        ``frame_mask`` hides frames behind the mask token (see :meth:`embed`)."""
+        x = self.embed(mel, frame_mask)
         hidden = [x] if output_hidden_states else None
         attentions = [] if output_attentions else None
         for block in self.blocks:

@@ -3,7 +3,9 @@
 :func:`pretrain` is the whole loop; ``vit1d pretrain`` and ``notebooks/03_pretrain.ipynb``
 both call it. One step: draw ``batch_size`` tracks, two crops of 4 s each at most
 ``data.max_distance_s`` apart (a positive pair), embed both views, project the class token,
-NT-Xent against the other tracks of the batch, AdamW.
+NT-Xent against the other tracks of the batch, AdamW. With ``loss.objective: masked`` (the
+foil, :mod:`vit1d.masked`) the same views, steps and sequence length train the same backbone
+to predict the quantised codes of masked frames instead: equal compute by construction.
 
 Schedules (per step ``s`` of ``S``): learning rate rises linearly over ``warmup_steps``,
 then follows a cosine from ``lr`` to ``min_lr``; weight decay follows a cosine from
@@ -48,13 +50,23 @@ from vit1d.device import autocast, choose_precision, hardware_summary, select_de
 from vit1d.errors import UserError
 from vit1d.frontend import FRAME_RATE
 from vit1d.losses import NTXent, ddp_loss_scale
-from vit1d.model import ViT1D
+from vit1d.masked import (
+    MaskedForward,
+    RandomProjectionQuantizer,
+    masked_prediction_loss,
+    span_mask,
+)
+from vit1d.model import ViT1D, flops_per_view
 
 LOG_COLUMNS = ["step", "loss", "lr", "weight_decay", "grad_norm", "views_per_s", "elapsed_s"]
 #: Settings that may differ between a run and its resumption (they do not change the maths).
 RESUMABLE_CHANGES = {
-    "train.checkpoint_every", "train.progress", "train.device", "train.num_threads",
-    "train.compile", "data.cache_dir",
+    "train.checkpoint_every",
+    "train.progress",
+    "train.device",
+    "train.num_threads",
+    "train.compile",
+    "data.cache_dir",
 }
 KEEP_CHECKPOINTS = 2
 
@@ -100,6 +112,15 @@ class _ContrastiveForward(nn.Module):
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         return self.model.project(self.model(mel).cls)
+
+
+def model_config(cfg: Config) -> dict[str, Any]:
+    """The backbone's arguments; the masked objective adds a mask token and makes the head a
+    linear map to the codebook (the backbone itself is identical for both objectives)."""
+    kwargs = dict(cfg.model.__dict__)
+    if cfg.loss.objective == "masked":
+        kwargs.update(mask_token=True, head="linear", head_dims=[cfg.loss.codebook_size])
+    return kwargs
 
 
 def _dist_info() -> tuple[int, int]:
@@ -210,9 +231,20 @@ def pretrain(
     )
 
     torch.manual_seed(cfg.seed)
-    model = ViT1D(**cfg.model.__dict__).to(device)
+    model = ViT1D(**model_config(cfg)).to(device)
+    masked = cfg.loss.objective == "masked"
+    quantizer = RandomProjectionQuantizer(
+        cfg.model.n_mels,
+        cfg.loss.code_dim,
+        cfg.loss.codebook_size,
+        cfg.seed,
+        cfg.model.input_mean,
+        cfg.model.input_std,
+    ).to(device)
     optimizer = torch.optim.AdamW(
-        param_groups(model), lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+        param_groups(model),
+        lr=cfg.optim.lr,
+        betas=tuple(cfg.optim.betas),
         weight_decay=cfg.optim.weight_decay,
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -231,7 +263,7 @@ def pretrain(
         torch.set_rng_state(state["torch_rng"].cpu())
         start_step, elapsed = int(state["step"]), float(state["elapsed_s"])
 
-    step_fn: nn.Module = _ContrastiveForward(model)
+    step_fn: nn.Module = MaskedForward(model) if masked else _ContrastiveForward(model)
     if world > 1:
         step_fn = nn.parallel.DistributedDataParallel(
             step_fn, device_ids=[device.index] if device.type == "cuda" else None
@@ -253,7 +285,10 @@ def pretrain(
     from tqdm.auto import tqdm
 
     bar = tqdm(
-        total=tc.steps, initial=start_step, desc="pretrain", unit="step",
+        total=tc.steps,
+        initial=start_step,
+        desc="pretrain",
+        unit="step",
         disable=not show or rank != 0,
     )
     log_fh = open(log_path, "a", newline="") if rank == 0 else None
@@ -274,16 +309,29 @@ def pretrain(
                 group["lr"] = lr
                 if group["apply_wd"]:
                     group["weight_decay"] = wd
-            with autocast(device, precision):
-                z = step_fn(x)
             n = len(tracks)
-            loss = loss_fn(z[:n], z[n:])
+            if masked:
+                codes = quantizer(x)
+                gen = torch.Generator().manual_seed(
+                    int(np.random.default_rng([cfg.seed, step, rank]).integers(2**62))
+                )
+                mask = span_mask(
+                    2 * n, x.shape[1], cfg.loss.mask_ratio, cfg.loss.mask_span, gen
+                ).to(device)
+                with autocast(device, precision):
+                    logits = step_fn(x, mask)
+                loss = masked_prediction_loss(logits, codes[mask])
+            else:
+                with autocast(device, precision):
+                    z = step_fn(x)
+                loss = loss_fn(z[:n], z[n:])
             if not torch.isfinite(loss):
                 raise RuntimeError(
                     f"loss became {loss.item()} at step {step}; lower optim.lr or use "
                     "train.precision=fp32 (the last checkpoint is intact)"
                 )
-            scaler.scale(loss * ddp_loss_scale()).backward()
+            # NT-Xent returns the global loss (see vit1d.losses); a per-rank mean needs no scale
+            scaler.scale(loss * (1 if masked else ddp_loss_scale())).backward()
             scaler.unscale_(optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             scaler.step(optimizer)
@@ -295,11 +343,17 @@ def pretrain(
             elapsed += dt
             done = step + 1
             if writer is not None:
-                writer.writerow({
-                    "step": done, "loss": f"{loss.item():.6f}", "lr": f"{lr:.6g}",
-                    "weight_decay": f"{wd:.6g}", "grad_norm": f"{float(grad_norm):.4f}",
-                    "views_per_s": f"{2 * tc.batch_size / dt:.2f}", "elapsed_s": f"{elapsed:.2f}",
-                })
+                writer.writerow(
+                    {
+                        "step": done,
+                        "loss": f"{loss.item():.6f}",
+                        "lr": f"{lr:.6g}",
+                        "weight_decay": f"{wd:.6g}",
+                        "grad_norm": f"{float(grad_norm):.4f}",
+                        "views_per_s": f"{2 * tc.batch_size / dt:.2f}",
+                        "elapsed_s": f"{elapsed:.2f}",
+                    }
+                )
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", views_s=f"{2 * tc.batch_size / dt:.1f}")
             if rank == 0 and done in snapshot_steps:
@@ -310,8 +364,11 @@ def pretrain(
                 log_fh.flush()
                 os.fsync(log_fh.fileno())
                 state = {
-                    "step": done, "elapsed_s": elapsed, "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(), "torch_rng": torch.get_rng_state(),
+                    "step": done,
+                    "elapsed_s": elapsed,
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
                 }
                 _write_checkpoint(model, out_dir, done, extra, state)
             if world > 1 and done % tc.checkpoint_every == 0:
@@ -334,6 +391,11 @@ def pretrain(
             "hardware": hardware_summary(device),
             "precision": precision,
             "world_size": world,
+            "objective": cfg.loss.objective,
+            "views_per_step": 2 * tc.batch_size,
+            "frames_per_view": frames,
+            # forward + backward ~ 3 forward passes; the same for both objectives
+            "train_flops_per_step": 3 * 2 * tc.batch_size * flops_per_view(model.config, frames),
             "steps": tc.steps,
             "train_seconds": round(elapsed, 2),
             "views_per_s_median": round(float(np.median(speeds)), 2),
@@ -378,23 +440,48 @@ def register(subparsers: Any) -> None:
         description="Train ViT-1D with NT-Xent on pairs of 4 s crops of the same track. "
         "Writes a checkpoint folder (model.safetensors, config.json), log.csv and run.json.",
     )
-    p.add_argument("--preset", default="default",
-                   help="smoke | default | long | paper, or a path to a YAML config")
-    p.add_argument("--data", required=True,
-                   help="pretraining manifest.csv (DESIGN section 4) or a folder of audio files")
+    p.add_argument(
+        "--preset",
+        default="default",
+        help="smoke | default | long | paper, or a path to a YAML config",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="pretraining manifest.csv (DESIGN section 4) or a folder of audio files",
+    )
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, final model)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)")
+    p.add_argument(
+        "--objective",
+        choices=["contrastive", "masked"],
+        help="contrastive (the paper, default) or masked (the BEST-RQ foil); "
+        "same as --set loss.objective=...",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cli)
 
 
 def _cli(args: Any) -> int:
-    cfg = load_config(args.preset, args.overrides)
+    overrides = list(args.overrides)
+    if args.objective:
+        overrides.append(f"loss.objective={args.objective}")
+    cfg = load_config(args.preset, overrides)
     out = pretrain(
-        cfg, args.data, args.out, resume=True if args.resume else False,
+        cfg,
+        args.data,
+        args.out,
+        resume=True if args.resume else False,
         progress=False if args.no_progress else None,
     )
     rank, _ = _dist_info()
