@@ -66,3 +66,10 @@ def test_bench_writes_json_and_table(tmp_path) -> None:
     ratio = saved["train_views_per_s"]["project"] / saved["train_views_per_s"]["reference"]
     assert saved["train_speedup"] == pytest.approx(ratio, rel=1e-2)
     assert "training views/s" in table(result)
+
+
+def test_attention_path_choice() -> None:
+    cpu = torch.device("cpu")
+    assert device.choose_fused_attention(cpu, "fp32") is True
+    assert device.choose_fused_attention(cpu, "bf16") is False
+    assert device.choose_fused_attention(torch.device("cuda"), "bf16") is True

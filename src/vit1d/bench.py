@@ -4,8 +4,9 @@
 
 * **training** views/s (forward + NT-Xent + backward + AdamW on the paper's ViT-1D) of
   - the *reference*: fp32, explicit attention, eager, no autocast;
-  - the *project's default path*: fused attention and the precision :mod:`vit1d.device`
-    chooses at run time (and ``torch.compile`` with ``--compile``);
+  - the *project's default path*: the precision and attention path :mod:`vit1d.device`
+    chooses at run time (bf16 with explicit attention on CPUs with native bf16, fp32 with
+    fused attention elsewhere; ``torch.compile`` with ``--compile``);
 * **inference** x real time: waveform -> :class:`vit1d.LogMel` -> ViT-1D, 4 s clips, with the
   same two settings.
 
@@ -29,6 +30,7 @@ import torch
 
 from vit1d.device import (
     autocast,
+    choose_fused_attention,
     choose_precision,
     cpu_bf16_speedup,
     hardware_summary,
@@ -132,6 +134,7 @@ def run(
     """Measure both paths, write ``out/bench.json`` and return its content."""
     device = select_device(device_name)
     precision = choose_precision(device, "auto")
+    fused = choose_fused_attention(device, precision)
     kwargs = model_kwargs or {}
 
     def fresh() -> ViT1D:
@@ -141,7 +144,7 @@ def run(
     train = interleaved_medians(
         {
             "reference": training_step(fresh(), device, "fp32", False, pairs),
-            "project": training_step(fresh(), device, precision, True, pairs, compile_model),
+            "project": training_step(fresh(), device, precision, fused, pairs, compile_model),
         },
         steps,
         warmup,
@@ -149,7 +152,7 @@ def run(
     infer = interleaved_medians(
         {
             "reference": inference_step(fresh(), device, "fp32", False, clips),
-            "project": inference_step(fresh(), device, precision, True, clips),
+            "project": inference_step(fresh(), device, precision, fused, clips),
         },
         reps,
         1,
@@ -163,7 +166,11 @@ def run(
         if device.type == "cpu"
         else device.type == "cuda",
         "cpu_bf16_block_speedup": round(cpu_bf16_speedup(), 3) if device.type == "cpu" else None,
-        "project_path": {"precision": precision, "attention": "fused", "compile": compile_model},
+        "project_path": {
+            "precision": precision,
+            "attention": "fused" if fused else "explicit",
+            "compile": compile_model,
+        },
         "reference_path": {"precision": "fp32", "attention": "explicit", "compile": False},
         "model": fresh().config,
         "pairs_per_step": pairs,
@@ -188,7 +195,7 @@ def table(result: dict[str, Any]) -> str:
     lines = [
         f"device {result['hardware']['device']} | CPU {cpu['model']} ({flags}) | "
         f"{result['hardware']['threads']} threads | torch {result['hardware']['torch']}{load}",
-        f"project path: {p['precision']}, fused attention, compile={p['compile']}",
+        f"project path: {p['precision']}, {p['attention']} attention, compile={p['compile']}",
         "",
         "| measure | fp32 eager reference | project path | ratio |",
         "|---|---|---|---|",

@@ -99,12 +99,14 @@ class MaskedForward(nn.Module):
     Wraps a :class:`vit1d.ViT1D` built with ``mask_token=True`` and a linear head to the
     codebook (``vit1d.train.model_config`` builds it so)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, fused: bool = True) -> None:
         super().__init__()
         self.model = model
+        self.fused = fused
 
     def forward(self, mel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.model.head(self.model(mel, frame_mask=mask).tokens[mask])
+        out = self.model(mel, frame_mask=mask, fused=self.fused)
+        return self.model.head(out.tokens[mask])
 
 
 def masked_prediction_loss(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:

@@ -46,7 +46,13 @@ from vit1d import __version__
 from vit1d.checkpoint import atomic_write_text, save_checkpoint_folder, save_pretrained
 from vit1d.config import Config, load_config
 from vit1d.data import PairSampler, build_mel_cache, read_manifest
-from vit1d.device import autocast, choose_precision, hardware_summary, select_device
+from vit1d.device import (
+    autocast,
+    choose_fused_attention,
+    choose_precision,
+    hardware_summary,
+    select_device,
+)
 from vit1d.errors import UserError
 from vit1d.frontend import FRAME_RATE
 from vit1d.losses import NTXent, ddp_loss_scale
@@ -106,12 +112,13 @@ def param_groups(model: nn.Module) -> list[dict[str, Any]]:
 class _ContrastiveForward(nn.Module):
     """Both views in one batch -> projected class tokens (the unit DDP and compile wrap)."""
 
-    def __init__(self, model: ViT1D) -> None:
+    def __init__(self, model: ViT1D, fused: bool = True) -> None:
         super().__init__()
         self.model = model
+        self.fused = fused
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.model.project(self.model(mel).cls)
+        return self.model.project(self.model(mel, fused=self.fused).cls)
 
 
 def model_config(cfg: Config) -> dict[str, Any]:
@@ -263,7 +270,9 @@ def pretrain(
         torch.set_rng_state(state["torch_rng"].cpu())
         start_step, elapsed = int(state["step"]), float(state["elapsed_s"])
 
-    step_fn: nn.Module = MaskedForward(model) if masked else _ContrastiveForward(model)
+    fused = choose_fused_attention(device, precision)
+    forward_cls = MaskedForward if masked else _ContrastiveForward
+    step_fn: nn.Module = forward_cls(model, fused=fused)
     if world > 1:
         step_fn = nn.parallel.DistributedDataParallel(
             step_fn, device_ids=[device.index] if device.type == "cuda" else None
@@ -390,6 +399,7 @@ def pretrain(
             "data": {"source": str(data), "tracks": len(cache), "hours": round(cache.hours, 3)},
             "hardware": hardware_summary(device),
             "precision": precision,
+            "attention": "fused" if fused else "explicit",
             "world_size": world,
             "objective": cfg.loss.objective,
             "views_per_step": 2 * tc.batch_size,
