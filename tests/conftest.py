@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 SR = 16_000
 
@@ -37,3 +38,13 @@ def audio_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for i in range(8):
         sf.write(folder / f"track{i}.wav", music_like(10.0, seed=i), SR)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _grad_mode_is_restored():
+    """Every test must leave autograd on: a library call that switches it off globally
+    breaks whatever the user (or the next test) trains afterwards."""
+    yield
+    leaked = not torch.is_grad_enabled()
+    torch.set_grad_enabled(True)
+    assert not leaked, "this test (or the code it calls) left torch gradients disabled"

@@ -617,56 +617,59 @@ def run_analyses(
     prov["run_id"] = run_id
     prov["started"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     prov["seconds"] = {}
-    torch.set_grad_enabled(False)
-    written: dict[str, Path] = {}
-    results: dict[str, Any] = {}
-    if "onsets" in parts:
-        t0 = time.perf_counter()
-        res = onset_analysis(
-            corpus, models, logmel, tune_split, eval_split, max_clips, seed, progress
-        )
-        prov["seconds"]["onsets"] = round(time.perf_counter() - t0, 1)
-        results["onsets"] = res
-        written["onsets"] = write_csv(res["per_clip"], out / "onsets.csv", run_id)
-        written["onsets_summary"] = write_csv(res["summary"], out / "onsets_summary.csv", run_id)
-        written["onsets_tuning"] = write_csv(res["tuning"], out / "onsets_tuning.csv", run_id)
-        s = res["summary"]
-        att_rows = s[s["model"] == "trained"]
-        if len(att_rows):
-            metric = "f_valid" if att_rows["f_valid"].notna().any() else "f"
-            method, layer, head = att.best_curve(att_rows, metric)
-            prov["best_onset_curve"] = {"method": method, "layer": layer, "head": head}
-        log(_onset_report(s))
-    if "ssm" in parts:
-        t0 = time.perf_counter()
-        res = ssm_analysis(
-            corpus,
-            models,
-            logmel,
-            tune_split,
-            eval_split,
-            max_clips,
-            seed,
-            n_shuffles,
-            progress,
-            boundary_window,
-        )
-        prov["seconds"]["ssm"] = round(time.perf_counter() - t0, 1)
-        results["ssm"] = res
-        written["ssm"] = write_csv(res["per_window"], out / "ssm.csv", run_id)
-        written["ssm_summary"] = write_csv(res["summary"], out / "ssm_summary.csv", run_id)
-        written["novelty"] = write_csv(res["novelty"], out / "novelty.csv", run_id)
-        written["novelty_summary"] = write_csv(
-            res["novelty_summary"], out / "novelty_summary.csv", run_id
-        )
-        log(_ssm_report(res["summary"], res["novelty_summary"]))
-    if figures:
-        written.update(write_figures(results, out))
-    prov["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    prov["files"] = sorted(p.name for p in written.values())
-    atomic_write_text(out / "provenance.json", json.dumps(prov, indent=2, default=str))
-    written["provenance"] = out / "provenance.json"
-    return written
+    # inference only; a context, not a global switch, so callers keep their grad mode
+    with torch.no_grad():
+        written: dict[str, Path] = {}
+        results: dict[str, Any] = {}
+        if "onsets" in parts:
+            t0 = time.perf_counter()
+            res = onset_analysis(
+                corpus, models, logmel, tune_split, eval_split, max_clips, seed, progress
+            )
+            prov["seconds"]["onsets"] = round(time.perf_counter() - t0, 1)
+            results["onsets"] = res
+            written["onsets"] = write_csv(res["per_clip"], out / "onsets.csv", run_id)
+            written["onsets_summary"] = write_csv(
+                res["summary"], out / "onsets_summary.csv", run_id
+            )
+            written["onsets_tuning"] = write_csv(res["tuning"], out / "onsets_tuning.csv", run_id)
+            s = res["summary"]
+            att_rows = s[s["model"] == "trained"]
+            if len(att_rows):
+                metric = "f_valid" if att_rows["f_valid"].notna().any() else "f"
+                method, layer, head = att.best_curve(att_rows, metric)
+                prov["best_onset_curve"] = {"method": method, "layer": layer, "head": head}
+            log(_onset_report(s))
+        if "ssm" in parts:
+            t0 = time.perf_counter()
+            res = ssm_analysis(
+                corpus,
+                models,
+                logmel,
+                tune_split,
+                eval_split,
+                max_clips,
+                seed,
+                n_shuffles,
+                progress,
+                boundary_window,
+            )
+            prov["seconds"]["ssm"] = round(time.perf_counter() - t0, 1)
+            results["ssm"] = res
+            written["ssm"] = write_csv(res["per_window"], out / "ssm.csv", run_id)
+            written["ssm_summary"] = write_csv(res["summary"], out / "ssm_summary.csv", run_id)
+            written["novelty"] = write_csv(res["novelty"], out / "novelty.csv", run_id)
+            written["novelty_summary"] = write_csv(
+                res["novelty_summary"], out / "novelty_summary.csv", run_id
+            )
+            log(_ssm_report(res["summary"], res["novelty_summary"]))
+        if figures:
+            written.update(write_figures(results, out))
+        prov["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        prov["files"] = sorted(p.name for p in written.values())
+        atomic_write_text(out / "provenance.json", json.dumps(prov, indent=2, default=str))
+        written["provenance"] = out / "provenance.json"
+        return written
 
 
 def example_ssms(
