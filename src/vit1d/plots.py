@@ -246,6 +246,7 @@ def image_stack(
         step=1,
         description=description,
         continuous_update=True,
+        readout=False,  # 0-based index; the caption names the layer
         layout=w.Layout(width=width),
     )
     w.jslink((slider, "value"), (stack, "selected_index"))
@@ -502,4 +503,187 @@ def explorer_figure(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+# --- probing figures ---
+# Layer curves and emergence curves read ``probes_summary.csv`` (vit1d.results.read_results):
+# mean over seeds with its 95 % bootstrap interval as a band. Used by the probing notebooks.
+
+#: Line colour of each pooling, and the style of each baseline.
+POOLING_COLOURS = {"cls": "C0", "seq": "C1", "avg": "C2", "frame": "C3", "meanstd": "0.3"}
+BASELINE_STYLE = {"random-init": {"ls": "--", "alpha": 0.9}, "logmel": {"ls": ":", "alpha": 0.9}}
+
+
+def _main_checkpoint(rows: Any) -> Any:
+    """Rows of one checkpoint: the final model (not a ``snapshots/`` folder) with the most
+    steps when there are several."""
+    if rows.empty or rows["checkpoint"].nunique() <= 1:
+        return rows
+    ck = rows[["checkpoint", "step"]].drop_duplicates().copy()
+    ck["snapshot"] = ck["checkpoint"].astype(str).str.contains("snapshots/")
+    ck["step"] = ck["step"].fillna(-1)
+    best = ck.sort_values(["snapshot", "step"], ascending=[True, False]).iloc[0]["checkpoint"]
+    return rows[rows["checkpoint"] == best]
+
+
+def layer_curves(
+    summary: Any,
+    task: str,
+    metric: str,
+    split: str = "test",
+    model: str = "contrastive",
+    poolings: Sequence[str] | None = None,
+    checkpoint: str | None = None,
+    baselines: bool = True,
+    ax: Any = None,
+    legend: bool = True,
+) -> Any:
+    """Score against depth (0 = embeddings) for one task and metric: one line per pooling of
+    ``model`` (its final checkpoint unless ``checkpoint`` is given), dashed random-init lines
+    per pooling, and the log-mel baseline as a dotted horizontal line; bands are the 95 %
+    bootstrap intervals. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    s = summary[(summary["task"] == task) & (summary["metric"] == metric)]
+    s = s[s["split"] == split]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(WIDTH / 2, 3.2))
+    else:
+        fig = ax.figure
+    main = s[s["model"] == model]
+    main = main[main["checkpoint"] == checkpoint] if checkpoint else _main_checkpoint(main)
+    pools = poolings or [p for p in POOLING_COLOURS if p in set(main["pooling"])]
+    names = [model, "random-init"] if baselines else [model]
+    for name in names:
+        rows = main if name == model else s[s["model"] == name]
+        style = BASELINE_STYLE.get(name, {"ls": "-", "alpha": 1.0})
+        for pooling in pools:
+            r = rows[rows["pooling"] == pooling].sort_values("layer")
+            if r.empty:
+                continue
+            colour = POOLING_COLOURS.get(pooling, "k")
+            label = pooling if name == model else f"{pooling} ({name})"
+            ax.plot(
+                r["layer"],
+                r["mean"],
+                marker="o" if name == model else None,
+                ms=3,
+                color=colour,
+                label=label,
+                **style,
+            )
+            ax.fill_between(
+                r["layer"],
+                r["ci_low"],
+                r["ci_high"],
+                color=colour,
+                alpha=0.15 if name == model else 0.07,
+                lw=0,
+            )
+    if baselines:
+        lm = s[s["model"] == "logmel"]
+        if not lm.empty:
+            row = lm.iloc[0]
+            ax.axhline(row["mean"], color="0.3", label="log-mel", **BASELINE_STYLE["logmel"])
+            ax.axhspan(row["ci_low"], row["ci_high"], color="0.3", alpha=0.08, lw=0)
+    layers = sorted(set(main["layer"])) or [0]
+    ax.set_xticks(layers[:: 2 if len(layers) > 8 else 1])
+    ax.set_xlabel("layer (0 = embeddings)")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(f"{task}", fontsize=10)
+    if legend:
+        ax.legend(fontsize=7, frameon=False, ncol=2)
+    return fig
+
+
+def layer_curves_grid(
+    summary: Any,
+    panels: Sequence[tuple[str, str]],
+    split: str = "test",
+    model: str = "contrastive",
+    ncols: int = 3,
+    title: str = "",
+) -> Any:
+    """:func:`layer_curves` for several ``(task, metric)`` panels side by side (tasks
+    missing from the summary are skipped)."""
+    import matplotlib.pyplot as plt
+
+    have = set(zip(summary["task"], summary["metric"], strict=True))
+    panels = [p for p in panels if tuple(p) in have]
+    n = max(1, len(panels))
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, 2.9 * nrows), squeeze=False)
+    handles: dict[str, Any] = {}
+    for ax, (task, metric) in zip(axes.flat, panels, strict=False):
+        layer_curves(summary, task, metric, split=split, model=model, ax=ax, legend=False)
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.08 if handles else 0, 1, 1))
+    if handles:
+        fig.legend(
+            handles.values(),
+            handles.keys(),
+            loc="lower center",
+            frameon=False,
+            ncol=min(6, len(handles)),
+            fontsize=8,
+        )
+    return fig
+
+
+def emergence_curve(
+    summary: Any,
+    task: str,
+    metric: str,
+    layer: int,
+    pooling: str,
+    split: str = "test",
+    model: str = "contrastive",
+    ax: Any = None,
+) -> Any:
+    """Score against training step for one (task, metric, layer, pooling) of ``model``'s
+    checkpoints, with the random-init model (same layer and pooling, dashed) and the log-mel
+    baseline (dotted) as horizontal lines with their 95 % bands. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    s = summary[(summary["task"] == task) & (summary["metric"] == metric)]
+    s = s[s["split"] == split]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(WIDTH / 2, 3.2))
+    else:
+        fig = ax.figure
+    r = s[(s["model"] == model) & (s["layer"] == layer) & (s["pooling"] == pooling)]
+    r = r.dropna(subset=["step"]).groupby("step", as_index=False).first().sort_values("step")
+    colour = POOLING_COLOURS.get(pooling, "C0")
+    if not r.empty:
+        err = np.vstack([r["mean"] - r["ci_low"], r["ci_high"] - r["mean"]]).clip(min=0)
+        ax.errorbar(
+            r["step"],
+            r["mean"],
+            yerr=err,
+            marker="o",
+            ms=4,
+            capsize=3,
+            color=colour,
+            label=f"{model} ({pooling})",
+        )
+    rnd = s[(s["model"] == "random-init") & (s["layer"] == layer) & (s["pooling"] == pooling)]
+    lm = s[s["model"] == "logmel"]
+    for rows, name, col in ((rnd, "random init", colour), (lm, "log-mel", "0.3")):
+        if rows.empty:
+            continue
+        row = rows.iloc[0]
+        key = "random-init" if name == "random init" else "logmel"
+        ax.axhline(row["mean"], color=col, label=name, **BASELINE_STYLE[key])
+        ax.axhspan(row["ci_low"], row["ci_high"], color=col, alpha=0.08, lw=0)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(f"{task}, layer {layer}", fontsize=10)
+    ax.legend(fontsize=7, frameon=False)
     return fig
