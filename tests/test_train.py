@@ -237,3 +237,25 @@ def test_snapshots_for_emergence_curves(audio_dir: Path, tmp_path: Path) -> None
     assert all(torch.equal(final[k], last[k]) for k in final)
     assert not all(torch.equal(final[k], first[k]) for k in final)
     assert load_pretrained(snaps[0][1]).config["dim"] == 32
+
+
+def test_resume_keeps_the_precision_the_run_started_with(
+    audio_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import json
+
+    from vit1d import train
+
+    over = {
+        "train": {"steps": 4, "checkpoint_every": 2, "num_threads": 1},
+        "model": {"dim": 32, "depth": 1, "heads": 2, "head_dims": [32]},
+    }
+    monkeypatch.setattr(train, "choose_precision", lambda device, pref: "fp32")
+    out = pretrain("smoke", audio_dir, tmp_path / "run", progress=False, overrides=over)
+    # pretend the run was interrupted after step 2, then resumed where `auto` now says bf16
+    ckpts = out / "checkpoints"
+    (ckpts / "latest").write_text("step-00000002\n")
+    (out / "model.safetensors").unlink()
+    monkeypatch.setattr(train, "choose_precision", lambda device, pref: "bf16")
+    pretrain("smoke", audio_dir, out, progress=False, overrides=over)
+    assert json.loads((out / "run.json").read_text())["precision"] == "fp32"

@@ -222,6 +222,10 @@ def pretrain(
     if tc.batch_size % world:
         raise UserError(f"train.batch_size ({tc.batch_size}) must be divisible by {world} ranks")
     precision = choose_precision(device, tc.precision)
+    if checkpoint is not None and resume is not False and tc.precision == "auto":
+        # the run-time choice is a measurement and may differ on a busy machine: a resumed
+        # run keeps the precision it started with, or it would not end with the same weights
+        precision = json.loads((checkpoint / "config.json").read_text()).get("precision", precision)
 
     files = read_manifest(data, cfg.data.split)
     manifest_dir = Path(data) if Path(data).is_dir() else Path(data).parent
@@ -282,7 +286,7 @@ def pretrain(
 
     snapshot_steps = {max(1, round(f * tc.steps)) for f in tc.snapshot_fractions}
     log_path = out_dir / "log.csv"
-    extra = {"training": cfg.to_dict(), "vit1d_version": __version__}
+    extra = {"training": cfg.to_dict(), "precision": precision, "vit1d_version": __version__}
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         rows = _read_log(log_path, start_step)
