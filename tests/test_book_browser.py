@@ -147,7 +147,8 @@ def _notebook(name: str) -> dict | None:
 
 
 def _audio_outputs(nb: dict | None) -> int:
-    """Number of audio players among a notebook's outputs."""
+    """Number of audio players among a notebook's outputs, and inside its saved widgets (an
+    explorer's ``HTML`` widget holding a player, :func:`vit1d.widgets.static_explorer`)."""
     if nb is None:
         return 0
     count = 0
@@ -156,6 +157,11 @@ def _audio_outputs(nb: dict | None) -> int:
             html = out.get("data", {}).get("text/html", "")
             html = "".join(html) if isinstance(html, list) else html
             count += html.count("<audio")
+    state = nb.get("metadata", {}).get("widgets", {})
+    state = state.get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for model in state.values():
+        if model.get("model_name") == "HTMLModel":
+            count += str(model.get("state", {}).get("value", "")).count("<audio")
     return count
 
 

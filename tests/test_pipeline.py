@@ -429,3 +429,15 @@ def test_data_fingerprint_sees_a_rebuilt_corpus(tmp_path):
     (tmp_path / "corpus.json").write_text('{"build": 2}')
     assert pl.data_fingerprint(manifest) != first
     assert set(first) == {"manifest", "corpus"}
+
+
+def test_masked_pretraining_runs_before_the_chapters_that_read_it():
+    """The masked foil is trained by its own template, between the contrastive pretraining
+    and the first probing chapter (name order), and every chapter that reads it says so."""
+    steps = [s.name for s in pl.discover(ROOT / "notebooks")]
+    assert steps.index("03_pretrain") < steps.index("03_pretrain_masked")
+    assert steps.index("03_pretrain_masked") < steps.index("04_global_probes")
+    for step in pl.discover(ROOT / "notebooks"):
+        source = (ROOT / "notebooks" / f"{step.name}.ipynb").read_text()
+        if "masked_checkpoint" in source and step.name != "03_pretrain_masked":
+            assert "03_pretrain_masked" in (step.needs or []), step.name

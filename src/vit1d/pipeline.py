@@ -1135,11 +1135,16 @@ def copy_assets(node_modules: Path, dest: Path) -> None:
 #: Loaded between require.js and the HTML manager (``_config.yml``). The manager's bundle is
 #: the AMD module ``@jupyter-widgets/html-manager/dist/embed-amd`` and loads its icon fonts
 #: beside the address require.js gives that name (by default, under the page's folder, where
-#: nothing is); map the name to this folder so the fonts come from ``_static``.
+#: nothing is); map the name to this folder so the fonts come from ``_static``. The widget
+#: modules it defines (``@jupyter-widgets/controls``, ...) place their fonts beside their own
+#: addresses too, so the ``@jupyter-widgets`` prefix maps here as well (require.js uses the
+#: longest matching prefix).
 ASSETS_PATH_JS = """// written by vit1d.pipeline: the ipywidgets HTML manager finds its fonts beside this file
 (function () {
   var here = document.currentScript.src.replace(/[?#].*$/, "").replace(/\\/[^/]*$/, "");
-  window.require.config({paths: {"@jupyter-widgets/html-manager/dist": here}});
+  window.require.config({
+    paths: {"@jupyter-widgets/html-manager/dist": here, "@jupyter-widgets": here}
+  });
 })();
 """
 

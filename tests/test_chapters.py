@@ -1,0 +1,76 @@
+"""The book chapters' helpers (vit1d.chapters) on fabricated results: tables pick each
+model's final checkpoint and best layer, and the run metadata of the foil is gathered."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pandas as pd
+
+from vit1d import chapters
+
+
+def rows():
+    out = []
+    for model, ckpt, step, base in (
+        ("contrastive", "runs/x/pretrain", 40, 0.6),
+        ("contrastive", "runs/x/pretrain/snapshots/step-00000010", 10, 0.9),
+        ("masked", "runs/x/pretrain-masked", 40, 0.5),
+        ("random-init", "random-init", 0, 0.3),
+    ):
+        for layer in range(4):
+            for pooling in ("cls", "avg"):
+                mean = base + 0.01 * layer + (0.02 if pooling == "avg" else 0)
+                out.append(
+                    {
+                        "model": model,
+                        "checkpoint": ckpt,
+                        "step": step,
+                        "task": "key",
+                        "layer": layer,
+                        "pooling": pooling,
+                        "split": "test",
+                        "metric": "weighted",
+                        "mean": mean,
+                        "ci_low": mean - 0.05,
+                        "ci_high": mean + 0.05,
+                        "run_id": "r",
+                    }
+                )
+    return pd.DataFrame(out)
+
+
+def test_best_table_uses_final_checkpoint_and_best_layer():
+    t = chapters.best_table(rows(), [("key", "weighted"), ("tempo", "acc1")])
+    assert list(t["task"]) == ["key"]  # tasks without results are left out
+    assert t["contrastive"].iloc[0].startswith("0.650") and "(L3 avg)" in t["contrastive"].iloc[0]
+    assert t["masked"].iloc[0].startswith("0.550")
+    assert "logmel" not in t.columns  # no results, no column
+
+
+def test_pooling_and_reference_tables():
+    p = chapters.pooling_table(rows(), [("key", "weighted")])
+    assert p["cls"].iloc[0].startswith("0.630") and p["avg"].iloc[0].startswith("0.650")
+    ref = chapters.reference_global_table(rows())
+    key = ref[ref["task"] == "key"].iloc[0]
+    assert key["reference cls (L12)"] == "0.539" and key["ours cls (L3)"].startswith("0.630")
+
+
+def test_pretrain_runs_and_compute_table(tmp_path):
+    for name, objective in (("a", "contrastive"), ("b", "masked")):
+        (tmp_path / name).mkdir()
+        run = {"objective": objective, "steps": 40, "views_per_step": 32}
+        run["train_flops_per_step"] = 6.5e9
+        (tmp_path / name / "run.json").write_text(json.dumps(run))
+    paths = SimpleNamespace(results=tmp_path)
+    out = chapters.write_pretrain_runs(
+        paths, {"contrastive": tmp_path / "a", "masked": tmp_path / "b"}
+    )
+    meta = json.loads(out.read_text())
+    assert (
+        meta["masked"]["objective"] == "masked" and meta["contrastive"]["frames_per_view"] is None
+    )
+    table = chapters.compute_table(meta)
+    assert table.loc["optimiser steps", "masked"] == 40
+    assert table.loc["frames per view", "contrastive"] == "-"

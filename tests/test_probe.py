@@ -1,0 +1,579 @@
+"""Probes: they succeed when the label is linearly in the features and fall to chance when it
+is not (issue 4, item 3); manifests are read with clear errors; the CLI writes the results
+files for a checkpoint, its baselines and its snapshots on a tiny corpus made here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+from vit1d import metrics as M
+from vit1d.errors import UserError
+from vit1d.frontend import FRAME_RATE, SAMPLE_RATE
+from vit1d.probe import (
+    SPECS,
+    Example,
+    LinearProbes,
+    ProbeConfig,
+    Task,
+    load_task,
+    probe_task,
+    tempo_classes,
+)
+from vit1d.results import COLUMNS, SUMMARY_COLUMNS
+
+FAST = ProbeConfig(max_epochs=12, steps_per_epoch=20, patience=3, n_boot=200)
+LONGER = ProbeConfig(max_epochs=20, steps_per_epoch=50, patience=4, n_boot=100)
+
+
+class FakeEmbeddings:
+    """The interface of :class:`vit1d.embed.Embeddings` over features made in the test:
+    layer 0 carries no information, layer 1 carries ``signal`` (pooled or per frame)."""
+
+    def __init__(self, paths: list[Path], signal: list[np.ndarray], local: bool, seed: int):
+        rng = np.random.default_rng(seed)
+        self.paths = paths
+        self.layers = [0, 1]
+        self.poolings = ["cls"]
+        dim = signal[0].shape[-1] if local else signal[0].shape[0]
+        self.dim = self.frame_dim = dim
+        self.n_frames = np.array([len(s) if local else 1 for s in signal])
+        if local:
+            self._frames = {
+                0: [rng.standard_normal(s.shape).astype(np.float16) for s in signal],
+                1: [(s + 0.3 * rng.standard_normal(s.shape)).astype(np.float16) for s in signal],
+            }
+        else:
+            sig = np.stack(signal)
+            self._pooled = {
+                0: rng.standard_normal(sig.shape).astype(np.float32),
+                1: (sig + 0.3 * rng.standard_normal(sig.shape)).astype(np.float32),
+            }
+
+    def pooled(self, layer: int, pooling: str, indices=None) -> np.ndarray:
+        x = self._pooled[layer]
+        return x if indices is None else x[np.asarray(indices)]
+
+    def frames(self, layer: int, indices=None) -> list[np.ndarray]:
+        idx = range(len(self.paths)) if indices is None else indices
+        return [self._frames[layer][i] for i in idx]
+
+
+def _splits(n: int) -> list[str]:
+    return ["train"] * (n * 6 // 10) + ["valid"] * (n * 2 // 10) + ["test"] * (n - n * 8 // 10)
+
+
+def _value(result: dict, layer: int, metric: str) -> float:
+    rows = [r for r in result["summary"] if r["layer"] == layer and r["metric"] == metric]
+    assert len(rows) == 1
+    return rows[0]["mean"]
+
+
+def _global_task(name: str, labels: list, classes: list) -> Task:
+    exs = [
+        Example(Path(f"/fake/{name}{i}.wav"), split, lab)
+        for i, (split, lab) in enumerate(zip(_splits(len(labels)), labels, strict=True))
+    ]
+    return Task(name, SPECS[name], Path(f"/fake/{name}/manifest.csv"), exs, classes)
+
+
+def _encode(codes: np.ndarray, dim: int, seed: int) -> list[np.ndarray]:
+    """Rows ``onehot(code) @ A`` (A random, scaled): a linear code of each label."""
+    a = 3.0 * np.random.default_rng(seed).standard_normal((codes.max() + 1, dim))
+    return list(a[codes])
+
+
+# ---------------------------------------------------------------------------- global tasks
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_key_probe_succeeds_on_linear_code_and_fails_on_shuffled(shuffle: bool) -> None:
+    keys = ["C major", "G major", "A minor", "E minor"]
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 4, 200)
+    task = _global_task("key", [keys[c] for c in codes], sorted(keys))
+    feature_codes = rng.permutation(codes) if shuffle else codes
+    emb = FakeEmbeddings([e.audio for e in task.examples], _encode(feature_codes, 16, 1), False, 2)
+    result = probe_task(task, [emb], seeds=(0, 1), config=FAST)
+    assert _value(result, 0, "accuracy") < 0.45  # noise layer: chance is 0.25
+    if shuffle:
+        assert _value(result, 1, "accuracy") < 0.45
+    else:
+        assert _value(result, 1, "accuracy") > 0.95
+        assert _value(result, 1, "weighted") > 0.95
+    rows = pd.DataFrame(result["rows"])
+    assert set(rows["seed"]) == {0, 1} and set(rows["split"]) == {"test"}
+    assert (rows["n"] == 40).all()
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_tagging_probe_auc(shuffle: bool) -> None:
+    rng = np.random.default_rng(3)
+    y = (rng.random((200, 5)) < 0.4).astype(int)
+    tags = ["a", "b", "c", "d", "e"]
+    labels = [[t for t, on in zip(tags, row, strict=True) if on] for row in y]
+    task = _global_task("tagging", labels, tags)
+    source = y[rng.permutation(200)] if shuffle else y
+    a = 3.0 * rng.standard_normal((5, 12))
+    paths = [e.audio for e in task.examples]
+    # two feature sources paired with two seeds, as the random-init baseline is probed
+    sources = [FakeEmbeddings(paths, list(source @ a), False, k) for k in (4, 5)]
+    result = probe_task(task, sources, seeds=(0, 1), config=FAST)
+    assert {r["n_seeds"] for r in result["summary"]} == {2}
+    assert {r["n"] for r in result["summary"]} == {40}  # test clips
+    assert {(r["seed"], r["layer"]) for r in result["rows"]} == {(0, 0), (1, 0), (0, 1), (1, 1)}
+    auc = _value(result, 1, "roc_auc")
+    assert (0.35 < auc < 0.65) if shuffle else auc > 0.97
+    assert 0.35 < _value(result, 0, "roc_auc") < 0.65
+
+
+def test_tempo_probe_decodes_bpm_classes() -> None:
+    rng = np.random.default_rng(5)
+    bpm = rng.uniform(60, 180, 300)
+    split = _splits(300)
+    classes = tempo_classes([b for b, s in zip(bpm, split, strict=True) if s == "train"])
+    task = _global_task("tempo", list(bpm), classes)
+    codes = np.array([int(np.argmin(np.abs(np.log(classes) - np.log(b)))) for b in bpm])
+    emb = FakeEmbeddings([e.audio for e in task.examples], _encode(codes, 48, 6), False, 7)
+    result = probe_task(task, [emb], seeds=(0,), config=LONGER)
+    assert _value(result, 1, "acc1") > 0.85
+    assert _value(result, 1, "acc2") >= _value(result, 1, "acc1")
+    assert _value(result, 0, "acc1") < 0.2
+
+
+def test_tempo_classes_are_within_two_percent() -> None:
+    centres = np.array(tempo_classes([60.0, 200.0]))
+    assert centres[0] < 60 and centres[-1] > 200
+    assert np.allclose(centres[1:] / centres[:-1], 1.04)
+    for bpm in np.linspace(60, 200, 57):
+        nearest = centres[np.argmin(np.abs(np.log(centres / bpm)))]
+        assert abs(nearest - bpm) / bpm <= 0.0201
+
+
+# ---------------------------------------------------------------------------- local tasks
+
+
+def _local_task(name: str, folder: Path, annotations: list[Path]) -> Task:
+    exs = [
+        Example(Path(f"/fake/{name}{i}.wav"), split, path)
+        for i, (split, path) in enumerate(zip(_splits(len(annotations)), annotations, strict=True))
+    ]
+    classes = list(M.CHORD_CLASSES) if name == "chords" else ["event"]
+    return Task(name, SPECS[name], folder / "manifest.csv", exs, classes)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_chord_probe_per_frame(tmp_path: Path, shuffle: bool) -> None:
+    rng = np.random.default_rng(8)
+    vocab = ["C:maj", "A:min", "F:maj", "G:maj", "E:min", "N"]
+    n_files, n = 20, 250
+    paths, codes = [], []
+    for i in range(n_files):
+        bounds = np.sort(rng.choice(np.arange(10, n - 10), 5, replace=False))
+        edges = np.concatenate([[0], bounds, [n]]) / FRAME_RATE
+        labels = [vocab[k] for k in rng.integers(0, len(vocab), len(edges) - 1)]
+        paths.append(tmp_path / f"c{i}.lab")
+        M.write_lab(paths[-1], np.stack([edges[:-1], edges[1:]], 1), labels)
+        frame_labels = M.intervals_to_frames(np.stack([edges[:-1], edges[1:]], 1), labels, n)
+        codes.append(np.array([M.chord_class(lab) for lab in frame_labels]))
+    task = _local_task("chords", tmp_path, paths)
+    a = 3.0 * rng.standard_normal((25, 16))
+    source = [codes[(i + 1) % n_files] for i in range(n_files)] if shuffle else codes
+    emb = FakeEmbeddings([e.audio for e in task.examples], [a[c] for c in source], True, 9)
+    result = probe_task(task, [emb], seeds=(0,), config=FAST)
+    majmin = _value(result, 1, "majmin")
+    assert majmin < 0.4 if shuffle else majmin > 0.93
+    assert _value(result, 0, "majmin") < 0.4
+    assert {r["pooling"] for r in result["summary"]} == {"frame"}
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_beat_probe_with_beat_tracker(tmp_path: Path, shuffle: bool) -> None:
+    rng = np.random.default_rng(10)
+    n_files, seconds = 20, 10.0
+    n = int(seconds * FRAME_RATE)
+    paths, acts = [], []
+    for i in range(n_files):
+        period = 60.0 / rng.uniform(70, 160)
+        beats = np.arange(rng.uniform(0, period), seconds, period)
+        paths.append(tmp_path / f"b{i}.txt")
+        paths[-1].write_text("".join(f"{b:.4f}\n" for b in beats))
+        acts.append(M.events_to_targets(beats, n, FRAME_RATE))
+    task = _local_task("beats", tmp_path, paths)
+    source = [acts[(i + 1) % n_files] for i in range(n_files)] if shuffle else acts
+    feats = [np.stack([a, np.roll(a, 1), np.roll(a, -1)], axis=1) * 3 for a in source]
+    emb = FakeEmbeddings([e.audio for e in task.examples], feats, True, 11)
+    result = probe_task(task, [emb], seeds=(0,), config=LONGER)
+    f = _value(result, 1, "f_measure")
+    assert f < 0.5 if shuffle else f > 0.9
+    assert _value(result, 0, "f_measure") < 0.5
+
+
+# ---------------------------------------------------------------------------- the probe stack
+
+
+def test_probes_in_a_stack_are_independent() -> None:
+    """A probe trained beside others ends exactly as when trained alone."""
+    rng = np.random.default_rng(12)
+    x = torch.from_numpy(rng.standard_normal((2, 300, 8)).astype(np.float32))
+    y = torch.from_numpy((x[1, :, 0] > 0).long().numpy())
+    xv = x[:, :100]
+    cfg = ProbeConfig(max_epochs=8, steps_per_epoch=5, patience=2, batch_size=32)
+    alone = LinearProbes([0], [5], 8, 2, "softmax")
+    alone.fit(x, y, xv, y[:100], cfg)
+    stack = LinearProbes([1, 0, 0], [6, 5, 7], 8, 2, "softmax")
+    stack.fit(x, y, xv, y[:100], cfg)
+    assert torch.allclose(alone.weight[0], stack.weight[1], atol=1e-5)
+    assert alone.best_epoch[0] == stack.best_epoch[1]
+    assert not torch.allclose(stack.weight[1], stack.weight[2])  # another seed differs
+
+
+# ---------------------------------------------------------------------------- manifests
+
+
+def _manifest(folder: Path, header: str, rows: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "manifest.csv"
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_load_task_errors_name_the_problem(tmp_path: Path) -> None:
+    sf.write(tmp_path / "a.wav", np.zeros(1600, dtype=np.float32), SAMPLE_RATE)
+    m = _manifest(tmp_path / "key", "audio,split", ["../a.wav,train"])
+    with pytest.raises(UserError, match="no 'key' column"):
+        load_task(m)
+    m = _manifest(tmp_path / "key", "audio,split,key", ["../a.wav,train,H major"])
+    with pytest.raises(UserError, match="row 2: key 'H major'"):
+        load_task(m)
+    m = _manifest(tmp_path / "key", "audio,split,key", ["../missing.wav,train,C major"])
+    with pytest.raises(UserError, match="missing audio"):
+        load_task(m)
+    m = _manifest(tmp_path / "key", "audio,split,key", ["../a.wav,dev,C major"])
+    with pytest.raises(UserError, match="split 'dev'"):
+        load_task(m)
+    m = _manifest(tmp_path / "chords", "audio,split,annotation", ["../a.wav,train,x.lab"])
+    with pytest.raises(UserError, match="annotation file"):
+        load_task(m)
+    m = _manifest(tmp_path / "nope", "audio,split", ["../a.wav,train"])
+    with pytest.raises(UserError, match="unknown task"):
+        load_task(m)
+
+
+def test_missing_valid_split_is_carved_from_train_by_work(tmp_path: Path) -> None:
+    sf.write(tmp_path / "a.wav", np.zeros(1600, dtype=np.float32), SAMPLE_RATE)
+    rows = [f"../a.wav,train,{60 + i % 3},w{i // 2}" for i in range(60)]
+    rows += ["../a.wav,test,60,t0"]
+    task = load_task(_manifest(tmp_path / "pitch", "audio,split,pitch,work", rows))
+    valid = [e for e in task.examples if e.split == "valid"]
+    assert valid and task.notes
+    works_valid = {e.work for e in valid}
+    assert not works_valid & {e.work for e in task.examples if e.split == "train"}
+    assert task.classes == [60, 61, 62]
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+def _tone(f0: float, seconds: float, odd: bool, amp: float) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    harmonics = (1, 3, 5, 7) if odd else (1,)
+    y = sum(np.sin(2 * np.pi * h * f0 * t) / h for h in harmonics)
+    return (amp * y * np.minimum(1, t / 0.02)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Notes (pitch, instrument) and 6 s clips with chords and beats, labels known."""
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "audio").mkdir()
+    (root / "ann").mkdir()
+    note_rows = []
+    split_of = ["train", "train", "train", "valid", "test"]
+    for midi in (48, 55, 60, 67):
+        for inst in ("sine", "odd"):
+            for v in range(5):
+                name = f"audio/{inst}{midi}_{v}.wav"
+                f0 = 440 * 2 ** ((midi - 69) / 12) * (1 + 0.003 * (v - 2))
+                sf.write(root / name, _tone(f0, 1.0, inst == "odd", 0.1 + 0.1 * v), SAMPLE_RATE)
+                note_rows.append(f"../{name},{split_of[v]},{midi},{inst},{inst}{midi}")
+    _manifest(root / "pitch", "audio,split,pitch,instrument,work", note_rows)
+    _manifest(
+        root / "instrument",
+        "audio,split,instrument,pitch,work",
+        [",".join([r.split(",")[i] for i in (0, 1, 3, 2, 4)]) for r in note_rows],
+    )
+    chord_rows, beat_rows = [], []
+    for i in range(6):
+        seconds, period = 6.0, 60 / (90 + 10 * i)
+        wave = np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)
+        labels, edges = [], np.arange(0, seconds + 1e-9, 1.5)
+        for k, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+            chord = ("C:maj", [60, 64, 67]) if (k + i) % 2 == 0 else ("A:min", [57, 60, 64])
+            labels.append(chord[0])
+            seg = slice(int(a * SAMPLE_RATE), int(b * SAMPLE_RATE))
+            for m in chord[1]:
+                wave[seg] += _tone(440 * 2 ** ((m - 69) / 12), b - a, True, 0.1)[
+                    : seg.stop - seg.start
+                ]
+        beats = np.arange(0.1, seconds, period)
+        for b in beats:
+            s = int(b * SAMPLE_RATE)
+            wave[s : s + 400] += (
+                0.5 * np.random.default_rng(i).standard_normal(400) * np.exp(-np.arange(400) / 60)
+            )
+        name = f"audio/clip{i}.wav"
+        sf.write(root / name, wave, SAMPLE_RATE)
+        M.write_lab(root / f"ann/clip{i}.lab", np.stack([edges[:-1], edges[1:]], 1), labels)
+        (root / f"ann/clip{i}.txt").write_text("".join(f"{b:.4f}\n" for b in beats))
+        split = ["train", "train", "train", "valid", "test", "test"][i]
+        chord_rows.append(f"../{name},{split},../ann/clip{i}.lab,clip{i}")
+        beat_rows.append(f"../{name},{split},../ann/clip{i}.txt,clip{i}")
+    _manifest(root / "chords", "audio,split,annotation,work", chord_rows)
+    _manifest(root / "beats", "audio,split,annotation,work", beat_rows)
+    (root / "corpus.json").write_text(json.dumps({"config": {"name": "tiny"}}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny "pretraining run": final model plus two snapshots (random weights)."""
+    from vit1d.checkpoint import save_checkpoint_folder, save_pretrained
+    from vit1d.model import ViT1D
+
+    run = tmp_path_factory.mktemp("run")
+    cfg = {"dim": 32, "depth": 2, "heads": 2, "head": "none"}
+    for step in (5, 10):
+        torch.manual_seed(step)
+        save_checkpoint_folder(ViT1D(**cfg), run / "snapshots" / f"step-{step:08d}", {"step": step})
+    torch.manual_seed(10)
+    save_pretrained(ViT1D(**cfg), run)
+    (run / "run.json").write_text(json.dumps({"steps": 10}))
+    return run
+
+
+def test_cli_probe_writes_results_for_model_baselines_and_snapshots(
+    tiny_corpus: Path, tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from vit1d.cli import main
+
+    out, cache = tmp_path / "results", tmp_path / "cache"
+    common = [
+        "--data",
+        str(tiny_corpus),
+        "--out",
+        str(out),
+        "--cache",
+        str(cache),
+        "--seeds",
+        "0,1",
+        "--max-epochs",
+        "6",
+        "--steps-per-epoch",
+        "15",
+        "--n-boot",
+        "50",
+        "--precision",
+        "fp32",
+        "--no-progress",
+    ]
+    assert main(["probe", "--checkpoint", str(tiny_run), "--baselines", *common]) == 0
+    probes = pd.read_csv(out / "probes.csv")
+    assert list(probes.columns) == COLUMNS
+    assert set(probes["model"]) == {"contrastive", "random-init", "logmel"}
+    assert set(probes["task"]) == {"pitch", "instrument", "chords", "beats"}
+    vit = probes[probes["model"] != "logmel"]
+    assert set(vit["layer"]) == {0, 1, 2}
+    assert set(vit[vit["task"] == "pitch"]["pooling"]) == {"cls", "seq", "avg"}
+    assert set(probes[probes["model"] == "logmel"]["pooling"]) == {"meanstd", "frame"}
+    assert set(probes["seed"]) == {0, 1} and set(probes["corpus"]) == {"tiny"}
+    assert probes["value"].notna().all()
+    assert set(probes[probes["model"] == "contrastive"]["step"]) == {10}
+    summary = pd.read_csv(out / "probes_summary.csv")
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    assert (summary["ci_low"] <= summary["mean"] + 1e-9).all()
+    assert (summary["mean"] <= summary["ci_high"] + 1e-9).all()
+    # pitch of steady tones is linear in the log-mel mean: the pipeline can succeed on audio
+    logmel_pitch = summary.query("model == 'logmel' and task == 'pitch'")["mean"].item()
+    assert logmel_pitch >= 0.75
+    runs = json.loads((out / "probes_runs.json").read_text())
+    assert len(runs) == 3
+    prov = next(r for r in runs.values() if r["model"] == "contrastive")
+    assert prov["models"][0]["weights_sha256"] and prov["hardware"]["cpu"]
+    assert prov["models"][0]["precision"] == "fp32" and prov["seeds"] == [0, 1]
+    assert prov["tasks"]["pitch"]["manifest_sha256"]
+
+    # again, log-mel only: cached features, rows replaced rather than duplicated
+    n_rows = len(probes)
+    assert main(["probe", "--logmel", "--tasks", "pitch,chords", *common]) == 0
+    again = pd.read_csv(out / "probes.csv")
+    assert len(again) == n_rows
+    runs = json.loads((out / "probes_runs.json").read_text())
+    assert [r["model"] for r in runs.values()].count("logmel") == 2
+
+    # emergence: the snapshots, with their steps
+    assert (
+        main(
+            [
+                "probe",
+                "--checkpoint",
+                str(tiny_run),
+                "--emergence",
+                "--no-final",
+                "--tasks",
+                "pitch",
+                "--layers",
+                "2",
+                *common,
+            ]
+        )
+        == 0
+    )
+    steps = pd.read_csv(out / "probes.csv").query("task == 'pitch' and model == 'contrastive'")
+    assert set(steps["step"]) == {5, 10}
+    capsys.readouterr()
+
+
+def test_cli_errors_and_help(tiny_corpus: Path, capsys: pytest.CaptureFixture) -> None:
+    from vit1d.cli import main
+
+    assert main(["probe", "--data", str(tiny_corpus), "--tasks", "pitch"]) == 2
+    assert "nothing to probe" in capsys.readouterr().err
+    assert main(["probe", "--data", str(tiny_corpus), "--tasks", "tempo", "--logmel"]) == 2
+    assert "no manifest for task 'tempo'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["probe", "--help"])
+    assert "--baselines" in capsys.readouterr().out
+
+
+def test_limit_files_keeps_the_same_files_across_local_tasks(tiny_corpus: Path) -> None:
+    from vit1d.probe import limit_files
+
+    chords = load_task(tiny_corpus / "chords" / "manifest.csv")
+    beats = load_task(tiny_corpus / "beats" / "manifest.csv")
+    a, b = limit_files(chords, (2, 1, 1)), limit_files(beats, (2, 1, 1))
+    assert [len(a.indices(s)) for s in ("train", "valid", "test")] == [2, 1, 1]
+    assert [e.audio for e in a.examples] == [e.audio for e in b.examples]
+    assert any("of 3 files" in n for n in a.notes)
+    assert limit_files(chords, (0, 0, 0)) is chords
+
+
+def test_benchmark_reports_speed_and_precision_difference(
+    tiny_corpus: Path, tiny_run: Path, tmp_path: Path
+) -> None:
+    from vit1d.embed import benchmark
+
+    report = benchmark(
+        tiny_run,
+        tiny_corpus,
+        tasks=("pitch",),
+        seeds=(0, 1),
+        max_files=8,
+        out=tmp_path / "bench.json",
+        config=FAST,
+    )
+    assert set(report["speed"]) == {"fp32", "bf16"}
+    assert all(s["x_realtime"] > 0 for s in report["speed"].values())
+    assert report["speed_task"] == "pitch" and report["files"] == 8
+    assert report["max_abs_diff"] >= 0 and "within_noise" in report
+    assert json.loads((tmp_path / "bench.json").read_text())["speed"]
+
+
+def _summary_frame() -> pd.DataFrame:
+    rows = []
+    for model, ck, step in (
+        ("contrastive", "run", 100),
+        ("contrastive", "run/snapshots/s50", 50),
+        ("random-init", "random-init", 0),
+    ):
+        for layer in range(4):
+            for pooling in ("cls", "avg"):
+                m = 0.5 + 0.1 * layer * (model == "contrastive") * step / 100
+                rows.append(
+                    {
+                        "model": model,
+                        "checkpoint": ck,
+                        "step": step,
+                        "corpus": "c",
+                        "task": "key",
+                        "layer": layer,
+                        "pooling": pooling,
+                        "split": "test",
+                        "metric": "weighted",
+                        "mean": m,
+                        "ci_low": m - 0.05,
+                        "ci_high": m + 0.05,
+                    }
+                )
+    rows.append(
+        {
+            "model": "logmel",
+            "checkpoint": "-",
+            "step": None,
+            "corpus": "c",
+            "task": "key",
+            "layer": 0,
+            "pooling": "meanstd",
+            "split": "test",
+            "metric": "weighted",
+            "mean": 0.6,
+            "ci_low": 0.55,
+            "ci_high": 0.65,
+        }
+    )
+    return pd.DataFrame(rows)
+
+
+def test_probing_figures_draw_model_baselines_and_steps() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from vit1d import plots
+
+    s = _summary_frame()
+    fig = plots.layer_curves(s, "key", "weighted")
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert {"cls", "avg", "cls (random-init)", "avg (random-init)", "log-mel"} <= set(lines)
+    # the final model (step 100), not its snapshot, is drawn
+    assert np.allclose(lines["avg"].get_ydata(), [0.5, 0.6, 0.7, 0.8])
+    fig = plots.emergence_curve(s, "key", "weighted", layer=3, pooling="avg")
+    steps = [c for c in fig.axes[0].containers]
+    assert steps and list(steps[0].lines[0].get_xdata()) == [50, 100]
+    grid = plots.layer_curves_grid(s, [("key", "weighted"), ("tempo", "acc1")])
+    assert len([a for a in grid.axes if a.get_visible() and a.has_data()]) == 1
+
+
+def test_results_upsert_and_best_layers(tmp_path: Path) -> None:
+    from vit1d.results import best_layers, read_results, upsert_csv
+
+    s = _summary_frame()
+    best = best_layers(s).query("model == 'contrastive' and checkpoint == 'run'")
+    assert set(best["layer"]) == {3}
+    rows = [
+        {
+            "model": "m",
+            "checkpoint": "c",
+            "corpus": "x",
+            "task": "key",
+            "layer": 1,
+            "pooling": "cls",
+            "seed": k,
+            "split": "test",
+            "metric": "accuracy",
+            "value": 0.5,
+        }
+        for k in range(3)
+    ]
+    upsert_csv(tmp_path / "probes.csv", rows, COLUMNS)
+    upsert_csv(tmp_path / "probes.csv", [{**rows[0], "task": "tempo"}], COLUMNS)
+    merged = upsert_csv(tmp_path / "probes.csv", [{**rows[0], "value": 0.9}], COLUMNS)
+    assert len(merged) == 2  # the key rows were replaced, the tempo row kept
+    probes, summary = read_results(tmp_path)
+    assert sorted(probes["value"]) == [0.5, 0.9] and summary.empty
