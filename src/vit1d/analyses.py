@@ -44,6 +44,7 @@ import numpy as np
 from vit1d import attention as att
 from vit1d import ssm as sm
 from vit1d.errors import UserError
+from vit1d.provenance import file_sha256
 
 #: The frame rate of the model's front end (frames per second).
 FRAME_RATE = 16_000 / 512
@@ -106,15 +107,6 @@ def random_twin(model: Any, seed: int) -> Any:
     torch.manual_seed(seed)
     twin = ViT1D(**model.config)
     return twin.to(next(model.parameters()).device).eval()
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file (for provenance)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass

@@ -77,6 +77,7 @@ from pathlib import Path
 from typing import Any
 
 from vit1d.errors import UserError
+from vit1d.provenance import file_sha256
 
 #: Pipeline presets and the corpus preset each one reads.
 CORPUS_PRESET = {"smoke": "smoke", "default": "default", "long": "default", "paper": "default"}
@@ -291,10 +292,10 @@ def data_fingerprint(manifest: Path) -> dict[str, str]:
     a corpus built by ``vit1d corpus``, of that corpus's ``corpus.json`` (a rebuilt corpus may
     keep its file names)."""
     manifest = Path(manifest)
-    out = {"manifest": file_sha(manifest) if manifest.is_file() else str(manifest)}
+    out = {"manifest": file_sha256(manifest) if manifest.is_file() else str(manifest)}
     for folder in (manifest.parent, manifest.parent.parent):
         if (folder / "corpus.json").is_file():
-            out["corpus"] = file_sha(folder / "corpus.json")
+            out["corpus"] = file_sha256(folder / "corpus.json")
             break
     return out
 
@@ -376,14 +377,6 @@ def _json_sha(obj: Any) -> str:
     return _sha(json.dumps(obj, sort_keys=True, default=str))
 
 
-def file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _read_notebook(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -415,7 +408,7 @@ def code_digest(src_dir: Path, patterns: Iterable[str]) -> dict[str, str]:
             files = sorted(path.rglob("*")) if path.is_dir() else [path]
             for f in files:
                 if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc":
-                    out[f.relative_to(src_dir).as_posix()] = file_sha(f)
+                    out[f.relative_to(src_dir).as_posix()] = file_sha256(f)
     return out
 
 
@@ -429,7 +422,7 @@ def config_fingerprint(preset: str, overrides: list[str], seed: int | None) -> A
         preset_file = Path(__file__).parent / "presets" / f"{preset}.yaml"
         return {
             "preset": preset,
-            "file": file_sha(preset_file) if preset_file.is_file() else None,
+            "file": file_sha256(preset_file) if preset_file.is_file() else None,
             "overrides": items,
         }
     return load_config(preset, items).to_dict()
@@ -752,7 +745,7 @@ class Pipeline:
 
     def corpus_fingerprint(self) -> str:
         meta = self.layout.data / "corpus.json"
-        return file_sha(meta) if meta.is_file() else "no corpus"
+        return file_sha256(meta) if meta.is_file() else "no corpus"
 
     def parameters(self, step: NotebookStep) -> dict[str, Any]:
         lay = self.layout
@@ -902,7 +895,7 @@ class Pipeline:
         """Copy an executed notebook into ``book/`` when it differs (a fresh mtime, so that
         Sphinx re-reads it). Returns whether it copied."""
         published.parent.mkdir(parents=True, exist_ok=True)
-        if published.is_file() and file_sha(published) == file_sha(executed):
+        if published.is_file() and file_sha256(published) == file_sha256(executed):
             return False
         shutil.copyfile(executed, published)
         return True
@@ -1074,7 +1067,7 @@ def prepare_assets(root: Path, say: Callable[[str], None] = print) -> str:
     spec = lock if lock.is_file() else root / "package.json"
     if not spec.is_file():
         raise UserError(f"{root / 'package.json'} is missing: it pins the book's JavaScript")
-    key = file_sha(spec) + ":" + _json_sha([ASSET_FILES, ASSET_GLOBS, ASSETS_PATH_JS])
+    key = file_sha256(spec) + ":" + _json_sha([ASSET_FILES, ASSET_GLOBS, ASSETS_PATH_JS])
     dest = root / ASSETS_DIR
     stamp = dest.with_name(dest.name + ".stamp")
     if stamp.is_file() and stamp.read_text() == key:

@@ -56,6 +56,7 @@ import numpy as np
 from vit1d import metrics as M
 from vit1d.errors import UserError
 from vit1d.frontend import FRAME_RATE
+from vit1d.provenance import file_sha256
 
 # ----------------------------------------------------------------------------------------------
 # Tasks
@@ -891,14 +892,6 @@ def corpus_name(root: Path) -> str:
     return root.resolve().name
 
 
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 @dataclass
 class ExtractOptions:
     """Extraction settings passed to :func:`vit1d.embed.embed`."""
@@ -1020,7 +1013,7 @@ def run_probes(
             task_info[task.name] = {
                 **result["info"],
                 "manifest": str(task.manifest),
-                "manifest_sha256": _sha(task.manifest),
+                "manifest_sha256": file_sha256(task.manifest),
                 "classes": len(task.classes),
             }
         provenance = {
@@ -1032,7 +1025,7 @@ def run_probes(
             "corpus": {
                 "name": corpus,
                 "root": str(root.resolve()),
-                "corpus_json_sha256": _sha(root / "corpus.json")
+                "corpus_json_sha256": file_sha256(root / "corpus.json")
                 if (root / "corpus.json").is_file()
                 else None,
             },

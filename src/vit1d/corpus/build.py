@@ -31,8 +31,9 @@ from typing import Any
 
 from vit1d.corpus import jobs, scores, tasks
 from vit1d.corpus.config import check_values, preset_digest
-from vit1d.corpus.render import renderer_version, resolve_soundfont, sha256_file
+from vit1d.corpus.render import renderer_version, resolve_soundfont
 from vit1d.errors import UserError
+from vit1d.provenance import file_sha256
 
 FORMAT_VERSION = 1
 
@@ -232,7 +233,7 @@ def build_corpus(
         "soundfont": {
             "path": str(soundfont),
             "name": soundfont.name,
-            "sha256": sha256_file(soundfont),
+            "sha256": file_sha256(soundfont),
         },
         "python": sys.version.split()[0],
         "platform": platform.platform(),

@@ -17,7 +17,6 @@ Used by :mod:`vit1d.corpus.jobs`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,14 +56,6 @@ def resolve_soundfont(path: str | os.PathLike[str] | None) -> Path:
     if not os.access(sf, os.R_OK):
         raise UserError(f"SoundFont {sf} is not readable; fix its permissions")
     return sf.resolve()
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def renderer_version() -> str:
