@@ -194,9 +194,7 @@ def pretrain(
     folder of audio files. ``resume``: ``"auto"`` continues from the last checkpoint in
     ``out_dir`` if there is one; ``True`` requires one; ``False`` requires a fresh folder.
     """
-    cfg = config if isinstance(config, Config) else load_config(config, overrides)
-    if isinstance(config, Config) and overrides:
-        cfg = load_config(config, overrides)
+    cfg = load_config(config, overrides)
     if data is None:
         raise UserError("no training data given: pass a manifest.csv or a folder of audio")
     out_dir = Path(out_dir)
