@@ -104,19 +104,20 @@ def cpu_bf16_speedup() -> float:
     torch.manual_seed(0)
     block = Block(192, 3, 4.0)
     x = torch.randn(8, 127, 192)
-    timings = {}
-    for precision in ("fp32", "bf16"):
-        samples = []
-        for _ in range(5):  # the first run warms up kernels and is dropped
-            start = time.perf_counter()
-            with autocast(torch.device("cpu"), precision):
-                # each precision on the attention path it would use (choose_fused_attention)
-                out, _ = block(x, fused=precision == "fp32")
-            out.float().square().mean().backward()
-            samples.append(time.perf_counter() - start)
-        timings[precision] = sorted(samples[1:])[1]  # second-fastest: robust to one outlier
+
+    def seconds(precision: str) -> float:
+        start = time.perf_counter()
+        with autocast(torch.device("cpu"), precision):
+            # each precision on the attention path it would use (choose_fused_attention)
+            out, _ = block(x, fused=precision == "fp32")
+        out.float().square().mean().backward()
+        return time.perf_counter() - start
+
+    # alternate the two and take the median of the pairs' ratios, so that other processes
+    # on a busy machine slow both sides of each pair alike; the first pair warms up
+    ratios = [seconds("fp32") / seconds("bf16") for _ in range(8)][1:]
     block.zero_grad(set_to_none=True)
-    return timings["fp32"] / timings["bf16"]
+    return float(sorted(ratios)[len(ratios) // 2])
 
 
 def choose_precision(device: torch.device, preference: str = "auto") -> str:
