@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from vit1d import attention as att
 from vit1d import ssm as sm
 from vit1d.errors import UserError
 from vit1d.provenance import file_sha256
+
+if TYPE_CHECKING:  # pandas is imported where it is used: the CLI starts faster
+    import pandas as pd
 
 #: The frame rate of the model's front end (frames per second).
 FRAME_RATE = 16_000 / 512
@@ -182,6 +185,23 @@ def clip_onset_scores(
     return keys, out
 
 
+def summarise_f(per_clip: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Mean F (with its std over clips), precision and recall per group of ``keys``; the
+    peak-picking ``delta`` and the number of clips ride along."""
+    return (
+        per_clip.groupby(keys, sort=False)
+        .agg(
+            f=("f", "mean"),
+            f_std=("f", "std"),
+            precision=("precision", "mean"),
+            recall=("recall", "mean"),
+            delta=("delta", "first"),
+            n_clips=("f", "size"),
+        )
+        .reset_index()
+    )
+
+
 def onset_analysis(
     corpus: str | Path,
     models: dict[str, Any],
@@ -255,18 +275,7 @@ def onset_analysis(
             )
         )
     per_clip_df = pd.concat(per_clip, ignore_index=True)
-    summary = (
-        per_clip_df.groupby(["model", "method", "layer", "head"], sort=False)
-        .agg(
-            f=("f", "mean"),
-            f_std=("f", "std"),
-            precision=("precision", "mean"),
-            recall=("recall", "mean"),
-            delta=("delta", "first"),
-            n_clips=("f", "size"),
-        )
-        .reset_index()
-    )
+    summary = summarise_f(per_clip_df, ["model", "method", "layer", "head"])
     # the validation F at the chosen threshold: what picks the headline curve, so that the
     # test F reported for it is not selected on the test clips themselves
     summary = summary.merge(
@@ -472,18 +481,7 @@ def ssm_analysis(
                 }
             )
     novelty = pd.DataFrame(nov_rows)
-    novelty_summary = (
-        novelty.groupby(["model", "layer"], sort=False)
-        .agg(
-            f=("f", "mean"),
-            f_std=("f", "std"),
-            precision=("precision", "mean"),
-            recall=("recall", "mean"),
-            delta=("delta", "first"),
-            n_clips=("f", "size"),
-        )
-        .reset_index()
-    )
+    novelty_summary = summarise_f(novelty, ["model", "layer"])
     return {
         "per_window": per_window,
         "summary": summary,
