@@ -904,6 +904,33 @@ class ExtractOptions:
     precision: str = "auto"
     threads: int | None = None  # None: vit1d.embed.inference_threads decides
 
+    def embed(
+        self,
+        spec: Any,
+        files: Sequence[Any],
+        cache: Any,
+        frames: bool,
+        model: Any,
+        progress: bool,
+    ) -> Any:
+        """:func:`vit1d.embed.embed` with these settings."""
+        from vit1d.embed import embed
+
+        return embed(
+            spec,
+            files,
+            cache_dir=cache,
+            frames=frames,
+            window_s=self.window_s,
+            hop_s=self.hop_s,
+            batch_size=self.batch_size,
+            device=self.device,
+            precision=self.precision,
+            threads=self.threads,
+            progress=progress,
+            model=model,
+        )
+
 
 def run_probes(
     tasks: Sequence[Task],
@@ -929,7 +956,7 @@ def run_probes(
 
     from vit1d import __version__
     from vit1d.device import hardware_summary, select_device
-    from vit1d.embed import embed, load_model
+    from vit1d.embed import load_model
     from vit1d.results import write_results
 
     cfg = config or ProbeConfig()
@@ -960,20 +987,7 @@ def run_probes(
             for frames, files in ((True, local_files), (False, global_files)):
                 only = [f for f in files if frames or f not in local_set]
                 if only:
-                    made[frames] = embed(
-                        spec,
-                        only,
-                        cache_dir=cache,
-                        frames=frames,
-                        window_s=ext.window_s,
-                        hop_s=ext.hop_s,
-                        batch_size=ext.batch_size,
-                        device=ext.device,
-                        precision=ext.precision,
-                        threads=ext.threads,
-                        progress=progress,
-                        model=model,
-                    )
+                    made[frames] = ext.embed(spec, only, cache, frames, model, progress)
             per_spec.append({"spec": spec, "model": model, "made": made})
         rows, summary, task_info = [], [], {}
         for task in tasks:
@@ -981,19 +995,13 @@ def run_probes(
             for entry in per_spec:
                 # the task's files, in manifest order, from the store that holds them
                 embs.append(
-                    embed(
+                    ext.embed(
                         entry["spec"],
                         [ex.audio for ex in task.examples],
-                        cache_dir=cache,
-                        frames=task.spec.local,
-                        window_s=ext.window_s,
-                        hop_s=ext.hop_s,
-                        batch_size=ext.batch_size,
-                        device=ext.device,
-                        precision=ext.precision,
-                        threads=ext.threads,
+                        cache,
+                        task.spec.local,
+                        entry["model"],
                         progress=False,
-                        model=entry["model"],
                     )
                 )
             say(f"probe {group[0].name} {task.name}: {len(task.examples)} examples")
