@@ -429,19 +429,31 @@ def best_row(rows: Any, task: str, poolings: Sequence[str] | None = None) -> Any
     return r.loc[r["mean"].astype(float).idxmax()]
 
 
-def _probe_comparison(claim: str, name: str, a: Any, b: Any, a_label: str, b_label: str):
+def _summary_comparison(claim: str, name: str, a: Any, b: Any, a_text: str, b_text: str):
+    """A comparison of two probe-summary rows, interval by :func:`normal_diff`."""
     d, lo, hi = normal_diff(a, b)
     return Comparison(
         claim,
         name,
-        f"{a_label} (layer {int(a['layer'])})",
-        f"{b_label} (layer {int(b['layer'])})",
+        a_text,
+        b_text,
         float(a["mean"]),
         float(b["mean"]),
         d,
         lo,
         hi,
         "normal approximation from the summary CIs",
+    )
+
+
+def _probe_comparison(claim: str, name: str, a: Any, b: Any, a_label: str, b_label: str):
+    return _summary_comparison(
+        claim,
+        name,
+        a,
+        b,
+        f"{a_label} (layer {int(a['layer'])})",
+        f"{b_label} (layer {int(b['layer'])})",
     )
 
 
@@ -766,18 +778,13 @@ def claim_c5(inp: Inputs) -> Claim:
         if lv not in curves[u].index:
             return None
         a, b = curves[u].loc[lu], curves[u].loc[lv]
-        d, lo, hi = normal_diff(a, b)
-        return Comparison(
+        return _summary_comparison(
             "C5",
             f"{u}: layer {lu} (best) vs layer {lv} (best for {v})",
+            a,
+            b,
             f"layer {lu} ({a['pooling']})",
             f"layer {lv} ({b['pooling']})",
-            float(a["mean"]),
-            float(b["mean"]),
-            d,
-            lo,
-            hi,
-            "normal approximation from the summary CIs",
         )
 
     comps, crossing = _crossings(list(best), best, compare)
