@@ -259,3 +259,58 @@ def test_resume_keeps_the_precision_the_run_started_with(
     monkeypatch.setattr(train, "choose_precision", lambda device, pref: "bf16")
     pretrain("smoke", audio_dir, out, progress=False, overrides=over)
     assert json.loads((out / "run.json").read_text())["precision"] == "fp32"
+
+
+def test_recipe_switches_train_and_resume_exactly(
+    audio_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hard negatives and augmentations are pure functions of (seed, step): a run that dies
+    mid-way and is resumed ends with the weights of an uninterrupted one."""
+    import vit1d.train as train_mod
+
+    manifest = tmp_path / "manifest.csv"
+    with open(manifest, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["audio", "instrumentation"])
+        w.writerows(
+            [
+                [str(p), "flute" if i % 2 else "oboe"]
+                for i, p in enumerate(sorted(audio_dir.glob("*.wav")))
+            ]
+        )
+    sets = TINY + [
+        "data.group_by=instrumentation",
+        "augment.gain_db=6",
+        "augment.eq_db=10",
+        "augment.noise_snr_db=30",
+        "train.batch_size=4",
+        "train.steps=6",
+        "train.checkpoint_every=3",
+        "train.precision=fp32",
+    ]
+    full = pretrain("smoke", manifest, tmp_path / "full", overrides=sets, progress=False)
+    plain = pretrain(
+        "smoke",
+        manifest,
+        tmp_path / "plain",
+        overrides=TINY + sets[len(TINY) + 4 :],
+        progress=False,
+    )
+    real = train_mod.augment_views
+
+    def dies_at_step_4(views, cfg, seed, step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return real(views, cfg, seed, step)
+
+    monkeypatch.setattr(train_mod, "augment_views", dies_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain("smoke", manifest, tmp_path / "cut", overrides=sets, progress=False)
+    monkeypatch.setattr(train_mod, "augment_views", real)
+    cut = pretrain("smoke", manifest, tmp_path / "cut", overrides=sets, progress=False)
+    a = load_file(str(full / "model.safetensors"))
+    b = load_file(str(cut / "model.safetensors"))
+    c = load_file(str(plain / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # the switches change training

@@ -1,9 +1,9 @@
 """Training configuration: presets the user can read and copy, strictly validated.
 
-A configuration is a YAML file with the sections ``model``, ``data``, ``optim``, ``loss`` and
-``train`` (see ``src/vit1d/presets/default.yaml``, every key commented). :func:`load_config`
-starts from the built-in defaults, applies a preset (a name such as ``smoke`` or a path to a
-YAML file), then ``section.key=value`` overrides. An unknown key or a value of the wrong
+A configuration is a YAML file with the sections ``model``, ``data``, ``optim``, ``loss``,
+``augment`` and ``train`` (see ``src/vit1d/presets/default.yaml``, every key commented).
+:func:`load_config` starts from the built-in defaults, applies a preset (a name such as
+``smoke`` or a path to a YAML file), then ``section.key=value`` overrides. An unknown key or a value of the wrong
 type raises :class:`vit1d.errors.UserError` naming the key, the file and the fix.
 """
 
@@ -48,6 +48,20 @@ class DataConfig:
     max_distance_s: float = 4.0  # largest gap between the two crops' starts, in seconds
     cache_dir: str = ""  # log-mel cache; empty: ``<manifest folder>/.vit1d_cache``
     split: str = "train"  # manifest rows used when the manifest has a ``split`` column; "" = all
+    # hard negatives: fill each batch from as few groups of this manifest column as possible
+    # (e.g. "instrumentation"), so that the negatives share it with their anchor; "" = random
+    group_by: str = ""
+
+
+@dataclass
+class AugmentConfig:
+    """Content-preserving view augmentations on the log-mel crops (:mod:`vit1d.augment`);
+    each view gets its own draw. 0 switches an augmentation off."""
+
+    gain_db: float = 0.0  # uniform level offset in [-gain_db, gain_db]
+    eq_db: float = 0.0  # random smooth EQ curve over the mel bands, peak |gain| <= eq_db
+    noise_snr_db: float = 0.0  # add noise this many dB (+-5) below the view's mean level
+    noise_prob: float = 0.5  # fraction of views that get noise when noise_snr_db > 0
 
 
 @dataclass
@@ -99,6 +113,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -240,6 +255,11 @@ def validate(cfg: Config) -> None:
         (cfg.optim.lr > 0, "optim.lr must be positive"),
         (len(cfg.optim.betas) == 2, "optim.betas must have two values"),
         (cfg.data.max_distance_s >= 0, "data.max_distance_s must be >= 0"),
+        (
+            min(cfg.augment.gain_db, cfg.augment.eq_db, cfg.augment.noise_snr_db) >= 0,
+            "augment.gain_db, augment.eq_db and augment.noise_snr_db must be >= 0",
+        ),
+        (0 <= cfg.augment.noise_prob <= 1, "augment.noise_prob must lie in [0, 1]"),
         (
             all(0 < f <= 1 for f in cfg.train.snapshot_fractions),
             "train.snapshot_fractions must lie in (0, 1]",

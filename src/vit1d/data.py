@@ -68,6 +68,32 @@ def read_manifest(path: str | Path, split: str = "") -> list[Path]:
     return files
 
 
+def read_manifest_column(path: str | Path, column: str, split: str = "") -> list[str]:
+    """One column of a manifest, row for row as :func:`read_manifest` returns the files.
+
+    Used for hard-negative batches (``data.group_by``); raises :class:`UserError` when the
+    data is a folder without a manifest or the column does not exist.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "manifest.csv"
+    if not path.is_file():
+        raise UserError(
+            f"data.group_by={column!r} needs a manifest.csv with that column, not found at "
+            f"{path}; set data.group_by='' for a folder of audio"
+        )
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows and column not in rows[0]:
+        raise UserError(
+            f"data.group_by={column!r}: manifest {path} has no such column "
+            f"(columns: {', '.join(rows[0])}); pick one of them or set data.group_by=''"
+        )
+    if split and rows and "split" in rows[0]:
+        rows = [r for r in rows if r["split"] == split]
+    return [r[column] for r in rows]
+
+
 def _fingerprint(files: list[Path]) -> str:
     h = hashlib.sha256(f"logmel-v1 {N_MELS} {FRAME_RATE} {AMIN}".encode())
     for f in files:
@@ -157,10 +183,21 @@ def _open_cache(data_path: Path, index: dict) -> MelCache:
 class PairSampler:
     """Positive pairs: two crops of ``frames`` frames of one track, starts at most
     ``max_distance`` frames apart; the ``batch_size`` tracks of a batch are distinct (when
-    the pool has that many), so the other tracks of the batch are the negatives."""
+    the pool has that many), so the other tracks of the batch are the negatives.
+
+    With ``groups`` (one label per track, e.g. its instrumentation) a batch is filled from as
+    few groups as possible: a random track picks a group (so groups are drawn in proportion to
+    their size), distinct tracks of that group are taken in random order, then the next group.
+    The negatives of an anchor then mostly share its group: hard negatives."""
 
     def __init__(
-        self, lengths: np.ndarray, batch_size: int, frames: int, max_distance: int, seed: int
+        self,
+        lengths: np.ndarray,
+        batch_size: int,
+        frames: int,
+        max_distance: int,
+        seed: int,
+        groups: list[str] | None = None,
     ) -> None:
         if len(lengths) < 2:
             raise UserError(
@@ -171,12 +208,35 @@ class PairSampler:
         self.frames = frames
         self.max_distance = max_distance
         self.seed = seed
+        self.group_of: np.ndarray | None = None
+        if groups is not None:
+            if len(groups) != len(self.lengths):
+                raise UserError(
+                    f"{len(groups)} group labels for {len(self.lengths)} tracks: the manifest "
+                    "and the log-mel cache disagree; rebuild the cache (delete .vit1d_cache)"
+                )
+            _, self.group_of = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+
+    def _grouped(self, rng: np.random.Generator) -> np.ndarray:
+        n, want = len(self.lengths), self.batch_size
+        order = rng.permutation(n)  # a random track order; groups appear in proportion
+        ranks = np.empty(n, dtype=np.int64)
+        ranks[order] = np.arange(n)
+        first_seen: dict[int, int] = {}
+        for t in order:
+            first_seen.setdefault(int(self.group_of[t]), len(first_seen))
+        # sort tracks by (their group's first appearance, their own random rank)
+        key = np.array([first_seen[int(g)] for g in self.group_of]) * n + ranks
+        return np.argsort(key)[:want]
 
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(tracks, starts_a, starts_b)`` for optimiser step ``step`` (stateless)."""
         rng = np.random.default_rng([self.seed, step])
         n = len(self.lengths)
-        tracks = rng.choice(n, size=self.batch_size, replace=self.batch_size > n)
+        if self.group_of is not None and self.batch_size <= n:
+            tracks = self._grouped(rng)
+        else:
+            tracks = rng.choice(n, size=self.batch_size, replace=self.batch_size > n)
         room = np.maximum(self.lengths[tracks] - self.frames, 0)
         starts_a = (rng.random(self.batch_size) * (room + 1)).astype(np.int64)
         offset = rng.integers(-self.max_distance, self.max_distance + 1, size=self.batch_size)

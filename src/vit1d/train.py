@@ -1,8 +1,10 @@
 """Contrastive pretraining of ViT-1D (SimCLR-style NT-Xent on the class token).
 
 :func:`pretrain` is the whole loop; ``vit1d pretrain`` and ``notebooks/03_pretrain.ipynb``
-both call it. One step: draw ``batch_size`` tracks, two crops of 4 s each at most
-``data.max_distance_s`` apart (a positive pair), embed both views, project the class token,
+both call it. One step: draw ``batch_size`` tracks (from as few groups of ``data.group_by``
+as possible when it is set: hard negatives), two crops of 4 s each at most
+``data.max_distance_s`` apart (a positive pair), each view augmented on its own (``augment``,
+:mod:`vit1d.augment`), embed both views, project the class token,
 NT-Xent against the other tracks of the batch, AdamW. With ``loss.objective: masked`` (the
 foil, :mod:`vit1d.masked`) the same views, steps and sequence length train the same backbone
 to predict the quantised codes of masked frames instead: equal compute by construction.
@@ -43,9 +45,10 @@ import torch
 from torch import nn
 
 from vit1d import __version__
+from vit1d.augment import augment_views, is_active
 from vit1d.checkpoint import atomic_write_text, save_checkpoint_folder, save_pretrained
 from vit1d.config import Config, load_config
-from vit1d.data import PairSampler, build_mel_cache, read_manifest
+from vit1d.data import PairSampler, build_mel_cache, read_manifest, read_manifest_column
 from vit1d.device import (
     autocast,
     choose_fused_attention,
@@ -235,8 +238,16 @@ def pretrain(
     if rank != 0:
         cache = build_mel_cache(files, cache_dir, progress=False)
     frames = cfg.model.max_frames
+    groups = (
+        read_manifest_column(data, cfg.data.group_by, cfg.data.split) if cfg.data.group_by else None
+    )
     sampler = PairSampler(
-        cache.lengths, tc.batch_size, frames, round(cfg.data.max_distance_s * FRAME_RATE), cfg.seed
+        cache.lengths,
+        tc.batch_size,
+        frames,
+        round(cfg.data.max_distance_s * FRAME_RATE),
+        cfg.seed,
+        groups=groups,
     )
 
     torch.manual_seed(cfg.seed)
@@ -314,6 +325,8 @@ def pretrain(
             views = np.concatenate(
                 [cache.crops(tracks, starts_a, frames), cache.crops(tracks, starts_b, frames)]
             )
+            if is_active(cfg.augment):  # per-rank draws: each rank's views differ
+                augment_views(views, cfg.augment, cfg.seed * 1000 + rank, step)
             x = torch.from_numpy(views).to(device, non_blocking=True)
             lr, wd = lr_at(step, cfg), weight_decay_at(step, cfg)
             for group in optimizer.param_groups:

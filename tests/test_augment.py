@@ -1,0 +1,104 @@
+"""Recipe switches of issue 7: view augmentations and hard-negative batches."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vit1d.augment import augment_views, eq_curves
+from vit1d.config import AugmentConfig, load_config
+from vit1d.data import FLOOR_DB, PairSampler, read_manifest_column
+from vit1d.errors import UserError
+
+
+def _views(n: int = 8, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-80, -10, size=(n, 50, 32)).astype(np.float32)
+
+
+def test_gain_is_one_offset_per_view() -> None:
+    x = _views()
+    y = augment_views(x.copy(), AugmentConfig(gain_db=6.0), seed=0, step=3)
+    d = y - x
+    per_view = d.reshape(len(d), -1)
+    np.testing.assert_allclose(per_view.std(axis=1), 0, atol=1e-4)
+    assert np.all(np.abs(per_view[:, 0]) <= 6.0) and np.ptp(per_view[:, 0]) > 0.5
+
+
+def test_eq_is_a_smooth_curve_over_bands_bounded_by_eq_db() -> None:
+    rng = np.random.default_rng(0)
+    curves = eq_curves(200, 128, 10.0, rng)
+    assert np.abs(curves).max() <= 10.0 + 1e-9
+    # smooth: neighbouring bands differ far less than the curve's range
+    assert np.abs(np.diff(curves, axis=1)).max() < 0.1 * 2 * 10.0 * 4
+    x = _views()
+    y = augment_views(x.copy(), AugmentConfig(eq_db=10.0), seed=0, step=0)
+    d = y - x
+    np.testing.assert_allclose(
+        d, np.broadcast_to(d[:, :1, :], d.shape), atol=1e-4
+    )  # time-invariant
+
+
+def test_noise_follows_the_power_domain_sum_and_keeps_the_signal_below() -> None:
+    x = _views()
+    y = augment_views(x.copy(), AugmentConfig(noise_snr_db=20.0, noise_prob=1.0), seed=1, step=0)
+    assert np.all(y >= x - 1e-4)  # adding power never lowers a bin
+    # average added power is about 20 dB (+-5, +-tilt) below the mean power
+    added = (10 ** (y / 10) - 10 ** (x / 10)).mean(axis=(1, 2))
+    ratio = 10 * np.log10((10 ** (x / 10)).mean(axis=(1, 2)) / added)
+    assert np.all((ratio > 10) & (ratio < 30))
+
+
+def test_augmentation_is_a_function_of_seed_and_step_and_keeps_silence() -> None:
+    cfg = AugmentConfig(gain_db=6.0, eq_db=10.0)
+    x = _views()
+    x[0, 30:] = FLOOR_DB
+    a = augment_views(x.copy(), cfg, seed=0, step=5)
+    b = augment_views(x.copy(), cfg, seed=0, step=5)
+    c = augment_views(x.copy(), cfg, seed=0, step=6)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    assert np.all(a[0, 30:] == FLOOR_DB) and a.min() >= FLOOR_DB
+    assert augment_views(x.copy(), AugmentConfig(), 0, 0) is not None
+    np.testing.assert_array_equal(augment_views(x.copy(), AugmentConfig(), 0, 0), x)
+
+
+def test_augment_config_is_validated() -> None:
+    with pytest.raises(UserError, match="augment.gain_db"):
+        load_config("smoke", ["augment.gain_db=-1"])
+    with pytest.raises(UserError, match="unknown config key 'augment.pitch_shift'"):
+        load_config("smoke", ["augment.pitch_shift=2"])
+
+
+def test_grouped_batches_fill_from_as_few_groups_as_possible() -> None:
+    groups = [f"g{i % 5}" for i in range(100)]  # 5 groups of 20 tracks
+    sampler = PairSampler(np.full(100, 500), 16, 126, 10, seed=0, groups=groups)
+    seen = set()
+    for step in range(20):
+        tracks, _, _ = sampler.batch(step)
+        assert len(set(tracks)) == 16  # distinct tracks
+        assert len({groups[t] for t in tracks}) == 1  # 16 <= 20: one group fills the batch
+        seen.add(groups[tracks[0]])
+    assert len(seen) > 2  # different steps visit different groups
+    big = PairSampler(np.full(100, 500), 30, 126, 10, seed=0, groups=groups)
+    tracks, _, _ = big.batch(0)
+    assert len(set(tracks)) == 30 and len({groups[t] for t in tracks}) == 2
+    np.testing.assert_array_equal(big.batch(4)[0], big.batch(4)[0])  # stateless
+
+
+def test_group_column_errors(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["audio", "split", "instrumentation"])
+        w.writerows([["a.wav", "train", "flute"], ["b.wav", "valid", "oboe"]])
+    assert read_manifest_column(path, "instrumentation", "train") == ["flute"]
+    with pytest.raises(UserError, match="no such column"):
+        read_manifest_column(path, "timbre")
+    with pytest.raises(UserError, match="group_by=''"):
+        read_manifest_column(tmp_path / "nowhere", "instrumentation")
+    with pytest.raises(UserError, match="disagree"):
+        PairSampler(np.full(3, 500), 2, 126, 10, seed=0, groups=["a", "b"])
