@@ -14,7 +14,7 @@ SYSTEM_STAMP := $(VENV)/.system-packages
 # Debian packages the tests and the book need (Chromium drives the browser test).
 APT_PACKAGES ?= chromium
 
-.PHONY: help install system-packages test test-book test-all lint format bench corpus pretrain book site clean
+.PHONY: help install system-packages test test-book test-all lint format bench corpus pretrain recipe-study reference book site clean
 
 help:
 	@echo "make book [PRESET=smoke|default|long|paper]   the whole pipeline and the book"
@@ -49,7 +49,12 @@ test: install system-packages
 	$(BIN)/python -m pytest
 
 # The smoke book end to end, then the browser test on it (headless Chromium, no network).
-test-book: install system-packages
+test-# the recipe study behind the default preset (issue 7): about 45 min on a 2-core CPU, resumable
+recipe-study: corpus
+	$(BIN)/vit1d recipe-study --preset $(PRESET) --data data/$(PRESET) \
+		--out runs/$(PRESET)/recipe-study
+
+book: install system-packages
 	$(BIN)/python -m vit1d.pipeline --preset smoke
 	$(BIN)/python -m pytest -m slow tests/test_book_browser.py
 

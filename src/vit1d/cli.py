@@ -18,6 +18,7 @@ from vit1d.errors import UserError
 COMMANDS = [
     "vit1d.corpus.cli",
     "vit1d.train",
+    "vit1d.recipes",
     "vit1d.embed",
     "vit1d.probe",
     "vit1d.analyses",

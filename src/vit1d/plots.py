@@ -687,3 +687,88 @@ def emergence_curve(
     ax.set_title(f"{task}, layer {layer}", fontsize=10)
     ax.legend(fontsize=7, frameon=False)
     return fig
+
+
+def recipe_curves(table: Any, metrics: dict[str, str], ncols: int = 4) -> Any:
+    """The recipe study's emergence curves (``notebooks/03b_recipe.ipynb``): best-layer score
+    against training step, one colour per variant, one thin line per seed and a thick line for
+    their mean; the random-init (dashed, mean over init seeds) and log-mel (dotted) baselines
+    as horizontal lines. ``table`` is :func:`vit1d.recipes.study_table`, ``metrics`` maps
+    task -> metric."""
+    import matplotlib.pyplot as plt
+
+    panels = [(t, m) for t, m in metrics.items() if ((table.task == t) & (table.metric == m)).any()]
+    n = max(1, len(panels))
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, 2.8 * nrows), squeeze=False)
+    runs = table[table["seed"] >= 0]
+    variants = list(dict.fromkeys(runs["variant"]))
+    colours = {v: f"C{i}" for i, v in enumerate(variants)}
+    for ax, (task, metric) in zip(axes.flat, panels, strict=False):
+        t = table[(table.task == task) & (table.metric == metric)]
+        for v in variants:
+            rv = t[t.variant == v]
+            for _, rs in rv.groupby("seed"):
+                rs = rs.sort_values("step")
+                ax.plot(rs["step"], rs["value"], color=colours[v], lw=0.8, alpha=0.45, marker=".")
+            mean = rv.groupby("step")["value"].mean()
+            ax.plot(mean.index, mean.values, color=colours[v], lw=2, label=v)
+        for name, key in (("random-init", "random-init"), ("logmel", "logmel")):
+            b = t[t.variant == name]
+            if not b.empty:
+                label = "random init" if name == "random-init" else "log-mel"
+                ax.axhline(b["value"].mean(), color="0.3", label=label, **BASELINE_STYLE[key])
+        ax.set_title(task, fontsize=10)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"{metric.replace('_', ' ')} (best layer)")
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(
+        handles, labels, loc="lower center", frameon=False, ncol=min(6, len(labels)), fontsize=8
+    )
+    return fig
+
+
+def recipe_layers(summary: Any, metrics: dict[str, str], ncols: int = 4) -> Any:
+    """Score against depth at the end of training, one colour per recipe variant (mean over
+    seeds, the seeds' range shaded), random-init dashed: where in the network each recipe
+    keeps a task's information (``notebooks/03b_recipe.ipynb``). ``summary`` is the study's
+    ``probes_summary.csv`` with ``variant`` and ``seed`` columns added."""
+    import matplotlib.pyplot as plt
+
+    s = summary[summary["split"] == "test"]
+    panels = [(t, m) for t, m in metrics.items() if ((s.task == t) & (s.metric == m)).any()]
+    n = max(1, len(panels))
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, 2.8 * nrows), squeeze=False)
+    runs = s[s["seed"] >= 0]
+    final = runs[runs["step"] == runs.groupby("variant")["step"].transform("max")]
+    variants = list(dict.fromkeys(runs["variant"]))
+    for ax, (task, metric) in zip(axes.flat, panels, strict=False):
+        t = final[(final.task == task) & (final.metric == metric)]
+        for i, v in enumerate(variants):
+            g = t[t.variant == v].groupby("layer")["mean"]
+            m, lo, hi = g.mean(), g.min(), g.max()
+            ax.plot(m.index, m.values, color=f"C{i}", marker="o", ms=3, label=v)
+            ax.fill_between(m.index, lo.values, hi.values, color=f"C{i}", alpha=0.15, lw=0)
+        r = s[(s.variant == "random-init") & (s.task == task) & (s.metric == metric)]
+        if not r.empty:
+            g = r.groupby("layer")["mean"].mean()
+            ax.plot(
+                g.index, g.values, color="0.3", label="random init", **BASELINE_STYLE["random-init"]
+            )
+        ax.set_title(task, fontsize=10)
+        ax.set_xlabel("layer (0 = embeddings)")
+        ax.set_ylabel(metric.replace("_", " "))
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(
+        handles, labels, loc="lower center", frameon=False, ncol=min(6, len(labels)), fontsize=8
+    )
+    return fig

@@ -1,0 +1,339 @@
+"""The pretraining recipe study: which switches make musical content emerge at laptop scale.
+
+The authors trained on about 2 M real tracks; our model sees a rendered corpus for minutes,
+where one rendered track has one timbre and NT-Xent can be solved by recognising the
+instrument. This module measures, with the probing suite, what each recipe switch of
+:mod:`vit1d.train` does to what the model keeps:
+
+* ``paper``: the authors' recipe as it is (random batches, no augmentation);
+* ``hard-negatives``: batches filled from tracks of the same instrumentation
+  (``data.group_by=instrumentation``), so timbre alone cannot tell an anchor from its
+  negatives;
+* ``augment``: gain, EQ and noise drawn per view (:mod:`vit1d.augment`), so the two views of
+  a positive pair no longer share their spectral envelope exactly;
+* ``hard-negatives+augment``: both.
+
+Every variant is pretrained for ``steps`` steps with each seed; its snapshots and final model
+are probed (one linear probe per layer, ``avg`` pooling, one probe seed) on a few fast global
+tasks, beside the random-init and log-mel baselines: emergence curves at a fraction of the
+cost of the book's full probing. :func:`choose_recipe` ranks the variants by a stated rule;
+the ``default`` preset uses the winner.
+
+Resumable: a finished run is not retrained and a probed one is not probed again (a
+``probed.json`` marker beside each run). Results go to ``<out>/results`` in the probing
+suite's format, plus ``<out>/study.json`` (settings, overrides, hardware, timings).
+
+Used by ``notebooks/03b_recipe.ipynb`` and ``make recipe-study``.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vit1d.errors import UserError
+
+#: The augmentation strengths of the ``augment`` variants.
+AUGMENT = {"gain_db": 6.0, "eq_db": 12.0, "noise_snr_db": 25.0}
+HARD = {"group_by": "instrumentation"}
+#: Variant name -> config overrides on top of the study's base preset.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "hard-negatives": {"data": HARD},
+    "augment": {"augment": AUGMENT},
+    "hard-negatives+augment": {"data": HARD, "augment": AUGMENT},
+}
+#: (task, metric) the study ranks on, primary metric of each task.
+STUDY_METRICS = {
+    "key": "weighted",
+    "tagging": "map",
+    "instrument": "accuracy",
+    "tempo": "acc2",
+    "pitch": "accuracy",
+}
+RESULTS = "results"
+STUDY_JSON = "study.json"
+
+
+@dataclass
+class StudySettings:
+    """How big a study a preset affords."""
+
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    seeds: tuple[int, ...] = (0, 1)
+    steps: int = 300
+    snapshot_fractions: tuple[float, ...] = (0.5, 1.0)
+    tasks: tuple[str, ...] = ("key", "tagging", "instrument", "tempo")
+    baseline_seeds: int = 2
+    probe: dict[str, Any] = field(
+        default_factory=lambda: {
+            "max_epochs": 20,
+            "max_global_files": (600, 150, 300),
+            "min_delta": 1e-3,
+            "n_boot": 200,
+            "n_boot_tagging": 100,
+        }
+    )
+
+
+#: Study size per pipeline preset: ``smoke`` runs the code path in CI in a minute; the
+#: ``default`` study (about 45 min on a 2-core CPU) is what chose the default recipe.
+STUDIES = {
+    "smoke": StudySettings(
+        steps=8,
+        tasks=("key",),
+        probe={
+            "max_epochs": 4,
+            "steps_per_epoch": 16,
+            "patience": 2,
+            "n_boot": 100,
+            "max_global_files": (40, 10, 20),
+        },
+    ),
+    "default": StudySettings(),
+}
+
+
+def study_settings(preset: str) -> StudySettings:
+    return copy.deepcopy(STUDIES.get(preset, STUDIES["default"]))
+
+
+def run_label(variant: str, seed: int) -> str:
+    """The ``model`` column of a study run's probe results: ``variant/seed-N``."""
+    return f"{variant}/seed-{seed}"
+
+
+def parse_label(label: str) -> tuple[str, int] | None:
+    """``("variant", seed)`` from :func:`run_label`, or None for a baseline."""
+    variant, sep, seed = label.rpartition("/seed-")
+    return (variant, int(seed)) if sep and seed.isdigit() else None
+
+
+def variant_overrides(variant: str, seed: int, settings: StudySettings) -> dict[str, Any]:
+    """The config overrides of one study run."""
+    if variant not in VARIANTS:
+        raise UserError(f"unknown recipe variant {variant!r}: use one of {', '.join(VARIANTS)}")
+    out = copy.deepcopy(VARIANTS[variant])
+    out["seed"] = seed
+    out.setdefault("train", {}).update(
+        steps=settings.steps, snapshot_fractions=list(settings.snapshot_fractions)
+    )
+    return out
+
+
+def _finished(run: Path) -> bool:
+    return (run / "run.json").is_file() and (run / "model.safetensors").is_file()
+
+
+def _marker_ok(marker: Path, expected: dict[str, Any]) -> bool:
+    try:
+        return json.loads(marker.read_text()) == expected
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def run_study(
+    data: str | Path,
+    out: str | Path,
+    preset: str = "default",
+    settings: StudySettings | None = None,
+    progress: bool = True,
+    say: Any = print,
+) -> Path:
+    """Pretrain and probe every (variant, seed) of ``settings`` and the baselines; returns
+    ``out``. ``data`` is the corpus root (``<data>/pretrain`` and the task folders)."""
+    from vit1d.checkpoint import atomic_write_text
+    from vit1d.device import hardware_summary, select_device
+    from vit1d.probe import ExtractOptions, ProbeConfig, probe_corpus
+    from vit1d.train import pretrain
+
+    settings = settings or study_settings(preset)
+    data, out = Path(data), Path(out)
+    pool = data / "pretrain" / "manifest.csv"
+    results = out / RESULTS
+    probe_kwargs = dict(
+        tasks=list(settings.tasks),
+        seeds=(0,),
+        poolings=("avg",),
+        config=ProbeConfig(**settings.probe),
+        extract=ExtractOptions(cache_dir=str(out / "embed-cache")),
+        progress=False,
+        say=say,
+    )
+    timings: dict[str, Any] = {}
+    for variant in settings.variants:
+        for seed in settings.seeds:
+            label = run_label(variant, seed)
+            run = out / variant / f"seed-{seed}"
+            started = time.perf_counter()
+            if not _finished(run):
+                say(f"recipe study: pretrain {label} ({settings.steps} steps)")
+                pretrain(
+                    preset,
+                    pool,
+                    run,
+                    resume="auto",
+                    overrides=variant_overrides(variant, seed, settings),
+                    progress=progress,
+                )
+            marker = run / "probed.json"
+            expected = {"tasks": list(settings.tasks), "probe": settings.probe}
+            expected = json.loads(json.dumps(expected))  # tuples -> lists, as read back
+            if not _marker_ok(marker, expected):
+                say(f"recipe study: probe {label}")
+                probe_corpus(
+                    data, results, checkpoint=run, label=label, emergence=True, **probe_kwargs
+                )
+                atomic_write_text(marker, json.dumps(expected))
+            timings[label] = round(time.perf_counter() - started, 1)
+    marker = results / "baselines.json"
+    expected = json.loads(
+        json.dumps(
+            {
+                "tasks": list(settings.tasks),
+                "probe": settings.probe,
+                "seeds": settings.baseline_seeds,
+            }
+        )
+    )
+    if not _marker_ok(marker, expected):
+        say("recipe study: probe the random-init and log-mel baselines")
+        first = out / settings.variants[0] / f"seed-{settings.seeds[0]}"
+        kwargs = {**probe_kwargs, "seeds": tuple(range(settings.baseline_seeds))}
+        probe_corpus(
+            data,
+            results,
+            architecture=first,
+            random_init=settings.baseline_seeds,
+            logmel=True,
+            **kwargs,
+        )
+        atomic_write_text(marker, json.dumps(expected))
+    study = {
+        "preset": preset,
+        "settings": asdict(settings),
+        "variants": {v: VARIANTS[v] for v in settings.variants},
+        "seconds_per_run_this_session": timings,
+        "hardware": hardware_summary(select_device("cpu")),
+        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write_text(out / STUDY_JSON, json.dumps(study, indent=2))
+    return out
+
+
+def study_summary(study_dir: str | Path) -> Any:
+    """The study's ``probes_summary.csv`` with ``variant`` and ``seed`` columns (baselines:
+    ``variant`` is the model name, ``seed`` -1)."""
+    import pandas as pd
+
+    path = Path(study_dir) / RESULTS / "probes_summary.csv"
+    if not path.is_file():
+        raise UserError(f"no recipe study results at {path}: run `make recipe-study` first")
+    df = pd.read_csv(path)
+    df["step"] = df["step"].fillna(0).astype(int)  # log-mel features have no training step
+    parsed = df["model"].map(parse_label)
+    df["variant"] = [p[0] if p else m for p, m in zip(parsed, df["model"], strict=True)]
+    df["seed"] = [p[1] if p else -1 for p in parsed]
+    return df
+
+
+def study_table(study_dir: str | Path) -> Any:
+    """Best-layer test scores of every study run and baseline, one row per (model, step,
+    task, metric): columns ``variant`` (``random-init`` / ``logmel`` for the baselines),
+    ``seed``, ``step``, ``task``, ``metric``, ``layer`` (the best one), ``value``,
+    ``ci_low``, ``ci_high``."""
+    df = study_summary(study_dir)
+    df = df[df["split"] == "test"]
+    best = df.loc[df.groupby(["model", "step", "task", "metric"])["mean"].idxmax()].copy()
+    best = best.rename(columns={"mean": "value"})
+    cols = ["variant", "seed", "step", "task", "metric", "layer", "value", "ci_low", "ci_high"]
+    return best[cols].sort_values(cols[:5]).reset_index(drop=True)
+
+
+def choose_recipe(table: Any) -> tuple[str, Any]:
+    """The winning variant and the ranking behind it.
+
+    Rule: at each run's final step, take each task's primary metric (:data:`STUDY_METRICS`)
+    at the best layer, average over seeds, rank the variants per task (1 = best) and pick the
+    lowest mean rank; ties go to the variant listed first in :data:`VARIANTS` (the simpler
+    recipe). Returns ``(name, ranking)``, ``ranking`` a DataFrame of per-task means and ranks.
+    """
+    runs = table[table["seed"] >= 0]
+    if runs.empty:
+        raise UserError("the recipe study table has no pretrained runs")
+    final = runs[runs["step"] == runs.groupby("variant")["step"].transform("max")]
+    primary = final[
+        [STUDY_METRICS.get(t) == m for t, m in zip(final.task, final.metric, strict=True)]
+    ]
+    means = primary.pivot_table(index="variant", columns="task", values="value", aggfunc="mean")
+    ranks = means.rank(ascending=False, method="min")
+    ranking = means.copy()
+    ranking["mean_rank"] = ranks.mean(axis=1)
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    ranking["order"] = [order.get(v, len(order)) for v in ranking.index]
+    ranking = ranking.sort_values(["mean_rank", "order"]).drop(columns="order")
+    return str(ranking.index[0]), ranking
+
+
+def register(subparsers: Any) -> None:
+    """Add ``vit1d recipe-study`` to the command line."""
+    p = subparsers.add_parser(
+        "recipe-study",
+        help="pretrain and probe the recipe variants (issue 7's ablations)",
+        description="Pretrain every recipe variant with each seed, probe snapshots and final "
+        "models on a few fast tasks beside the baselines, and print the ranking. Resumable.",
+    )
+    p.add_argument("--data", required=True, help="corpus root (with pretrain/ and task folders)")
+    p.add_argument("--out", required=True, help="study folder (runs, results, study.json)")
+    p.add_argument("--preset", default="default", help="base preset and study size")
+    p.add_argument("--variants", default="", help="comma-separated subset of the variants")
+    p.add_argument("--steps", type=int, default=0, help="steps per run (0: the preset's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cli)
+
+
+def _cli(args: Any) -> int:
+    settings = study_settings(args.preset)
+    if args.variants:
+        settings.variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+        for v in settings.variants:
+            if v not in VARIANTS:
+                raise UserError(f"unknown variant {v!r}: use some of {', '.join(VARIANTS)}")
+    if args.steps:
+        settings.steps = args.steps
+    out = run_study(args.data, args.out, args.preset, settings, progress=not args.no_progress)
+    name, ranking = choose_recipe(study_table(out))
+    print(ranking.round(3).to_string())
+    print(f"best recipe: {name}")
+    return 0
+
+
+def preset_variant(preset: str | Path) -> str | None:
+    """Which study variant a preset's recipe switches match (None: none of them), so the book
+    can check that the ``default`` preset follows the study's choice."""
+    from vit1d.config import Config, load_config
+
+    cfg, base = load_config(preset), Config()
+    for name, overrides in VARIANTS.items():
+        want = load_config(base, overrides)
+        if cfg.data.group_by == want.data.group_by and cfg.augment == want.augment:
+            return name
+    return None
+
+
+def study_source(runs_dir: str | Path, root: str | Path) -> tuple[Path | None, str]:
+    """Where the book reads the recipe study from: ``<runs>/recipe-study`` when this build
+    ran it, else the study committed beside the reference checkpoint
+    (``checkpoints/reference/recipe-study``), else None. Returns ``(folder, description)``."""
+    here = Path(runs_dir) / "recipe-study"
+    if (here / RESULTS / "probes_summary.csv").is_file():
+        return here, "run in this build"
+    committed = Path(root) / "checkpoints" / "reference" / "recipe-study"
+    if (committed / RESULTS / "probes_summary.csv").is_file():
+        return committed, "committed with the reference checkpoint (`make recipe-study` reruns it)"
+    return None, "not run: `make recipe-study` runs it"

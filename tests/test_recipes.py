@@ -1,0 +1,175 @@
+"""The recipe study (issue 7): labels, the ranking rule, and a miniature resumable study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from vit1d import recipes
+from vit1d.config import load_config
+from vit1d.errors import UserError
+from vit1d.frontend import SAMPLE_RATE
+
+
+def test_labels_round_trip_and_baselines_have_none() -> None:
+    assert recipes.parse_label(recipes.run_label("hard-negatives+augment", 3)) == (
+        "hard-negatives+augment",
+        3,
+    )
+    assert recipes.parse_label("random-init") is None
+    assert recipes.parse_label("logmel") is None
+
+
+def test_variant_overrides_are_valid_configs() -> None:
+    settings = recipes.StudySettings(steps=7, snapshot_fractions=(0.5, 1.0))
+    for name in recipes.VARIANTS:
+        cfg = load_config("default", recipes.variant_overrides(name, 2, settings))
+        assert cfg.seed == 2 and cfg.train.steps == 7
+        assert cfg.train.snapshot_fractions == [0.5, 1.0]
+    both = load_config("default", recipes.variant_overrides("hard-negatives+augment", 0, settings))
+    assert both.data.group_by == "instrumentation" and both.augment.eq_db > 0
+    with pytest.raises(UserError, match="unknown recipe variant"):
+        recipes.variant_overrides("pitch-shift", 0, settings)
+
+
+def _table(values: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
+    rows = []
+    for variant, tasks in values.items():
+        for task, per_seed in tasks.items():
+            metric = recipes.STUDY_METRICS[task]
+            for seed, v in enumerate(per_seed):
+                for step, scale in ((5, 0.5), (10, 1.0)):
+                    rows.append(
+                        dict(
+                            variant=variant,
+                            seed=seed,
+                            step=step,
+                            task=task,
+                            metric=metric,
+                            layer=3,
+                            value=v * scale,
+                        )
+                    )
+                # a non-primary metric must not count
+                rows.append(
+                    dict(
+                        variant=variant,
+                        seed=seed,
+                        step=10,
+                        task=task,
+                        metric="other",
+                        layer=3,
+                        value=100.0 if variant == "paper" else 0,
+                    )
+                )
+    rows.append(
+        dict(
+            variant="random-init",
+            seed=-1,
+            step=0,
+            task="key",
+            metric="weighted",
+            layer=0,
+            value=9.0,
+        )
+    )
+    return pd.DataFrame(rows)
+
+
+def test_choose_recipe_ranks_by_mean_rank_at_the_final_step() -> None:
+    table = _table(
+        {
+            "paper": {"key": [0.5, 0.5], "tagging": [0.4, 0.4]},
+            "augment": {"key": [0.6, 0.7], "tagging": [0.41, 0.41]},
+            "hard-negatives": {"key": [0.55, 0.55], "tagging": [0.3, 0.3]},
+        }
+    )
+    best, ranking = recipes.choose_recipe(table)
+    assert best == "augment"
+    assert ranking.loc["augment", "key"] == pytest.approx(0.65)
+    assert ranking.loc["augment", "mean_rank"] == 1.0
+    assert "random-init" not in ranking.index  # baselines are not candidates
+    # a tie goes to the variant listed first in VARIANTS
+    tie = _table({"augment": {"key": [0.5]}, "paper": {"key": [0.5]}})
+    assert recipes.choose_recipe(tie)[0] == "paper"
+
+
+def test_preset_variant_recognises_the_switches(tmp_path: Path) -> None:
+    assert recipes.preset_variant("smoke") == "paper"
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "data:\n  group_by: instrumentation\naugment:\n  gain_db: 6.0\n"
+        "  eq_db: 12.0\n  noise_snr_db: 25.0\n"
+    )
+    assert recipes.preset_variant(path) == "hard-negatives+augment"
+    path.write_text("augment:\n  gain_db: 1.0\n")
+    assert recipes.preset_variant(path) is None
+
+
+def _tone(f0: float, seconds: float, odd: bool) -> np.ndarray:
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    y = sum(np.sin(2 * np.pi * h * f0 * t) / h for h in ((1, 3, 5) if odd else (1,)))
+    return (0.2 * y * np.minimum(1, t / 0.02)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def study_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pretraining pool with an instrumentation column and a pitch task."""
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "audio").mkdir()
+    pool, notes = [], []
+    for i in range(8):
+        name = f"audio/pool{i}.wav"
+        f0s = 220 * 2 ** (np.arange(6) * (i + 1) / 12)
+        wave = np.concatenate([_tone(f, 0.7, i % 2 == 1) for f in f0s])
+        sf.write(root / name, wave, SAMPLE_RATE)
+        pool.append(f"../{name},train,{'odd' if i % 2 else 'sine'}")
+    for midi in (48, 55, 60, 67):
+        for v, split in enumerate(["train", "train", "train", "valid", "test", "test"]):
+            name = f"audio/n{midi}_{v}.wav"
+            f0 = 440 * 2 ** ((midi - 69) / 12) * (1 + 0.003 * v)
+            sf.write(root / name, _tone(f0, 1.0, v % 2 == 1), SAMPLE_RATE)
+            notes.append(f"../{name},{split},{midi},n{midi}_{v}")
+    for folder, header, rows in (
+        ("pretrain", "audio,split,instrumentation", pool),
+        ("pitch", "audio,split,pitch,work", notes),
+    ):
+        (root / folder).mkdir()
+        (root / folder / "manifest.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    return root
+
+
+def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path: Path) -> None:
+    settings = recipes.StudySettings(
+        variants=("paper", "hard-negatives+augment"),
+        seeds=(0, 1),
+        steps=4,
+        tasks=("pitch",),
+        probe={"max_epochs": 2, "steps_per_epoch": 4, "patience": 1, "n_boot": 20},
+    )
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(
+        "model:\n  dim: 32\n  depth: 2\n  heads: 2\n  head_dims: [32]\n"
+        "train:\n  batch_size: 4\n  num_threads: 1\n  precision: fp32\n  checkpoint_every: 2\n"
+    )
+    out = recipes.run_study(
+        study_corpus, tmp_path / "study", str(preset), settings, progress=False, say=lambda *_: None
+    )
+    table = recipes.study_table(out)
+    runs = table[table.seed >= 0]
+    assert set(runs.variant) == {"paper", "hard-negatives+augment"}
+    assert set(runs.seed) == {0, 1} and set(runs.step) == {2, 4}
+    assert {"random-init", "logmel"} <= set(table.variant)
+    assert (out / recipes.STUDY_JSON).is_file()
+    best, ranking = recipes.choose_recipe(table)
+    assert best in settings.variants and list(ranking.columns) == ["pitch", "mean_rank"]
+    # resumable: nothing is retrained or probed again
+    weights = out / "paper" / "seed-0" / "model.safetensors"
+    before = (weights.stat().st_mtime_ns, len(pd.read_csv(out / "results" / "probes.csv")))
+    recipes.run_study(study_corpus, out, str(preset), settings, progress=False, say=lambda *_: None)
+    after = (weights.stat().st_mtime_ns, len(pd.read_csv(out / "results" / "probes.csv")))
+    assert before == after
