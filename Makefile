@@ -22,6 +22,8 @@ help:
 	@echo "make test-book                                 smoke book + browser test"
 	@echo "make test-all                                  every test, slow ones included"
 	@echo "make bench                                     throughput benchmark (JSON + table)"
+	@echo "make recipe-study                              the pretraining recipe ablations (~45 min)"
+	@echo "make reference                                 train/resume + export checkpoints/reference"
 	@echo "make lint                                      ruff"
 
 $(STAMP): pyproject.toml
@@ -53,6 +55,14 @@ test-# the recipe study behind the default preset (issue 7): about 45 min on a 2
 recipe-study: corpus
 	$(BIN)/vit1d recipe-study --preset $(PRESET) --data data/$(PRESET) \
 		--out runs/$(PRESET)/recipe-study
+
+# the reference checkpoint under checkpoints/reference/: the long preset (10x the default's
+# steps, about 65 min on a 2-core CPU with native bf16, 3 h without); resumable: interrupt it
+# and run it again to continue, then commit checkpoints/reference/
+reference: install
+	$(MAKE) corpus PRESET=default
+	$(BIN)/vit1d reference --data data/default --run runs/long/pretrain \
+		--study runs/default/recipe-study --out checkpoints/reference
 
 book: install system-packages
 	$(BIN)/python -m vit1d.pipeline --preset smoke

@@ -19,6 +19,7 @@ COMMANDS = [
     "vit1d.corpus.cli",
     "vit1d.train",
     "vit1d.recipes",
+    "vit1d.reference",
     "vit1d.embed",
     "vit1d.probe",
     "vit1d.analyses",

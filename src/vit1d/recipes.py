@@ -316,9 +316,16 @@ def _cli(args: Any) -> int:
 def preset_variant(preset: str | Path) -> str | None:
     """Which study variant a preset's recipe switches match (None: none of them), so the book
     can check that the ``default`` preset follows the study's choice."""
+    from vit1d.config import load_config
+
+    return variant_of(load_config(preset))
+
+
+def variant_of(cfg: Any) -> str | None:
+    """Which study variant a :class:`vit1d.config.Config`'s recipe switches match."""
     from vit1d.config import Config, load_config
 
-    cfg, base = load_config(preset), Config()
+    base = Config()
     for name, overrides in VARIANTS.items():
         want = load_config(base, overrides)
         if cfg.data.group_by == want.data.group_by and cfg.augment == want.augment:

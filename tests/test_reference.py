@@ -1,0 +1,78 @@
+"""The committed reference checkpoint and its export (issue 7)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from vit1d import load_pretrained
+from vit1d.errors import UserError
+from vit1d.reference import MAX_BYTES, REFERENCE_DIR, export_reference, verify_reference
+from vit1d.train import pretrain
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, audio_dir: Path) -> Path:
+    out = tmp_path_factory.mktemp("run") / "run"
+    sets = [
+        "model.dim=32",
+        "model.depth=2",
+        "model.heads=2",
+        "model.head_dims=[64,32]",
+        "train.steps=3",
+        "train.batch_size=4",
+        "train.num_threads=1",
+    ]
+    return pretrain("smoke", audio_dir, out, overrides=sets, progress=False)
+
+
+def _corpus(tmp_path: Path) -> Path:
+    root = tmp_path / "corpus"
+    (root / "pretrain").mkdir(parents=True)
+    (root / "corpus.json").write_text(json.dumps({"config": {"name": "tiny", "seed": 7}}))
+    (root / "pretrain" / "manifest.csv").write_text("audio\nx.wav\n")
+    return root
+
+
+def test_export_writes_a_small_loadable_fp16_backbone(tiny_run: Path, tmp_path: Path) -> None:
+    out = export_reference(tiny_run, _corpus(tmp_path), tmp_path / "ref", root=ROOT)
+    weights = load_file(str(out / "model.safetensors"))
+    assert all(v.dtype == torch.float16 for v in weights.values())
+    assert not any(k.startswith("head.") for k in weights)
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["steps"] == 3 and prov["corpus"]["seed"] == 7
+    assert len(prov["corpus"]["pretrain_manifest_sha256"]) == 64
+    assert (out / "training_log.csv").is_file()
+    # the fp16 backbone computes what the fp32 run computes, to fp16 precision
+    a, b = load_pretrained(out), load_pretrained(tiny_run, head=False)
+    x = torch.randn(2, 50, 128) * 20 - 40
+    torch.testing.assert_close(a(x).cls, b(x).cls, atol=2e-2, rtol=2e-2)
+    assert verify_reference(out) <= 1e-4
+
+
+def test_verify_catches_changed_weights(tiny_run: Path, tmp_path: Path) -> None:
+    out = export_reference(tiny_run, _corpus(tmp_path), tmp_path / "ref", root=ROOT)
+    weights = load_file(str(out / "model.safetensors"))
+    key = next(k for k in weights if k.endswith("weight") and weights[k].ndim == 2)
+    weights[key] = weights[key] * 1.5
+    save_file(weights, str(out / "model.safetensors"))
+    with pytest.raises(UserError, match="re-export"):
+        verify_reference(out)
+
+
+def test_the_committed_reference_loads_and_computes_its_check() -> None:
+    folder = ROOT / REFERENCE_DIR
+    if not (folder / "model.safetensors").is_file():
+        pytest.skip("no reference checkpoint committed yet (make reference)")
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size <= MAX_BYTES
+    assert verify_reference(folder) <= 1e-4
+    prov = json.loads((folder / "provenance.json").read_text())
+    for key in ("steps", "corpus", "code", "training", "weights_sha256"):
+        assert prov[key], key
