@@ -54,7 +54,7 @@ def test_pooling_and_reference_tables():
     assert p["cls"].iloc[0].startswith("0.630") and p["avg"].iloc[0].startswith("0.650")
     ref = chapters.reference_global_table(rows())
     key = ref[ref["task"] == "key"].iloc[0]
-    assert key["reference cls (L12)"] == "0.539" and key["ours cls (L3)"].startswith("0.630")
+    assert key["published cls (L12)"] == "0.539" and key["ours cls (L3)"].startswith("0.630")
 
 
 def test_pretrain_runs_and_compute_table(tmp_path):
@@ -74,3 +74,26 @@ def test_pretrain_runs_and_compute_table(tmp_path):
     table = chapters.compute_table(meta)
     assert table.loc["optimiser steps", "masked"] == 40
     assert table.loc["frames per view", "contrastive"] == "-"
+
+
+def test_reference_joins_the_models_only_with_the_builds_architecture(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from vit1d.checkpoint import save_pretrained
+    from vit1d.model import ViT1D
+
+    small = {"dim": 32, "depth": 2, "heads": 2, "head": "none"}
+    build = save_pretrained(ViT1D(**small), tmp_path / "runs" / "pretrain")
+    paths = SimpleNamespace(checkpoint=build, runs=tmp_path / "runs")
+    settings = chapters.ProbeSettings(seeds=(0,))
+    ref = tmp_path / "reference"
+    monkeypatch.setattr(chapters, "reference_checkpoint", lambda: ref)
+    _, notes = chapters.model_sources(paths, settings, masked=False)
+    assert any("make reference" in n for n in notes)
+    save_pretrained(ViT1D(**{**small, "depth": 3}), ref)
+    sources, notes = chapters.model_sources(paths, settings, masked=False)
+    assert any("architecture differs" in n for n in notes)
+    assert "reference" not in {g[0].name for g in sources}
+    save_pretrained(ViT1D(**small), ref)
+    sources, _ = chapters.model_sources(paths, settings, masked=False)
+    assert [g[0].name for g in sources][:2] == ["contrastive", "reference"]

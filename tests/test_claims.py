@@ -326,3 +326,53 @@ def test_build_ledger_from_files(tmp_path):
     assert set(details["outcome"]) <= {"for", "against", "unclear"}
     # every claim has a stated rule
     assert set(claims.RULES) == set(claims.STATEMENTS) == set(claims.CLAIMS)
+
+
+def e_rows(model, wins, n_tasks=7, half=0.01):
+    """``model`` beats both baselines (non-overlapping intervals) on the first ``wins`` tasks
+    and overlaps them on the rest."""
+    rows = []
+    for i, t in enumerate((GLOBAL + LOCAL)[:n_tasks]):
+        pooling = "frame" if t in LOCAL else "avg"
+        mine = 0.8 if i < wins else 0.505
+        rows.append(
+            row(
+                model,
+                t,
+                3,
+                pooling,
+                mine,
+                half=half,
+                checkpoint=f"checkpoints/{model}" if model == "reference" else None,
+            )
+        )
+        rows.append(row("random-init", t, 3, pooling, 0.5, half=half))
+        rows.append(row("logmel", t, 0, pooling, 0.49, half=half, checkpoint="-", step=np.nan))
+    return rows
+
+
+def test_e_counts_tasks_beating_both_baselines():
+    held = verdict("E", probes=summary(e_rows("contrastive", 4)))
+    assert held.verdict == "holds" and "4 of 7" in held.reason
+    assert verdict("E", probes=summary(e_rows("contrastive", 3))).verdict == "does not hold"
+    # 2 wins with 5 of 7 tasks probed: the 2 missing ones could still make 4
+    assert verdict("E", probes=summary(e_rows("contrastive", 2, n_tasks=5))).verdict == (
+        "inconclusive"
+    )
+    # overlapping intervals do not count, however far apart the means
+    wide = e_rows("contrastive", 7, half=0.2)
+    assert verdict("E", probes=summary(wide)).verdict == "does not hold"
+    assert verdict("E").reason == "no results"
+
+
+def test_reference_model_gets_its_own_rows():
+    rows = e_rows("contrastive", 1) + [
+        r for r in e_rows("reference", 5) if r["model"] == "reference"
+    ]
+    ledger = evaluate(Inputs(probes=summary(rows)))
+    assert ledger["E"].verdict == "does not hold"
+    assert ledger["E (reference)"].verdict == "holds"
+    assert {"C1 (reference)", "C2 (reference)", "C5 (reference)"} <= set(ledger.verdicts)
+    assert (
+        "E (reference)" not in evaluate(Inputs(probes=summary(e_rows("contrastive", 1)))).verdicts
+    )

@@ -9,6 +9,8 @@ The notebooks stay thin by calling these; the computation itself is the library'
 Models of the book, by their ``model`` name in ``probes.csv``:
 
 * ``contrastive``: the model trained in this build (``<runs>/pretrain``, chapter 03);
+* ``reference``: the committed reference checkpoint (``checkpoints/reference``, the ``long``
+  preset; :mod:`vit1d.reference`), when it has the build's architecture;
 * ``masked``: the equal-compute BEST-RQ foil (``<runs>/pretrain-masked``, trained by
   ``notebooks/03_pretrain_masked.ipynb`` with ``loss.objective=masked``);
 * ``random-init``: the contrastive model's architecture at random initialisation (one init
@@ -122,12 +124,30 @@ def has_checkpoint(folder: str | Path) -> bool:
     return (Path(folder) / "model.safetensors").is_file()
 
 
+def reference_checkpoint() -> Path:
+    """The committed reference checkpoint folder (:mod:`vit1d.reference`)."""
+    from vit1d.pipeline import find_root
+    from vit1d.reference import REFERENCE_DIR
+
+    try:
+        root = find_root()
+    except Exception:  # not inside the repository: no committed reference
+        root = Path.cwd()
+    return root / REFERENCE_DIR
+
+
 def model_sources(
-    paths: Any, settings: ProbeSettings, masked: bool = True, baselines: bool = True
+    paths: Any,
+    settings: ProbeSettings,
+    masked: bool = True,
+    baselines: bool = True,
+    reference: bool = True,
 ) -> tuple[list[list[Any]], list[str]]:
     """Source groups for :func:`vit1d.probe.run_probes`: the contrastive checkpoint, the
-    masked one (when trained), the random-init model (one init seed per probe seed) and the
-    log-mel baseline. Returns ``(sources, notes)``; a missing checkpoint is a note."""
+    masked one (when trained), the committed reference checkpoint (when it exists and has the
+    build's architecture, so the same baselines apply), the random-init model (one init seed
+    per probe seed) and the log-mel baseline. Returns ``(sources, notes)``; a missing or
+    skipped checkpoint is a note."""
     from vit1d.embed import ModelSpec, architecture_config, checkpoint_step
     from vit1d.probe import baseline_sources
 
@@ -147,6 +167,21 @@ def model_sources(
             )
         else:
             notes.append(f"no masked model at {mk}: run notebooks/03_pretrain_masked.ipynb")
+    if reference:
+        ref = reference_checkpoint()
+        if not has_checkpoint(ref):
+            notes.append(f"no reference checkpoint at {ref}: `make reference` trains it")
+        elif architecture_config(str(ref)) | {"head": "none"} != architecture_config(str(ckpt)) | {
+            "head": "none"
+        }:
+            notes.append(
+                "the reference checkpoint is left out: its architecture differs from this "
+                "preset's, so the random-init baseline would not apply to it"
+            )
+        else:
+            sources.append(
+                [ModelSpec("checkpoint", str(ref), label="reference", step=checkpoint_step(ref))]
+            )
     if baselines:
         sources += baseline_sources(architecture_config(str(ckpt)), len(settings.seeds), True)
     return sources, notes
@@ -224,7 +259,7 @@ def final_summary(summary: Any, model: str, split: str = "test") -> Any:
 def best_table(
     summary: Any,
     panels: Sequence[tuple[str, str]],
-    models: Sequence[str] = ("contrastive", "masked", "random-init", "logmel"),
+    models: Sequence[str] = ("contrastive", "reference", "masked", "random-init", "logmel"),
     poolings: Sequence[str] | None = None,
 ) -> Any:
     """Per (task, metric): each model's best layer and pooling, ``mean [95 % CI]``."""
@@ -314,8 +349,8 @@ def reference_global_table(summary: Any, model: str = "contrastive") -> Any:
         entry = {
             "task": task,
             "metric": metric,
-            "reference cls (L12)": f"{ref_cls:.3f}",
-            "reference seq (L12)": f"{ref_seq:.3f}",
+            "published cls (L12)": f"{ref_cls:.3f}",
+            "published seq (L12)": f"{ref_seq:.3f}",
         }
         for pooling in ("cls", "seq"):
             r = _row_at(s, task, metric, last, pooling)
@@ -342,7 +377,7 @@ def reference_local_table(summary: Any, model: str = "contrastive") -> Any:
                 {
                     "task": task,
                     "metric": metric,
-                    "reference layer": f"{ref_layer} of 12",
+                    "published layer": f"{ref_layer} of 12",
                     "reference": f"{ref:.3f}",
                     "our layer": f"{layer} of {depth}",
                     "ours": "-" if r is None else _fmt(r["mean"], r["ci_low"], r["ci_high"]),

@@ -70,6 +70,12 @@ Claim by claim (:data:`RULES` holds the same text, shown in the chapter):
   curve (global tasks: the best pooling at each layer; local tasks: frame tokens). Holds
   when a crossing exists between two tasks (as in C4 (b), with the probe intervals); does
   not hold when every task peaks at the same layer; inconclusive otherwise.
+* **E** (pretraining adds to its input at our scale; issue 7's target, not a claim of the
+  paper): per task, the model at its best layer and pooling against the random-init model
+  and the log-mel features at theirs; a task counts when both 95 % intervals lie wholly
+  below the model's. Holds with at least :data:`EMERGENCE_MIN_TASKS` of the 7 tasks.
+* **Reference**: C1, C2, C5 and E are judged again for the committed reference checkpoint
+  (model ``reference``) when its probes are in the results, as ``C1 (reference)`` etc.
 * **Foil** (contrastive sequence tokens match or beat the masked model on local tasks at
   equal compute): per local task, contrastive frame tokens minus masked frame tokens, each
   at its best layer, judged by non-inferiority with margin :data:`MARGIN`: for when the
@@ -121,6 +127,10 @@ LOCAL_TASKS = ("chords", "beats")
 SSM_DIMENSIONS = ("chroma", "chords", "mfcc", "rms", "tempogram")
 #: Model names in the probe results.
 CONTRASTIVE, MASKED, RANDOM, LOGMEL = "contrastive", "masked", "random-init", "logmel"
+#: The committed reference checkpoint (:mod:`vit1d.reference`), judged beside the build's.
+REFERENCE = "reference"
+#: Claim E: tasks on which a model must beat both baselines (issue 7's laptop-scale target).
+EMERGENCE_MIN_TASKS = 4
 
 VERDICTS = ("holds", "does not hold", "inconclusive")
 
@@ -135,6 +145,8 @@ STATEMENTS = {
     "C5": "Which layer is best depends on the task.",
     "Foil": "Contrastive sequence tokens match or beat an equal-compute masked model "
     "on chords and beats.",
+    "E": "Pretraining adds to its input at our scale: the model beats both the random-init "
+    f"model and the log-mel features on at least {EMERGENCE_MIN_TASKS} of the 7 probe tasks.",
 }
 
 #: The rule of each claim, in words (the module docstring gives the details).
@@ -164,6 +176,11 @@ RULES = {
     f"every task is non-inferior (CI lower end above -{MARGIN}); does not hold when any task "
     f"is inferior (CI upper end below -{MARGIN}); inconclusive when the runs' steps, views "
     f"or FLOPs per step differ by more than {COMPUTE_TOLERANCE:.0%}.",
+    "E": "Per task (primary metric), the model at its best layer and pooling against each "
+    "baseline at its best: it beats a baseline when the two 95 % intervals do not overlap "
+    "(the model's lower end above the baseline's upper end). Holds when at least "
+    f"{EMERGENCE_MIN_TASKS} tasks beat both; does not hold when fewer do and the tasks "
+    "without results could not make up the difference; inconclusive otherwise.",
 }
 
 
@@ -462,8 +479,13 @@ def _probe_comparison(claim: str, name: str, a: Any, b: Any, a_label: str, b_lab
 # ----------------------------------------------------------------------------------------
 
 
-def claim_c1(inp: Inputs) -> Claim:
-    rows = final_rows(inp.probes, CONTRASTIVE)
+def _claim_id(claim: str, model: str) -> str:
+    """``C1`` for the build's model, ``C1 (reference)`` for another one."""
+    return claim if model == CONTRASTIVE else f"{claim} ({model})"
+
+
+def claim_c1(inp: Inputs, model: str = CONTRASTIVE) -> Claim:
+    rows = final_rows(inp.probes, model)
     comps = []
     for task in GLOBAL_TASKS:
         a, b = best_row(rows, task, ["avg"]), best_row(rows, task, ["cls"])
@@ -471,9 +493,9 @@ def claim_c1(inp: Inputs) -> Claim:
             comps.append(_probe_comparison("C1", task, a, b, "avg", "cls"))
     verdict, reason = majority(comps)
     return Claim(
-        "C1",
+        _claim_id("C1", model),
         STATEMENTS["C1"],
-        "probes_summary.csv: contrastive model, global tasks, avg vs cls pooling",
+        f"probes_summary.csv: {model} model, global tasks, avg vs cls pooling",
         RULES["C1"],
         verdict,
         reason,
@@ -481,22 +503,22 @@ def claim_c1(inp: Inputs) -> Claim:
     )
 
 
-def claim_c2(inp: Inputs) -> Claim:
-    rows = {m: final_rows(inp.probes, m) for m in (CONTRASTIVE, RANDOM, LOGMEL)}
+def claim_c2(inp: Inputs, model: str = CONTRASTIVE) -> Claim:
+    rows = {m: final_rows(inp.probes, m) for m in (model, RANDOM, LOGMEL)}
     comps = []
     for task in LOCAL_TASKS:
-        a = best_row(rows[CONTRASTIVE], task, ["frame"])
+        a = best_row(rows[model], task, ["frame"])
         if a is None:
             continue
         for base in (RANDOM, LOGMEL):
             b = best_row(rows[base], task, ["frame"])
             if b is not None:
-                comps.append(_probe_comparison("C2", f"{task} vs {base}", a, b, CONTRASTIVE, base))
+                comps.append(_probe_comparison("C2", f"{task} vs {base}", a, b, model, base))
     verdict, reason = majority(comps)
     return Claim(
-        "C2",
+        _claim_id("C2", model),
         STATEMENTS["C2"],
-        "probes_summary.csv: frame-token probes on chords and beats, contrastive vs "
+        f"probes_summary.csv: frame-token probes on chords and beats, {model} vs "
         "random-init and log-mel",
         RULES["C2"],
         verdict,
@@ -764,8 +786,8 @@ def _layer_curve(rows: Any, task: str) -> Any:
     return r.loc[idx].set_index("layer")
 
 
-def claim_c5(inp: Inputs) -> Claim:
-    rows = final_rows(inp.probes, CONTRASTIVE)
+def claim_c5(inp: Inputs, model: str = CONTRASTIVE) -> Claim:
+    rows = final_rows(inp.probes, model)
     curves: dict[str, Any] = {}
     if rows is not None:
         for task in GLOBAL_TASKS + LOCAL_TASKS:
@@ -802,10 +824,9 @@ def claim_c5(inp: Inputs) -> Claim:
         verdict = "inconclusive"
         reason = "best layers differ, but no pair of tasks differs significantly both ways"
     return Claim(
-        "C5",
+        _claim_id("C5", model),
         STATEMENTS["C5"],
-        "probes_summary.csv: the contrastive model's layer curves per task (best pooling "
-        "per layer)",
+        f"probes_summary.csv: the {model} model's layer curves per task (best pooling per layer)",
         RULES["C5"],
         verdict,
         reason,
@@ -875,6 +896,65 @@ def claim_foil(inp: Inputs) -> Claim:
     )
 
 
+def claim_e(inp: Inputs, model: str = CONTRASTIVE) -> Claim:
+    rows = {m: final_rows(inp.probes, m) for m in (model, RANDOM, LOGMEL)}
+    comps, beaten, probed = [], [], 0
+    for task in GLOBAL_TASKS + LOCAL_TASKS:
+        a = best_row(rows[model], task)
+        if a is None:
+            continue
+        probed += 1
+        wins = 0
+        for base in (RANDOM, LOGMEL):
+            b = best_row(rows[base], task)
+            if b is None:
+                continue
+            # the interval of (a - b) from the intervals' ends: above zero iff they do not
+            # overlap with a on top
+            lo = float(a["ci_low"]) - float(b["ci_high"])
+            hi = float(a["ci_high"]) - float(b["ci_low"])
+            c = Comparison(
+                "E",
+                f"{task} vs {base}",
+                f"{model} (layer {int(a['layer'])} {a['pooling']})",
+                f"{base} (layer {int(b['layer'])} {b['pooling']})",
+                float(a["mean"]),
+                float(b["mean"]),
+                float(a["mean"]) - float(b["mean"]),
+                lo,
+                hi,
+                "non-overlap of the two 95 % bootstrap intervals",
+            )
+            comps.append(c)
+            wins += c.outcome == "for"
+        if wins == 2:
+            beaten.append(task)
+    n = len(beaten)
+    counts = f"beats both baselines on {n} of {probed} tasks" + (
+        f" ({', '.join(beaten)})" if beaten else ""
+    )
+    unprobed = len(GLOBAL_TASKS + LOCAL_TASKS) - probed
+    if n >= EMERGENCE_MIN_TASKS:
+        verdict = "holds"
+    elif n + unprobed < EMERGENCE_MIN_TASKS:  # even the missing tasks could not lift it
+        verdict = "does not hold"
+    else:
+        verdict = "inconclusive"
+    return Claim(
+        _claim_id("E", model),
+        STATEMENTS["E"],
+        f"probes_summary.csv: {model} vs random-init and log-mel, every task at its best "
+        "layer and pooling",
+        RULES["E"],
+        verdict,
+        counts if probed else "no results",
+        comps,
+    )
+
+
+#: Claims judged again for every other pretrained model in the results (the reference).
+PER_MODEL_CLAIMS = {"C1": claim_c1, "C2": claim_c2, "C5": claim_c5, "E": claim_e}
+
 CLAIMS = {
     "C1": claim_c1,
     "C2": claim_c2,
@@ -883,12 +963,18 @@ CLAIMS = {
     "C4b": claim_c4b,
     "C5": claim_c5,
     "Foil": claim_foil,
+    "E": claim_e,
 }
 
 
 def evaluate(inputs: Inputs) -> Ledger:
-    """Every claim of :data:`CLAIMS` judged on ``inputs``."""
-    return Ledger([fn(inputs) for fn in CLAIMS.values()], dict(inputs.sources))
+    """Every claim of :data:`CLAIMS` judged on ``inputs``, then the claims of
+    :data:`PER_MODEL_CLAIMS` for the reference checkpoint when its probes are in the
+    results (ids such as ``C1 (reference)``)."""
+    claims = [fn(inputs) for fn in CLAIMS.values()]
+    if final_rows(inputs.probes, REFERENCE) is not None:
+        claims += [fn(inputs, REFERENCE) for fn in PER_MODEL_CLAIMS.values()]
+    return Ledger(claims, dict(inputs.sources))
 
 
 def build_ledger(results_dir: str | Path, analyses_dir: str | Path | None = None) -> Ledger:

@@ -118,14 +118,18 @@ def export_reference(
     tmp.mkdir(parents=True)
     tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    fp16 = load_pretrained_from(tmp, model.config, saved)
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    if source != run_dir:  # a checkpoint of a run still in progress: checkpoints/step-N
+        steps = int(source.name.split("-")[-1])
+        run = {}  # run.json, if any, describes an earlier finished sitting
+    else:
+        steps = saved.get("step") or run.get("steps")
+    fp16 = load_pretrained_from(tmp, model.config, {**saved, "step": steps})
     log = run_dir / "log.csv"
-    if log.is_file():
-        shutil.copyfile(log, tmp / "training_log.csv")
-    steps = saved.get("step") or run.get("steps")
-    if steps is None and log.is_file():
-        steps = sum(1 for _ in open(log)) - 1
+    if log.is_file():  # up to the exported step (a run in progress has logged further)
+        lines = log.read_text().splitlines()
+        kept = [lines[0]] + [ln for ln in lines[1:] if int(ln.split(",")[0]) <= int(steps)]
+        atomic_write_text(tmp / "training_log.csv", "\n".join(kept) + "\n")
     training = saved.get("training", {})
     corpus = json.loads((corpus_root / "corpus.json").read_text())
     manifest = corpus_root / "pretrain" / "manifest.csv"
