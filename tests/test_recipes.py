@@ -173,3 +173,14 @@ def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path
     recipes.run_study(study_corpus, out, str(preset), settings, progress=False, say=lambda *_: None)
     after = (weights.stat().st_mtime_ns, len(pd.read_csv(out / "results" / "probes.csv")))
     assert before == after
+
+
+def test_default_preset_follows_the_committed_study() -> None:
+    """The default preset's switches are the ones the committed recipe study ranks first."""
+    root = Path(__file__).resolve().parents[1]
+    committed = root / "checkpoints" / "reference" / "recipe-study"
+    if not (committed / "results" / "probes_summary.csv").is_file():
+        pytest.skip("no recipe study committed yet (make recipe-study, then make reference)")
+    best, _ = recipes.choose_recipe(recipes.study_table(committed))
+    assert recipes.preset_variant("default") == best
+    assert recipes.preset_variant("long") == best

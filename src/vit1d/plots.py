@@ -689,6 +689,16 @@ def emergence_curve(
     return fig
 
 
+def _variant_colours(names: Any) -> dict[str, str]:
+    """One colour per recipe variant, in the order of :data:`vit1d.recipes.VARIANTS`, so
+    every figure of the recipe chapter colours a variant alike."""
+    from vit1d.recipes import VARIANTS
+
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    names = sorted(set(names), key=lambda v: (order.get(v, len(order)), v))
+    return {v: f"C{i}" for i, v in enumerate(names)}
+
+
 def recipe_curves(table: Any, metrics: dict[str, str], ncols: int = 4) -> Any:
     """The recipe study's emergence curves (``notebooks/03b_recipe.ipynb``): best-layer score
     against training step, one colour per variant, one thin line per seed and a thick line for
@@ -703,8 +713,8 @@ def recipe_curves(table: Any, metrics: dict[str, str], ncols: int = 4) -> Any:
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, 2.8 * nrows), squeeze=False)
     runs = table[table["seed"] >= 0]
-    variants = list(dict.fromkeys(runs["variant"]))
-    colours = {v: f"C{i}" for i, v in enumerate(variants)}
+    colours = _variant_colours(runs["variant"])
+    variants = list(colours)
     for ax, (task, metric) in zip(axes.flat, panels, strict=False):
         t = table[(table.task == task) & (table.metric == metric)]
         for v in variants:
@@ -738,6 +748,7 @@ def recipe_layers(summary: Any, metrics: dict[str, str], ncols: int = 4) -> Any:
     keeps a task's information (``notebooks/03b_recipe.ipynb``). ``summary`` is the study's
     ``probes_summary.csv`` with ``variant`` and ``seed`` columns added."""
     import matplotlib.pyplot as plt
+    import matplotlib.ticker as mpl_ticker
 
     s = summary[summary["split"] == "test"]
     panels = [(t, m) for t, m in metrics.items() if ((s.task == t) & (s.metric == m)).any()]
@@ -747,14 +758,15 @@ def recipe_layers(summary: Any, metrics: dict[str, str], ncols: int = 4) -> Any:
     fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, 2.8 * nrows), squeeze=False)
     runs = s[s["seed"] >= 0]
     final = runs[runs["step"] == runs.groupby("variant")["step"].transform("max")]
-    variants = list(dict.fromkeys(runs["variant"]))
+    colours = _variant_colours(runs["variant"])
     for ax, (task, metric) in zip(axes.flat, panels, strict=False):
         t = final[(final.task == task) & (final.metric == metric)]
-        for i, v in enumerate(variants):
+        for v, colour in colours.items():
             g = t[t.variant == v].groupby("layer")["mean"]
             m, lo, hi = g.mean(), g.min(), g.max()
-            ax.plot(m.index, m.values, color=f"C{i}", marker="o", ms=3, label=v)
-            ax.fill_between(m.index, lo.values, hi.values, color=f"C{i}", alpha=0.15, lw=0)
+            ax.plot(m.index, m.values, color=colour, marker="o", ms=3, label=v)
+            ax.fill_between(m.index, lo.values, hi.values, color=colour, alpha=0.15, lw=0)
+        ax.xaxis.set_major_locator(mpl_ticker.MaxNLocator(integer=True))
         r = s[(s.variant == "random-init") & (s.task == task) & (s.metric == metric)]
         if not r.empty:
             g = r.groupby("layer")["mean"].mean()

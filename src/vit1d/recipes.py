@@ -11,7 +11,9 @@ instrument. This module measures, with the probing suite, what each recipe switc
   negatives;
 * ``augment``: gain, EQ and noise drawn per view (:mod:`vit1d.augment`), so the two views of
   a positive pair no longer share their spectral envelope exactly;
-* ``hard-negatives+augment``: both.
+* ``hard-negatives+augment``: both;
+* ``hard-negatives+augment+temp0.2``: both, with the NT-Xent temperature raised from 0.1 to
+  0.2 (a softer loss: hard negatives are penalised less sharply).
 
 Every variant is pretrained for ``steps`` steps with each seed; its snapshots and final model
 are probed (one linear probe per layer, ``avg`` pooling, one probe seed) on a few fast global
@@ -47,6 +49,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "hard-negatives": {"data": HARD},
     "augment": {"augment": AUGMENT},
     "hard-negatives+augment": {"data": HARD, "augment": AUGMENT},
+    "hard-negatives+augment+temp0.2": {
+        "data": HARD,
+        "augment": AUGMENT,
+        "loss": {"temperature": 0.2},
+    },
 }
 #: (task, metric) the study ranks on, primary metric of each task.
 STUDY_METRICS = {
@@ -328,7 +335,11 @@ def variant_of(cfg: Any) -> str | None:
     base = Config()
     for name, overrides in VARIANTS.items():
         want = load_config(base, overrides)
-        if cfg.data.group_by == want.data.group_by and cfg.augment == want.augment:
+        if (
+            cfg.data.group_by == want.data.group_by
+            and cfg.augment == want.augment
+            and cfg.loss.temperature == want.loss.temperature
+        ):
             return name
     return None
 
@@ -339,7 +350,7 @@ def study_source(runs_dir: str | Path, root: str | Path) -> tuple[Path | None, s
     (``checkpoints/reference/recipe-study``), else None. Returns ``(folder, description)``."""
     here = Path(runs_dir) / "recipe-study"
     if (here / RESULTS / "probes_summary.csv").is_file():
-        return here, "run in this build"
+        return here, "run by `make recipe-study` in this checkout"
     committed = Path(root) / "checkpoints" / "reference" / "recipe-study"
     if (committed / RESULTS / "probes_summary.csv").is_file():
         return committed, "committed with the reference checkpoint (`make recipe-study` reruns it)"
