@@ -10,6 +10,7 @@ type raises :class:`vit1d.errors.UserError` naming the key, the file and the fix
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -155,14 +156,20 @@ def _check_value(value: Any, hint: Any, where: str, source: str) -> Any:
 def _merge(obj: Any, updates: dict[str, Any], prefix: str, source: str) -> None:
     """Apply a nested dict of updates onto a dataclass instance, validating keys and types."""
     if not isinstance(updates, dict):
-        raise UserError(f"config section '{prefix or 'top level'}' in {source} must be a mapping")
+        raise UserError(
+            f"config section '{prefix.rstrip('.') or 'top level'}' in {source} must be a "
+            f"mapping, got {updates!r}; write it as 'key: value' lines indented under it"
+        )
     hints = get_type_hints(type(obj))
     names = [f.name for f in fields(obj)]
     for key, value in updates.items():
         where = f"{prefix}{key}"
         if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"did you mean '{prefix}{close[0]}'? " if close else ""
             raise UserError(
-                f"unknown config key '{where}' in {source}; valid keys here: {', '.join(names)}"
+                f"unknown config key '{where}' in {source}; {hint}"
+                f"valid keys here: {', '.join(names)}"
             )
         current = getattr(obj, key)
         if is_dataclass(current):
@@ -175,7 +182,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise UserError(f"cannot parse config file {path}: {exc}") from None
+        raise UserError(
+            f"cannot parse config file {path} as YAML: {exc}; fix the syntax at the line it "
+            "names (indent with spaces, one 'key: value' per line, lists as [a, b])"
+        ) from None
     return data or {}
 
 
@@ -230,16 +240,44 @@ def load_config(
     return cfg
 
 
+def _heads_fix(dim: int, heads: int) -> str:
+    """How to make ``dim`` divisible by ``heads``: the nearest divisors and multiples."""
+    divisors = [h for h in range(1, min(dim, 64) + 1) if dim % h == 0]
+    near = sorted(sorted(divisors, key=lambda h: abs(h - heads))[:3])
+    multiples = [d for d in ((dim // heads) * heads, (dim // heads + 1) * heads) if d > 0]
+    return (
+        f"set model.heads to a divisor of {dim} (e.g. {', '.join(map(str, near))}) "
+        f"or model.dim to a multiple of {heads} (e.g. {', '.join(map(str, multiples))})"
+    )
+
+
 def validate(cfg: Config) -> None:
-    """Range checks that types alone cannot express."""
+    """Range checks that types alone cannot express; each message gives the value and the fix."""
+    m, t = cfg.model, cfg.train
+    sizes = {"n_mels": m.n_mels, "dim": m.dim, "depth": m.depth, "heads": m.heads}
+    sizes["max_frames"] = m.max_frames
+    for key, value in sizes.items():
+        if value < 1:
+            raise UserError(
+                f"invalid config: model.{key} is {value}, a size must be at least 1; "
+                "fix it in the preset or the --set override"
+            )
+    if m.dim % m.heads:
+        # each head attends with dim / heads channels, so the split must be exact
+        raise UserError(
+            f"invalid config: model.dim ({m.dim}) must be divisible by model.heads "
+            f"({m.heads}); {_heads_fix(m.dim, m.heads)}"
+        )
     checks = [
-        (cfg.model.dim % cfg.model.heads == 0, "model.dim must be divisible by model.heads"),
-        (cfg.model.head in ("none", "linear", "mlp"), "model.head must be none, linear or mlp"),
-        (cfg.train.batch_size >= 1, "train.batch_size must be at least 1"),
-        (cfg.train.steps >= 1, "train.steps must be at least 1"),
-        (cfg.train.checkpoint_every >= 1, "train.checkpoint_every must be at least 1"),
+        (m.head in ("none", "linear", "mlp"), "model.head must be none, linear or mlp"),
+        (t.batch_size >= 1, f"train.batch_size is {t.batch_size}, it must be at least 1"),
+        (t.steps >= 1, f"train.steps is {t.steps}, it must be at least 1"),
         (
-            cfg.train.precision in ("auto", "fp32", "bf16", "fp16"),
+            t.checkpoint_every >= 1,
+            f"train.checkpoint_every is {t.checkpoint_every}, it must be at least 1",
+        ),
+        (
+            t.precision in ("auto", "fp32", "bf16", "fp16"),
             "train.precision must be auto, fp32, bf16 or fp16",
         ),
         (cfg.loss.temperature > 0, "loss.temperature must be positive"),
@@ -261,13 +299,15 @@ def validate(cfg: Config) -> None:
         ),
         (0 <= cfg.augment.noise_prob <= 1, "augment.noise_prob must lie in [0, 1]"),
         (
-            all(0 < f <= 1 for f in cfg.train.snapshot_fractions),
+            all(0 < f <= 1 for f in t.snapshot_fractions),
             "train.snapshot_fractions must lie in (0, 1]",
         ),
     ]
     for ok, message in checks:
         if not ok:
-            raise UserError(f"invalid config: {message}")
+            raise UserError(
+                f"invalid config: {message}; fix it in the preset or the --set override"
+            )
 
 
 def config_from_dict(data: dict[str, Any], source: str = "config.json") -> Config:

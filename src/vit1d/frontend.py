@@ -100,12 +100,57 @@ class LogMel(nn.Module):
         return db.transpose(1, 2).contiguous()
 
 
+#: Shortest audio accepted, in samples at 16 kHz: one analysis window (64 ms). A shorter
+#: file has no frame that is not mostly zero padding.
+MIN_SAMPLES = N_FFT
+#: First bytes of each audio container, by file suffix; a file whose suffix is listed but whose
+#: content starts with none of them is not audio (a web page, an image, a text file renamed).
+MAGIC = {
+    ".wav": (b"RIFF", b"RIFX", b"RF64", b"BW64", b"riff"),
+    ".flac": (b"fLaC", b"ID3"),
+    ".ogg": (b"OggS",),
+    ".opus": (b"OggS",),
+    ".mp3": (b"ID3",),  # or a bare MPEG frame: see _content_error
+    ".aiff": (b"FORM",),
+    ".aif": (b"FORM",),
+}
+
+
+def _content_error(path: Path) -> UserError | None:
+    """A UserError when the bytes of ``path`` cannot be audio: an empty file, or a suffix whose
+    container signature is missing. Checked before decoding, because decoders (mpg123) can
+    resynchronise on arbitrary bytes and print noise instead of failing."""
+    size = path.stat().st_size
+    if size == 0:
+        return UserError(
+            f"audio file {path} is empty (0 bytes): an interrupted copy or export; "
+            "copy or export it again, or remove it from the manifest"
+        )
+    signatures = MAGIC.get(path.suffix.lower())
+    if signatures is None:
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if head.startswith(signatures):
+        return None
+    if path.suffix.lower() == ".mp3" and len(head) > 1 and head[0] == 0xFF and head[1] >= 0xE0:
+        return None  # an MP3 without ID3 tag starts with an 11-bit frame sync
+    return UserError(
+        f"{path} is not audio: its name ends in {path.suffix} but it starts with {head[:8]!r}, "
+        f"not the header of a {path.suffix} file (a web page, image or text saved under an "
+        "audio name?); replace it with the real audio file, or remove it from the manifest"
+    )
+
+
 def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Read an audio file as mono float32 at ``sr`` Hz.
 
-    Channels are averaged; other sample rates are converted with soxr (high quality).
-    Raises :class:`UserError` naming the file when it is missing, unreadable, empty or holds
-    non-finite samples.
+    Accepted and converted: any channel count (channels are averaged), any sample rate
+    (converted with soxr, high quality), any sample format libsndfile reads (8/16/24/32-bit
+    integer or float, scaled to [-1, 1]). Raises :class:`UserError` naming the file, the
+    problem and the fix when it is missing, empty, not audio, damaged, holds non-finite
+    samples or is shorter than one analysis window (:data:`MIN_SAMPLES` at 16 kHz). Silence is
+    valid audio (a pause in a pool, a silent intro): :class:`LogMel` maps it to its dB floor.
     """
     import soundfile as sf
 
@@ -114,22 +159,35 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
         raise UserError(
             f"audio file not found: {path} (check the path, or the manifest that names it)"
         )
+    not_audio = _content_error(path)
+    if not_audio is not None:
+        raise not_audio
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types for corrupt files
+        reason = str(exc).strip().rstrip(".")
         raise UserError(
-            f"cannot read audio file {path}: {exc}. Convert it to WAV or FLAC "
-            "(for example with ffmpeg or sox) and try again."
+            f"cannot decode audio file {path}: it is damaged or in a format libsndfile cannot "
+            f"read ({reason}); re-export it from its source, or convert it to WAV or FLAC "
+            "(for example with ffmpeg or sox), or remove it from the manifest"
         ) from None
     if data.size == 0:
         raise UserError(f"audio file {path} is empty (0 samples); remove it or re-export it")
     mono = data.mean(axis=1)
     if not np.all(np.isfinite(mono)):
         raise UserError(
-            f"audio file {path} contains NaN or infinite samples; re-export it from its source"
+            f"audio file {path} contains NaN or infinite samples; re-export it from its "
+            "source, or remove it from the manifest"
         )
     if file_sr != sr:
         import soxr
 
         mono = soxr.resample(mono, file_sr, sr, quality="HQ")
+    # compare durations at 16 kHz whatever ``sr`` the caller asked for
+    if len(mono) * SAMPLE_RATE < MIN_SAMPLES * sr:
+        raise UserError(
+            f"audio file {path} is too short: {len(mono) / sr * 1000:.1f} ms, less than one "
+            f"analysis window ({MIN_SAMPLES / SAMPLE_RATE * 1000:.0f} ms); remove it from the "
+            "manifest or replace it with a longer recording"
+        )
     return np.ascontiguousarray(mono, dtype=np.float32)

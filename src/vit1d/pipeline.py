@@ -49,8 +49,9 @@ absolute; execution happens with the repository root as working directory, so
 same way with the templates' defaults (see :func:`notebook_paths`).
 
 **Failures.** A failing notebook stops the pipeline with the notebook's name, the failing
-cell's number in the template, its first lines and the error; the partly executed notebook is
-kept in ``<runs>/failed/`` and nothing is stamped.
+cell's number in the template, its first lines, the error and what to do; the partly executed
+notebook is kept in ``<runs>/failed/``, nothing is stamped, and what earlier runs published
+(executed notebooks, stamps, ``book/``) is left as it was.
 
 **Timings.** Per-step wall times (this invocation) and compute times (when each step last
 really ran) go to ``<runs>/results/pipeline.json``, rewritten after every step; the
@@ -558,6 +559,10 @@ def describe_failure(template: Path, executed: Path | None, exc: BaseException) 
     lines.append(f"  {ename}: {evalue}".rstrip())
     if executed is not None and executed.is_file():
         lines.append(f"  partly executed notebook: {executed}")
+    lines.append(
+        "  fix: correct that cell or the input it reads, then run the build again; the notebooks "
+        "that finished are kept and skipped, this one reruns from its start"
+    )
     return StepFailed(template.stem, "\n".join(lines), cell_no)
 
 

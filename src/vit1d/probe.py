@@ -44,6 +44,7 @@ import datetime as _dt
 import hashlib
 import json
 import math
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -128,6 +129,7 @@ def _parse_label(spec: TaskSpec, raw: str, where: str, folder: Path) -> Any:
     if spec.column == "annotation":
         if not raw:
             raise UserError(f"{where}: empty 'annotation'; every row of a local task needs one")
+        _check_inside_root(raw, "annotation", where, folder)
         path = (folder / raw).resolve()
         if not path.is_file():
             raise UserError(
@@ -145,7 +147,8 @@ def _parse_label(spec: TaskSpec, raw: str, where: str, folder: Path) -> Any:
             mir_eval.key.validate_key(raw)
         except ValueError as exc:
             raise UserError(
-                f"{where}: key {raw!r} is not like 'C major' / 'Eb minor' ({exc})"
+                f"{where}: key {raw!r} is not a key label ({exc}); write a tonic and a mode, "
+                "like 'C major' or 'Eb minor', or drop the row"
             ) from None
         return raw
     if spec.name == "pitch":
@@ -162,6 +165,23 @@ def _parse_label(spec: TaskSpec, raw: str, where: str, folder: Path) -> Any:
             raise UserError(f"{where}: bpm {raw!r} is not a positive number")
         return bpm
     return raw
+
+
+def _check_inside_root(raw: str, column: str, where: str, folder: Path) -> None:
+    """Refuse a relative path that climbs out of the corpus root (the task folder's parent):
+    such a corpus is not self-contained, and it is most often a manifest moved a level away
+    from its audio. Absolute paths are the user's explicit choice and stay allowed."""
+    if os.path.isabs(raw):
+        return
+    # lexical (abspath, not resolve): a symlinked folder inside the root stays inside
+    root = os.path.dirname(os.path.abspath(folder))
+    target = os.path.abspath(os.path.join(folder, raw))
+    if os.path.commonpath([root, target]) != root:
+        raise UserError(
+            f"{where}: {column} path {raw!r} points outside the corpus root {root}; keep the "
+            "files under the root (paths are relative to the manifest, e.g. '../audio/x.wav') "
+            "or give an absolute path if the file really lives elsewhere"
+        )
 
 
 def tempo_classes(train_bpm: Sequence[float], ratio: float = TEMPO_RATIO) -> list[float]:
@@ -191,7 +211,8 @@ def _carve_valid(examples: list[Example], fraction: float = 0.1) -> str:
 def load_task(manifest: str | Path, name: str | None = None) -> Task:
     """Read ``<root>/<task>/manifest.csv`` (the task name defaults to its folder's name).
 
-    Checks the columns, the splits, every audio and annotation file and every label, raising
+    Checks the columns, the splits, every audio and annotation file (present, and not climbing
+    out of the corpus root with ``..``), every label and that no row is repeated, raising
     :class:`UserError` naming the file, the row and the fix. Without a ``valid`` split, about
     10 % of the training works become the validation set (noted in ``Task.notes``).
     """
@@ -209,15 +230,27 @@ def load_task(manifest: str | Path, name: str | None = None) -> Task:
     for col in ("audio", "split", spec.column):
         if col not in columns:
             raise UserError(
-                f"manifest {manifest} has no '{col}' column (task {name} needs audio, split "
-                f"and {spec.column}; DESIGN section 4)"
+                f"manifest {manifest} has no '{col}' column (its columns: "
+                f"{', '.join(columns) or 'none'}); add it to the header line: task {name} needs "
+                f"audio, split and {spec.column} (DESIGN section 4)"
             )
     examples, missing = [], []
+    seen: dict[tuple[str, ...], int] = {}
     for i, row in enumerate(rows):
         where = f"{manifest} row {i + 2}"
+        # a repeated row counts twice in training and scoring: refuse it
+        first = seen.setdefault(tuple(str(v) for v in row.values()), i + 2)
+        if first != i + 2:
+            raise UserError(
+                f"{where} repeats row {first} exactly (audio {row['audio']}); delete the "
+                "repeated row: each example must appear once"
+            )
         split = row["split"].strip()
         if split not in SPLITS:
-            raise UserError(f"{where}: split {split!r} is not one of train, valid, test")
+            raise UserError(
+                f"{where}: split {split!r} is not one of train, valid, test; fix the split"
+            )
+        _check_inside_root(row["audio"], "audio", where, manifest.parent)
         audio = (manifest.parent / row["audio"]).resolve()
         if not audio.is_file():
             missing.append(audio)
@@ -262,8 +295,6 @@ def limit_files(task: Task, caps: Sequence[int]) -> Task:
     the choice is deterministic and the local tasks (which share their audio) keep the same
     files, extracted once. The change is recorded in ``Task.notes``.
     """
-    import os
-
     if not any(caps):
         return task
     root = task.manifest.parent.parent
