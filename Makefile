@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[book,corpus,dev]"
+	$(BIN)/python -m pip install -q -e ".[book,corpus,datasets,dev]"
 	@# tinysoundfont declares pyaudio (PortAudio headers), which offline rendering never uses
 	$(BIN)/python -m pip install -q --no-deps "tinysoundfont>=0.3"
 	@touch $@

@@ -17,6 +17,7 @@ from vit1d.errors import UserError
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
 COMMANDS = [
     "vit1d.corpus.cli",
+    "vit1d.datasets.cli",
     "vit1d.train",
     "vit1d.recipes",
     "vit1d.reference",
