@@ -36,7 +36,10 @@ def test_variant_overrides_are_valid_configs() -> None:
         recipes.variant_overrides("pitch-shift", 0, settings)
 
 
-def _table(values: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
+def _table(
+    values: dict[str, dict[str, list[float]]], baselines: dict[str, float] | None = None
+) -> pd.DataFrame:
+    baselines = baselines if baselines is not None else {"key": 9.0}
     rows = []
     for variant, tasks in values.items():
         for task, per_seed in tasks.items():
@@ -52,6 +55,8 @@ def _table(values: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
                             metric=metric,
                             layer=3,
                             value=v * scale,
+                            ci_low=v * scale - 0.01,
+                            ci_high=v * scale + 0.01,
                         )
                     )
                 # a non-primary metric must not count
@@ -66,17 +71,21 @@ def _table(values: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
                         value=100.0 if variant == "paper" else 0,
                     )
                 )
-    rows.append(
-        dict(
-            variant="random-init",
-            seed=-1,
-            step=0,
-            task="key",
-            metric="weighted",
-            layer=0,
-            value=9.0,
-        )
-    )
+    for base in ("random-init", "logmel"):
+        for task, value in baselines.items():
+            rows.append(
+                dict(
+                    variant=base,
+                    seed=-1,
+                    step=0,
+                    task=task,
+                    metric=recipes.STUDY_METRICS[task],
+                    layer=0,
+                    value=value,
+                    ci_low=value - 0.01,
+                    ci_high=value + 0.01,
+                )
+            )
     return pd.DataFrame(rows)
 
 
@@ -96,6 +105,23 @@ def test_choose_recipe_ranks_by_mean_rank_at_the_final_step() -> None:
     # a tie goes to the variant listed first in VARIANTS
     tie = _table({"augment": {"key": [0.5]}, "paper": {"key": [0.5]}})
     assert recipes.choose_recipe(tie)[0] == "paper"
+
+
+def test_beating_both_baselines_comes_before_the_mean_rank() -> None:
+    # "augment" is better on average, but only "paper" clears the baselines (0.52 +- 0.01)
+    # on a task with non-overlapping intervals
+    table = _table(
+        {
+            "paper": {"key": [0.60, 0.60], "tagging": [0.20, 0.20], "instrument": [0.1, 0.1]},
+            "augment": {"key": [0.53, 0.53], "tagging": [0.50, 0.50], "instrument": [0.2, 0.2]},
+        },
+        baselines={"key": 0.52, "tagging": 0.52},
+    )
+    wins = recipes.beats_baselines(table).set_index(["variant", "seed"])["wins"]
+    assert wins[("paper", 0)] == 1 and wins[("augment", 0)] == 0  # 0.53-0.01 < 0.52+0.01
+    best, ranking = recipes.choose_recipe(table)
+    assert ranking.loc["augment", "mean_rank"] < ranking.loc["paper", "mean_rank"]
+    assert best == "paper" and ranking.loc["paper", "wins"] == 1.0
 
 
 def test_preset_variant_recognises_the_switches(tmp_path: Path) -> None:
@@ -166,7 +192,7 @@ def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path
     assert {"random-init", "logmel"} <= set(table.variant)
     assert (out / recipes.STUDY_JSON).is_file()
     best, ranking = recipes.choose_recipe(table)
-    assert best in settings.variants and list(ranking.columns) == ["pitch", "mean_rank"]
+    assert best in settings.variants and list(ranking.columns) == ["pitch", "wins", "mean_rank"]
     # resumable: nothing is retrained or probed again
     weights = out / "paper" / "seed-0" / "model.safetensors"
     before = (weights.stat().st_mtime_ns, len(pd.read_csv(out / "results" / "probes.csv")))
