@@ -168,13 +168,9 @@ def export_reference(
     atomic_write_text(tmp / "provenance.json", json.dumps(provenance, indent=2))
     atomic_write_text(tmp / "check.json", json.dumps(check_embeddings(fp16)))
     if study_dir is not None and (Path(study_dir) / "results" / "probes_summary.csv").is_file():
-        dest = tmp / "recipe-study"
-        (dest / "results").mkdir(parents=True)
-        shutil.copyfile(Path(study_dir) / "study.json", dest / "study.json")
-        for name in ("probes_summary.csv", "provenance.json"):
-            src = Path(study_dir) / "results" / name
-            if src.is_file():
-                shutil.copyfile(src, dest / "results" / name)
+        copy_study(study_dir, tmp / "recipe-study")
+    elif (out_dir / "recipe-study").is_dir():  # keep the study committed before
+        shutil.copytree(out_dir / "recipe-study", tmp / "recipe-study")
     size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
     if size > MAX_BYTES:
         shutil.rmtree(tmp)
@@ -183,6 +179,19 @@ def export_reference(
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     return out_dir
+
+
+def copy_study(study_dir: str | Path, dest: str | Path) -> Path:
+    """Copy what the recipe chapter reads of a study (``study.json``, the probe summary and
+    the probe runs' provenance) to ``dest``, e.g. ``checkpoints/reference/recipe-study``."""
+    study_dir, dest = Path(study_dir), Path(dest)
+    (dest / "results").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(study_dir / "study.json", dest / "study.json")
+    for name in ("probes_summary.csv", "probes_runs.json"):
+        src = study_dir / "results" / name
+        if src.is_file():
+            shutil.copyfile(src, dest / "results" / name)
+    return dest
 
 
 def _variant_of(training: dict[str, Any]) -> str | None:
