@@ -699,19 +699,37 @@ def _variant_colours(names: Any) -> dict[str, str]:
     return {v: f"C{i}" for i, v in enumerate(names)}
 
 
+def _panel_grid(n_panels: int, ncols: int) -> tuple[Any, Any]:
+    """A figure of ``n_panels`` small panels, ``ncols`` per row, the book's width."""
+    import matplotlib.pyplot as plt
+
+    n = max(1, n_panels)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    return plt.subplots(nrows, ncols, figsize=(WIDTH, 2.8 * nrows), squeeze=False)
+
+
+def _finish_panels(fig: Any, axes: Any, n_panels: int) -> Any:
+    """Hide unused panels and put the first panel's legend below the grid."""
+    for ax in list(axes.flat)[n_panels:]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(
+        handles, labels, loc="lower center", frameon=False, ncol=min(6, len(labels)), fontsize=8
+    )
+    return fig
+
+
 def recipe_curves(table: Any, metrics: dict[str, str], ncols: int = 4) -> Any:
     """The recipe study's emergence curves (``notebooks/03b_recipe.ipynb``): best-layer score
     against training step, one colour per variant, one thin line per seed and a thick line for
     their mean; the random-init (dashed, mean over init seeds) and log-mel (dotted) baselines
     as horizontal lines. ``table`` is :func:`vit1d.recipes.study_table`, ``metrics`` maps
     task -> metric."""
-    import matplotlib.pyplot as plt
 
     panels = [(t, m) for t, m in metrics.items() if ((table.task == t) & (table.metric == m)).any()]
-    n = max(1, len(panels))
-    ncols = min(ncols, n)
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, 2.8 * nrows), squeeze=False)
+    fig, axes = _panel_grid(len(panels), ncols)
     runs = table[table["seed"] >= 0]
     colours = _variant_colours(runs["variant"])
     variants = list(colours)
@@ -732,14 +750,7 @@ def recipe_curves(table: Any, metrics: dict[str, str], ncols: int = 4) -> Any:
         ax.set_title(task, fontsize=10)
         ax.set_xlabel("training step")
         ax.set_ylabel(f"{metric.replace('_', ' ')} (best layer)")
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    fig.legend(
-        handles, labels, loc="lower center", frameon=False, ncol=min(6, len(labels)), fontsize=8
-    )
-    return fig
+    return _finish_panels(fig, axes, len(panels))
 
 
 def recipe_layers(summary: Any, metrics: dict[str, str], ncols: int = 4) -> Any:
@@ -747,15 +758,11 @@ def recipe_layers(summary: Any, metrics: dict[str, str], ncols: int = 4) -> Any:
     seeds, the seeds' range shaded), random-init dashed: where in the network each recipe
     keeps a task's information (``notebooks/03b_recipe.ipynb``). ``summary`` is the study's
     ``probes_summary.csv`` with ``variant`` and ``seed`` columns added."""
-    import matplotlib.pyplot as plt
     import matplotlib.ticker as mpl_ticker
 
     s = summary[summary["split"] == "test"]
     panels = [(t, m) for t, m in metrics.items() if ((s.task == t) & (s.metric == m)).any()]
-    n = max(1, len(panels))
-    ncols = min(ncols, n)
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, 2.8 * nrows), squeeze=False)
+    fig, axes = _panel_grid(len(panels), ncols)
     runs = s[s["seed"] >= 0]
     final = runs[runs["step"] == runs.groupby("variant")["step"].transform("max")]
     colours = _variant_colours(runs["variant"])
@@ -776,11 +783,4 @@ def recipe_layers(summary: Any, metrics: dict[str, str], ncols: int = 4) -> Any:
         ax.set_title(task, fontsize=10)
         ax.set_xlabel("layer (0 = embeddings)")
         ax.set_ylabel(metric.replace("_", " "))
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    fig.legend(
-        handles, labels, loc="lower center", frameon=False, ncol=min(6, len(labels)), fontsize=8
-    )
-    return fig
+    return _finish_panels(fig, axes, len(panels))
