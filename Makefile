@@ -51,7 +51,11 @@ test: install system-packages
 	$(BIN)/python -m pytest
 
 # The smoke book end to end, then the browser test on it (headless Chromium, no network).
-test-# the recipe study behind the default preset (issue 7): about 45 min on a 2-core CPU, resumable
+test-book: install system-packages
+	$(BIN)/python -m vit1d.pipeline --preset smoke
+	$(BIN)/python -m pytest -m slow tests/test_book_browser.py
+
+# the recipe study behind the default preset (issue 7): about 45 min on a 2-core CPU, resumable
 recipe-study: corpus
 	$(BIN)/vit1d recipe-study --preset $(PRESET) --data data/$(PRESET) \
 		--out runs/$(PRESET)/recipe-study
@@ -63,10 +67,6 @@ reference: install
 	$(MAKE) corpus PRESET=default
 	$(BIN)/vit1d reference --data data/default --run runs/long/pretrain \
 		--study runs/default/recipe-study --out checkpoints/reference
-
-book: install system-packages
-	$(BIN)/python -m vit1d.pipeline --preset smoke
-	$(BIN)/python -m pytest -m slow tests/test_book_browser.py
 
 test-all: install system-packages
 	$(BIN)/python -m pytest -m ""
