@@ -314,3 +314,62 @@ def test_recipe_switches_train_and_resume_exactly(
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
     assert any(not torch.equal(a[k], c[k]) for k in a)  # the switches change training
+
+
+def test_prefetching_batches_changes_no_weight(
+    audio_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker thread that builds the next batch on GPUs (train.prefetch=thread here, on a CPU)
+    ends with the weights of the inline loop, and an error in the worker reaches the caller."""
+    import vit1d.train as train_mod
+
+    sets = TINY + [
+        "augment.gain_db=6",
+        "augment.noise_snr_db=30",
+        "train.batch_size=4",
+        "train.steps=5",
+        "train.precision=fp32",
+    ]
+    inline = pretrain(
+        "smoke",
+        audio_dir,
+        tmp_path / "off",
+        overrides=[*sets, "train.prefetch=inline"],
+        progress=False,
+    )
+    ahead = pretrain(
+        "smoke",
+        audio_dir,
+        tmp_path / "on",
+        overrides=[*sets, "train.prefetch=thread"],
+        progress=False,
+    )
+    a = load_file(str(inline / "model.safetensors"))
+    b = load_file(str(ahead / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+    real = train_mod.augment_views
+
+    def fails_at_step_3(views, cfg, seed, step):
+        if step == 3:
+            raise ValueError("planted failure in the batch worker")
+        return real(views, cfg, seed, step)
+
+    monkeypatch.setattr(train_mod, "augment_views", fails_at_step_3)
+    with pytest.raises(ValueError, match="planted failure"):
+        pretrain(
+            "smoke",
+            audio_dir,
+            tmp_path / "fails",
+            overrides=[*sets, "train.prefetch=thread"],
+            progress=False,
+        )
+    with pytest.raises(Exception, match="train.prefetch"):
+        pretrain(
+            "smoke",
+            audio_dir,
+            tmp_path / "bad",
+            overrides=[*sets, "train.prefetch=yes"],
+            progress=False,
+        )

@@ -103,6 +103,9 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
     precision: str = "auto"
     compile: bool = False
+    # thread: a worker builds the next batch while a step runs; inline: the loop builds it;
+    # auto: thread on accelerators, inline on CPUs (where the thread would take a core)
+    prefetch: str = "auto"  # auto | thread | inline
     num_threads: int = 0  # CPU threads; 0 = all cores
     progress: bool = True
 
@@ -279,6 +282,10 @@ def validate(cfg: Config) -> None:
         (
             t.precision in ("auto", "fp32", "bf16", "fp16"),
             "train.precision must be auto, fp32, bf16 or fp16",
+        ),
+        (
+            t.prefetch in ("auto", "thread", "inline"),
+            "train.prefetch must be auto, thread or inline",
         ),
         (cfg.loss.temperature > 0, "loss.temperature must be positive"),
         (

@@ -37,6 +37,7 @@ import math
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ RESUMABLE_CHANGES = {
     "train.device",
     "train.num_threads",
     "train.compile",
+    "train.prefetch",
     "data.cache_dir",
 }
 KEEP_CHECKPOINTS = 2
@@ -316,24 +318,47 @@ def pretrain(
     log_fh = open(log_path, "a", newline="") if rank == 0 else None
     writer = csv.DictWriter(log_fh, LOG_COLUMNS) if log_fh else None
     model.train()
+
+    def make_batch(step: int) -> tuple[int, torch.Tensor]:
+        # a pure function of the step, so building it ahead in a thread changes no result
+        tracks, starts_a, starts_b = sampler.batch(step)
+        mine = slice(rank, None, world)
+        tracks, starts_a, starts_b = tracks[mine], starts_a[mine], starts_b[mine]
+        views = np.concatenate(
+            [cache.crops(tracks, starts_a, frames), cache.crops(tracks, starts_b, frames)]
+        )
+        if is_active(cfg.augment):  # per-rank draws: each rank's views differ
+            augment_views(views, cfg.augment, cfg.seed * 1000 + rank, step)
+        x = torch.from_numpy(views)
+        # pinned host memory lets the copy to the GPU overlap the previous step's kernels
+        return len(tracks), x.pin_memory() if device.type == "cuda" else x
+
+    # On an accelerator one worker thread builds step k+1's batch while step k trains (NumPy
+    # cropping and augmentation release the GIL; the memory-mapped cache needs no processes).
+    # On a CPU that thread would only take cores from the training step, so "auto" builds
+    # batches inline there.
+    ahead = tc.prefetch == "thread" or (tc.prefetch == "auto" and device.type != "cpu")
+    workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vit1d-batches")
+    pending = None
+    if ahead and start_step < tc.steps:
+        pending = workers.submit(make_batch, start_step)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     try:
         for step in range(start_step, tc.steps):
             t0 = time.perf_counter()
-            tracks, starts_a, starts_b = sampler.batch(step)
-            mine = slice(rank, None, world)
-            tracks, starts_a, starts_b = tracks[mine], starts_a[mine], starts_b[mine]
-            views = np.concatenate(
-                [cache.crops(tracks, starts_a, frames), cache.crops(tracks, starts_b, frames)]
-            )
-            if is_active(cfg.augment):  # per-rank draws: each rank's views differ
-                augment_views(views, cfg.augment, cfg.seed * 1000 + rank, step)
-            x = torch.from_numpy(views).to(device, non_blocking=True)
+            if ahead:
+                n, x = pending.result()
+                if step + 1 < tc.steps:
+                    pending = workers.submit(make_batch, step + 1)
+            else:
+                n, x = make_batch(step)
+            x = x.to(device, non_blocking=True)
             lr, wd = lr_at(step, cfg), weight_decay_at(step, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
                 if group["apply_wd"]:
                     group["weight_decay"] = wd
-            n = len(tracks)
             if masked:
                 codes = quantizer(x)
                 gen = torch.Generator().manual_seed(
@@ -398,6 +423,7 @@ def pretrain(
             if world > 1 and done % tc.checkpoint_every == 0:
                 torch.distributed.barrier()
     finally:
+        workers.shutdown(wait=True, cancel_futures=True)
         bar.close()
         if log_fh:
             log_fh.close()
@@ -429,6 +455,12 @@ def pretrain(
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "last_session_started": started,
         }
+        if device.type == "cuda":
+            gib = 2**30
+            run["gpu_peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / gib, 3)
+            run["gpu_memory_gib"] = round(
+                torch.cuda.get_device_properties(device).total_memory / gib, 1
+            )
         if device.type == "cpu":
             from vit1d.device import cpu_bf16_speedup
 
