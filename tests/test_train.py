@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -162,9 +163,31 @@ def test_bad_audio_in_pool(audio_dir: Path, tmp_path: Path) -> None:
         "--out",
         str(tmp_path / "r"),
         *sum((["--set", o] for o in TINY), []),
+        "--set",
+        "data.skip_unreadable=false",
         check=False,
     )
     assert proc.returncode == 2 and "broken.wav" in proc.stderr
+    assert "data.skip_unreadable" in proc.stderr  # the message names the way out
+
+    # by default an unreadable file is left out, listed and counted; the run goes on
+    proc = _run_cli(
+        "pretrain",
+        "--preset",
+        "smoke",
+        "--data",
+        str(pool),
+        "--out",
+        str(tmp_path / "r"),
+        "--no-progress",
+        *sum((["--set", o] for o in [*TINY, "train.steps=2", "train.batch_size=2"]), []),
+    )
+    assert "1 of 4 audio files could not be decoded" in proc.stderr
+    with open(tmp_path / "r" / "skipped_files.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [Path(r["file"]).name for r in rows] == ["broken.wav"] and rows[0]["reason"]
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert run["data"]["tracks"] == 3 and run["data"]["skipped_unreadable"] == 1
 
 
 def test_torchrun_two_ranks_match_single_process(audio_dir: Path, tmp_path: Path) -> None:

@@ -52,6 +52,10 @@ class DataConfig:
     # hard negatives: fill each batch from as few groups of this manifest column as possible
     # (e.g. "instrumentation"), so that the negatives share it with their anchor; "" = random
     group_by: str = ""
+    # a file of the pool that cannot be decoded is left out and listed in the run folder's
+    # skipped_files.csv (false: it stops the run before training, naming the file)
+    skip_unreadable: bool = True
+    decode_workers: int = 0  # processes decoding the pool into the log-mel cache; 0 = this one
 
 
 @dataclass
@@ -300,6 +304,7 @@ def validate(cfg: Config) -> None:
         (cfg.optim.lr > 0, "optim.lr must be positive"),
         (len(cfg.optim.betas) == 2, "optim.betas must have two values"),
         (cfg.data.max_distance_s >= 0, "data.max_distance_s must be >= 0"),
+        (cfg.data.decode_workers >= 0, "data.decode_workers must be >= 0"),
         (
             min(cfg.augment.gain_db, cfg.augment.eq_db, cfg.augment.noise_snr_db) >= 0,
             "augment.gain_db, augment.eq_db and augment.noise_snr_db must be >= 0",

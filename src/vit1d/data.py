@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,10 @@ class MelCache:
     offsets: np.ndarray
     lengths: np.ndarray
     files: list[str]
+    #: positions, in the list the cache was built from, of the files it holds
+    kept: np.ndarray | None = None
+    #: ``{"file", "reason"}`` of each file that could not be decoded and was left out
+    skipped: list[dict[str, str]] | None = None
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -129,16 +134,45 @@ class MelCache:
         return out
 
 
+def _mel_of(path: Path, logmel: LogMel, device: torch.device) -> np.ndarray:
+    wave = torch.from_numpy(load_audio(path)).to(device)
+    return logmel(wave[None])[0].to(torch.float16).cpu().numpy()
+
+
+_WORKER_LOGMEL: LogMel | None = None
+
+
+def _worker_init() -> None:
+    global _WORKER_LOGMEL
+    torch.set_num_threads(1)  # one decoding process per core, not one per core per process
+    _WORKER_LOGMEL = LogMel()
+
+
+def _worker_mel(path: str) -> tuple[np.ndarray | None, str]:
+    """In a worker process: the log-mel of one file, or the reason it cannot be decoded."""
+    try:
+        with torch.inference_mode():
+            return _mel_of(Path(path), _WORKER_LOGMEL, torch.device("cpu")), ""
+    except UserError as exc:
+        return None, str(exc)
+
+
 def build_mel_cache(
     files: list[Path],
     cache_dir: str | Path,
     device: torch.device | None = None,
     progress: bool = True,
+    workers: int = 0,
+    skip_unreadable: bool = False,
 ) -> MelCache:
     """Decode every file once and store its log-mel; reuse the cache when files are unchanged.
 
     The cache is keyed by the files' paths, sizes and modification times. It is written to a
     temporary name and renamed, so an interrupted build leaves no half-written cache.
+    ``workers`` > 0 decodes in that many processes (streamed in order, one file at a time per
+    process). With ``skip_unreadable`` a file that cannot be decoded is left out and listed in
+    :attr:`MelCache.skipped` (its reason too) instead of stopping the build; the build still
+    fails when no file at all can be read.
     """
     from tqdm.auto import tqdm
 
@@ -147,29 +181,83 @@ def build_mel_cache(
     data_path, index_path = cache_dir / f"mels-{key}.f16", cache_dir / f"mels-{key}.json"
     if index_path.is_file() and data_path.is_file():
         index = json.loads(index_path.read_text())
+        if index.get("skipped") and not skip_unreadable:
+            raise _unreadable_error(index["skipped"])
         return _open_cache(data_path, index)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create the log-mel cache folder {cache_dir}: {exc}") from None
-    device = device or torch.device("cpu")
-    logmel = LogMel().to(device)
+    if workers > 0:
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawned, not forked: a fork of a process whose OpenMP threads already ran can hang
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
+        results = pool.map(_worker_mel, [str(f) for f in files], chunksize=4)
+    else:
+        pool, device = None, device or torch.device("cpu")
+        logmel = LogMel().to(device)
+
+        def one(f: Path) -> tuple[np.ndarray | None, str]:
+            try:
+                with torch.inference_mode():
+                    return _mel_of(f, logmel, device), ""
+            except UserError as exc:
+                return None, str(exc)
+
+        results = map(one, files)
     tmp = data_path.with_suffix(f".tmp{os.getpid()}")
-    lengths = []
-    with open(tmp, "wb") as fh, torch.inference_mode():
-        for f in tqdm(files, desc="log-mel cache", unit="file", disable=not progress):
-            wave = torch.from_numpy(load_audio(f)).to(device)
-            mel = logmel(wave[None])[0].to(torch.float16).cpu().numpy()
-            fh.write(mel.tobytes())
-            lengths.append(mel.shape[0])
-        fh.flush()
-        os.fsync(fh.fileno())
+    lengths, kept, skipped = [], [], []
+    try:
+        with open(tmp, "wb") as fh:
+            bar = tqdm(
+                results, total=len(files), desc="log-mel cache", unit="file", disable=not progress
+            )
+            for i, (mel, reason) in enumerate(bar):
+                if mel is None:
+                    skipped.append({"file": str(files[i]), "reason": reason})
+                    if not skip_unreadable:
+                        raise _unreadable_error(skipped)
+                    bar.set_postfix(skipped=len(skipped))
+                    continue
+                fh.write(mel.tobytes())
+                lengths.append(mel.shape[0])
+                kept.append(i)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    if not kept:
+        tmp.unlink(missing_ok=True)
+        raise UserError(
+            f"none of the {len(files)} audio files could be decoded (first: "
+            f"{skipped[0]['reason']}); check the folder or manifest given as training data"
+        )
     os.replace(tmp, data_path)
-    index = {"key": key, "n_mels": N_MELS, "lengths": lengths, "files": [str(f) for f in files]}
+    index = {
+        "key": key,
+        "n_mels": N_MELS,
+        "lengths": lengths,
+        "files": [str(files[i]) for i in kept],
+        "kept": kept,
+        "skipped": skipped,
+    }
     tmp_index = index_path.with_suffix(f".tmp{os.getpid()}")
     tmp_index.write_text(json.dumps(index))
     os.replace(tmp_index, index_path)
     return _open_cache(data_path, index)
+
+
+def _unreadable_error(skipped: list[dict[str, str]]) -> UserError:
+    return UserError(
+        f"{skipped[0]['reason']} (or set data.skip_unreadable=true to leave unreadable files "
+        "out of the pretraining pool; they are then listed in the run folder)"
+    )
 
 
 def _open_cache(data_path: Path, index: dict) -> MelCache:
@@ -177,7 +265,15 @@ def _open_cache(data_path: Path, index: dict) -> MelCache:
     offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     total = int(lengths.sum())
     mels = np.memmap(data_path, dtype=np.float16, mode="r", shape=(total, index["n_mels"]))
-    return MelCache(mels=mels, offsets=offsets, lengths=lengths, files=index["files"])
+    kept = np.asarray(index.get("kept", range(len(lengths))), dtype=np.int64)
+    return MelCache(
+        mels=mels,
+        offsets=offsets,
+        lengths=lengths,
+        files=index["files"],
+        kept=kept,
+        skipped=list(index.get("skipped", [])),
+    )
 
 
 class PairSampler:

@@ -78,8 +78,27 @@ RESUMABLE_CHANGES = {
     "train.compile",
     "train.prefetch",
     "data.cache_dir",
+    "data.decode_workers",
 }
 KEEP_CHECKPOINTS = 2
+
+
+def _report_skipped(skipped: list[dict[str, str]], total: int, out_dir: Path) -> None:
+    """List the files left out of the pool in ``skipped_files.csv`` and say so on stderr."""
+    import io
+    import sys
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, ["file", "reason"])
+    writer.writeheader()
+    writer.writerows(skipped)
+    atomic_write_text(out_dir / "skipped_files.csv", buffer.getvalue())
+    print(
+        f"vit1d pretrain: {len(skipped)} of {total} audio files could not be decoded and were "
+        f"left out (listed in {out_dir / 'skipped_files.csv'}), e.g. {skipped[0]['file']}",
+        file=sys.stderr,
+    )
 
 
 def lr_at(step: int, cfg: Config) -> float:
@@ -233,16 +252,21 @@ def pretrain(
     files = read_manifest(data, cfg.data.split)
     manifest_dir = Path(data) if Path(data).is_dir() else Path(data).parent
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else manifest_dir / ".vit1d_cache"
+    decode = {"skip_unreadable": cfg.data.skip_unreadable, "workers": cfg.data.decode_workers}
     if rank == 0:  # one rank decodes; the others then open the finished cache
-        cache = build_mel_cache(files, cache_dir, progress=show)
+        cache = build_mel_cache(files, cache_dir, progress=show, **decode)
     if world > 1:
         torch.distributed.barrier()
     if rank != 0:
-        cache = build_mel_cache(files, cache_dir, progress=False)
+        cache = build_mel_cache(files, cache_dir, progress=False, **decode)
+    if cache.skipped and rank == 0:
+        _report_skipped(cache.skipped, len(files), out_dir)
     frames = cfg.model.max_frames
     groups = (
         read_manifest_column(data, cfg.data.group_by, cfg.data.split) if cfg.data.group_by else None
     )
+    if groups is not None:  # the labels of the files the cache holds, in its order
+        groups = [groups[i] for i in cache.kept]
     sampler = PairSampler(
         cache.lengths,
         tc.batch_size,
@@ -437,7 +461,12 @@ def pretrain(
         run = {
             "vit1d_version": __version__,
             "config": cfg.to_dict(),
-            "data": {"source": str(data), "tracks": len(cache), "hours": round(cache.hours, 3)},
+            "data": {
+                "source": str(data),
+                "tracks": len(cache),
+                "hours": round(cache.hours, 3),
+                "skipped_unreadable": len(cache.skipped or []),
+            },
             "hardware": hardware_summary(device),
             "precision": precision,
             "attention": "fused" if fused else "explicit",
