@@ -577,3 +577,48 @@ def test_results_upsert_and_best_layers(tmp_path: Path) -> None:
     assert len(merged) == 2  # the key rows were replaced, the tempo row kept
     probes, summary = read_results(tmp_path)
     assert sorted(probes["value"]) == [0.5, 0.9] and summary.empty
+
+
+def test_sigkill_mid_extraction_then_rerun_gives_identical_results(
+    tiny_corpus: Path, tiny_run: Path, tmp_path: Path
+) -> None:
+    """Fault test (issue 10): ``vit1d probe`` killed with SIGKILL while it extracts features,
+    then run again, ends with the results CSVs of an uninterrupted run, byte for byte but for
+    ``run_id`` (a run's own timestamped identifier)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def args(out: Path) -> list[str]:
+        return [
+            sys.executable, "-m", "vit1d", "probe", "--checkpoint", str(tiny_run), "--baselines",
+            "--data", str(tiny_corpus), "--out", str(out / "results"), "--cache",
+            str(out / "cache"), "--seeds", "0,1", "--max-epochs", "4", "--steps-per-epoch",
+            "10", "--n-boot", "30", "--precision", "fp32", "--no-progress",
+        ]  # fmt: skip
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run(args(straight), check=True, env=env, capture_output=True, timeout=600)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        args(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline:
+        if any((killed / "cache").rglob("shard-*/index.json")):
+            break  # at least one shard complete: extraction is under way
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "results" / "probes_summary.csv").exists()
+
+    subprocess.run(args(killed), check=True, env=env, capture_output=True, timeout=600)
+    for name in ("probes.csv", "probes_summary.csv"):
+        a = pd.read_csv(straight / "results" / name, dtype=str, keep_default_na=False)
+        b = pd.read_csv(killed / "results" / name, dtype=str, keep_default_na=False)
+        assert a["run_id"].nunique() == 3  # one per model: real identifiers, not constants
+        assert a.drop(columns="run_id").to_csv() == b.drop(columns="run_id").to_csv(), name
