@@ -214,3 +214,17 @@ def test_instrument_labels_become_a_dimension(corpus: Path, tmp_path: Path):
     refs = analyses.clip_references(clip)
     frames = np.arange(len(refs["instrument"])) / (16_000 / 512)
     np.testing.assert_array_equal(refs["instrument"] == "piano", frames < 2.0)
+
+
+def test_library_never_switches_the_matplotlib_backend() -> None:
+    """``matplotlib.use`` in library code changes the backend of the whole process: a notebook
+    that called such a function (the corpus statistics, the analyses' figures, the benchmark's
+    corpus) lost its inline figures afterwards."""
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "src"
+    pattern = re.compile(r"\b(matplotlib|mpl)\.use\(")
+    offenders = [
+        str(p.relative_to(root)) for p in root.rglob("*.py") if pattern.search(p.read_text())
+    ]
+    assert offenders == []

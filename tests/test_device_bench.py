@@ -73,3 +73,47 @@ def test_attention_path_choice() -> None:
     assert device.choose_fused_attention(cpu, "fp32") is True
     assert device.choose_fused_attention(cpu, "bf16") is False
     assert device.choose_fused_attention(torch.device("cuda"), "bf16") is True
+
+
+TINY_MODEL = {"dim": 32, "depth": 1, "heads": 2, "head_dims": [32]}
+
+
+def test_activation_memory_grows_linearly_with_the_batch() -> None:
+    from vit1d.bench import saved_activation_bytes
+    from vit1d.model import ViT1D
+
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    model = ViT1D(**TINY_MODEL)
+    sizes = {}
+    for n in (4, 8, 16):
+        x = torch.randn(n, model.max_frames, model.n_mels)
+        sizes[n] = saved_activation_bytes(model, x, cpu, "fp32", False)
+    # every saved activation has a batch dimension: doubling the batch doubles the bytes
+    assert sizes[8] == pytest.approx(2 * sizes[4], rel=0.02)
+    assert sizes[16] == pytest.approx(2 * sizes[8], rel=0.02)
+    # at least the input of the first linear layer (n x frames x mels floats) is saved
+    assert sizes[4] >= 4 * model.max_frames * model.n_mels * 4
+    # and nothing is left switched off: autograd still records afterwards
+    assert model(torch.randn(1, 10, 128)).cls.requires_grad
+
+
+def test_bench_suite_writes_every_part(tmp_path) -> None:
+    from vit1d.bench import run_suite
+
+    result = run_suite(tmp_path, quick=True, model_kwargs=TINY_MODEL, corpus=False)
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["suite"] == "quick" and saved["hardware"]["cpu"]["model"]
+    rows = saved["scaling"]
+    assert [r["axis"] for r in rows] == ["batch"] * 3 + ["frames"] * 2
+    assert all(r["views_per_s"] > 0 for r in rows)
+    by_frames = {r["frames"]: r["activation_mib"] for r in rows if r["axis"] == "frames"}
+    assert by_frames[126] > 2 * by_frames[32]  # longer sequences save more activations
+    shares = [e["share"] for e in saved["profile"]["top"]]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1.0 + 1e-6
+    pf = saved["probe_fitting"]
+    assert pf["probes"] == 8 and pf["speedup"] == pytest.approx(
+        pf["seconds"]["reference"] / pf["seconds"]["project"], rel=0.05
+    )
+    text = table(result)
+    assert "probe fitting" in text and "activation MiB" in text

@@ -710,10 +710,8 @@ def read_results(folder: str | Path) -> dict[str, Any]:
 
 def write_figures(results: dict[str, Any], out: Path) -> dict[str, Path]:
     """PNG figures of the summaries (layer x head onset heatmap, layer x dimension SSM
-    heatmap, novelty per layer) into ``out``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    heatmap, novelty per layer) into ``out``. Each figure is closed once saved; no backend is
+    forced (headless, matplotlib falls back to Agg by itself)."""
     from vit1d import plots
 
     written = {}

@@ -10,9 +10,18 @@
 * **inference** x real time: waveform -> :class:`vit1d.LogMel` -> ViT-1D, 4 s clips, with the
   same two settings.
 
+and, in the whole suite (:func:`run_suite`, what ``make bench`` and the book's appendix run):
+
+* **scaling**: training views/s of the project's path against batch size and sequence length,
+  with the activation memory a step saves for its backward pass (and peak GPU memory);
+* **profile**: where a training step's time goes (top operators by self time);
+* **probe fitting**: the stacked probes of :class:`vit1d.probe.LinearProbes` (every layer,
+  pooling and seed fitted at once) against the same probes fitted one at a time;
+* **corpus rendering** x real time of a tiny corpus (when the ``corpus`` extra is installed).
+
 It writes ``bench.json`` (figures, ratios, CPU model and its AVX2 / AVX-512 / AMX flags,
-threads, torch version) and prints a short table. Ratios, never absolute timings, are what
-targets are checked against, since the reference runs in the same process on the same CPU.
+threads, torch version) and prints tables. Ratios, never absolute timings, are what targets
+are checked against, since the reference runs in the same process on the same CPU.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import argparse
 import json
 import os
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -186,6 +196,255 @@ def run(
     return result
 
 
+def saved_activation_bytes(
+    model: ViT1D, x: torch.Tensor, device: torch.device, precision: str, fused: bool
+) -> int:
+    """Bytes of the tensors a training forward pass saves for its backward pass (activation
+    memory; parameters excluded), counted once per storage through autograd's pack hook."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: set[int] = set()
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params and ptr not in seen:
+            seen.add(ptr)
+            total += t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with autocast(device, precision):
+            z = model.project(model(x, fused=fused).cls)
+    del z
+    return total
+
+
+def scaling(
+    device: torch.device,
+    precision: str,
+    fused: bool,
+    pairs: list[int],
+    frames: list[int],
+    base_pairs: int,
+    steps: int = 3,
+    warmup: int = 1,
+    model_kwargs: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Training views/s and activation memory of the project's path, first against the batch
+    (``pairs`` at the model's 126 frames), then against the sequence length (``frames`` at
+    ``base_pairs`` pairs)."""
+    kwargs = model_kwargs or {}
+    points = [("batch", p, None) for p in pairs] + [("frames", base_pairs, f) for f in frames]
+    rows = []
+    for axis, p, f in points:
+        torch.manual_seed(0)
+        model = ViT1D(**kwargs, **({"max_frames": f} if f else {})).to(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        step = training_step(model, device, precision, fused, p)
+        seconds = interleaved_medians({"step": step}, steps, warmup)["step"]
+        x = torch.randn(2 * p, model.max_frames, model.n_mels, device=device) * 20 - 40
+        row = {
+            "axis": axis,
+            "pairs": p,
+            "frames": model.max_frames,
+            "views_per_s": round(2 * p / seconds, 2),
+            "activation_mib": round(
+                saved_activation_bytes(model, x, device, precision, fused) / 2**20, 1
+            ),
+        }
+        if device.type == "cuda":
+            row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        rows.append(row)
+    return rows
+
+
+def profile_step(step: Callable[[], None], device: torch.device, top: int = 10) -> dict:
+    """Self time of the operators of one call of ``step`` (after one warm-up call): the
+    ``top`` most expensive, with their share of the total."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        step()
+    events = prof.key_averages()
+
+    def self_us(e: Any) -> float:
+        if device.type == "cuda":
+            return float(getattr(e, "self_device_time_total", 0.0))
+        return float(e.self_cpu_time_total)
+
+    total = sum(self_us(e) for e in events) or 1.0
+    ranked = sorted(events, key=self_us, reverse=True)[:top]
+    return {
+        "clock": "GPU kernel time" if device.type == "cuda" else "CPU self time",
+        "total_ms": round(total / 1000, 2),
+        "top": [
+            {
+                "op": e.key,
+                "calls": int(e.count),
+                "self_ms": round(self_us(e) / 1000, 3),
+                "share": round(self_us(e) / total, 4),
+            }
+            for e in ranked
+        ],
+    }
+
+
+def probe_fitting(
+    views: int = 13, seeds: int = 3, n: int = 4000, dim: int = 192, classes: int = 24,
+    epochs: int = 2, steps_per_epoch: int = 32,
+) -> dict[str, Any]:  # fmt: skip
+    """Seconds to fit ``views * seeds`` softmax probes on random features, stacked in one
+    :class:`vit1d.probe.LinearProbes` against a plain one-probe-at-a-time loop doing the same
+    number of Adam steps on the same batch size (the reference)."""
+    from vit1d.probe import LinearProbes, ProbeConfig
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(views, n, dim, generator=gen)
+    y = torch.randint(0, classes, (n,), generator=gen)
+    cfg = ProbeConfig(
+        max_epochs=epochs, steps_per_epoch=steps_per_epoch, patience=epochs + 1, threads=1
+    )
+    groups = [(v, s) for v in range(views) for s in range(seeds)]
+    probes = LinearProbes([v for v, _ in groups], [s for _, s in groups], dim, classes, "softmax")
+    t0 = time.perf_counter()
+    probes.fit(x, y, x[:, :512], y[:512], cfg)
+    stacked = time.perf_counter() - t0
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    try:
+        for v, s in groups:
+            torch.manual_seed(s)
+            layer = torch.nn.Linear(dim, classes)
+            opt = torch.optim.Adam(layer.parameters(), lr=cfg.lr)
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(s))
+            for _ in range(epochs):
+                for k in range(steps_per_epoch):
+                    idx = order[(k * cfg.batch_size) % n :][: cfg.batch_size]
+                    loss = torch.nn.functional.cross_entropy(layer(x[v, idx]), y[idx])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                with torch.no_grad():  # the validation pass early stopping needs
+                    torch.nn.functional.cross_entropy(layer(x[v, :512]), y[:512])
+    finally:
+        torch.set_num_threads(old)
+    one_by_one = time.perf_counter() - t0
+    return {
+        "probes": len(groups),
+        "examples": n,
+        "dim": dim,
+        "classes": classes,
+        "adam_steps_per_probe": epochs * steps_per_epoch,
+        "seconds": {"reference": round(one_by_one, 3), "project": round(stacked, 3)},
+        "speedup": round(one_by_one / stacked, 3),
+    }
+
+
+#: The corpus the rendering benchmark builds: two works of two collections, short clips.
+BENCH_CORPUS = {
+    "seed": 0,
+    "workers": 1,
+    "splits": {"valid": 0.25, "test": 0.25},
+    "collections": {"bach": {"works": 2}, "essenFolksong": {"works": 2}},
+    "pretrain": {"clip_s": 6.0},
+    "music": {"clip_s": 6.0, "renders_per_polyphonic_work": 1},
+    "notes": {"dynamics": ["mf"], "pitch_step": 24, "clip_s": 1.0, "hold_s": [0.4, 0.6]},
+}
+
+
+def corpus_rendering(workdir: Path, workers: int = 1) -> dict[str, Any]:
+    """Build :data:`BENCH_CORPUS` from scratch and report its rendering speed x real time
+    (the reference is real time: 1x renders as fast as the music plays)."""
+    try:
+        import yaml
+
+        from vit1d.corpus.build import build_corpus
+        from vit1d.corpus.config import load_preset
+    except ImportError as exc:
+        return {"skipped": f"the corpus extra is not installed ({exc.name})"}
+    preset = workdir / "bench-corpus.yaml"
+    preset.write_text(yaml.safe_dump(dict(BENCH_CORPUS, workers=workers)))
+    t0 = time.perf_counter()
+    prov = build_corpus(load_preset(preset), workdir / "corpus", log=lambda m: None)
+    run = prov["this_run"]
+    return {
+        "workers": run["workers"],
+        "rendered_audio_s": round(run["rendered_audio_h"] * 3600, 1),
+        "render_x_realtime": run["render_x_realtime"],
+        "end_to_end_x_realtime": run["end_to_end_x_realtime"],
+        "wall_s": round(time.perf_counter() - t0, 2),
+    }
+
+
+def run_suite(
+    out: Path,
+    quick: bool = False,
+    compile_model: bool = False,
+    device_name: str = "auto",
+    model_kwargs: dict[str, Any] | None = None,
+    corpus: bool = True,
+) -> dict[str, Any]:
+    """The whole benchmark (:func:`run` plus scaling, profile, probe fitting and corpus
+    rendering), written to ``out/bench.json``. ``quick``: small sizes (the smoke book)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=5, desc="bench", unit="part")
+    result = run(
+        out,
+        pairs=4 if quick else 32,
+        steps=2 if quick else 5,
+        warmup=1 if quick else 2,
+        clips=8 if quick else 64,
+        reps=2 if quick else 5,
+        compile_model=compile_model,
+        device_name=device_name,
+        model_kwargs=model_kwargs,
+    )
+    bar.update(1)
+    device = select_device(device_name)
+    precision = result["project_path"]["precision"]
+    fused = result["project_path"]["attention"] == "fused"
+    result["scaling"] = scaling(
+        device,
+        precision,
+        fused,
+        pairs=[2, 4, 8] if quick else [8, 16, 32, 64],
+        frames=[32, 126] if quick else [32, 63, 126, 252],
+        base_pairs=4 if quick else 16,
+        steps=2 if quick else 3,
+        model_kwargs=model_kwargs,
+    )
+    bar.update(1)
+    torch.manual_seed(0)
+    result["profile"] = profile_step(
+        training_step(ViT1D(**(model_kwargs or {})), device, precision, fused, 4 if quick else 16),
+        device,
+    )
+    bar.update(1)
+    result["probe_fitting"] = (
+        probe_fitting(views=4, seeds=2, n=1000, epochs=1, steps_per_epoch=8)
+        if quick
+        else probe_fitting()
+    )
+    bar.update(1)
+    if corpus:
+        with tempfile.TemporaryDirectory() as tmp:
+            result["corpus_rendering"] = corpus_rendering(Path(tmp))
+    bar.update(1)
+    bar.close()
+    result["suite"] = "quick" if quick else "full"
+    (out / "bench.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
 def table(result: dict[str, Any]) -> str:
     cpu = result["hardware"]["cpu"]
     flags = ", ".join(k for k in ("avx2", "avx512", "avx512_bf16", "amx") if cpu[k]) or "none"
@@ -204,6 +463,29 @@ def table(result: dict[str, Any]) -> str:
         f"| inference x real time | {i['reference']:.0f} | {i['project']:.0f} | "
         f"{result['inference_speedup']:.2f}x |",
     ]
+    if "probe_fitting" in result:
+        pf = result["probe_fitting"]
+        lines.append(
+            f"| probe fitting s ({pf['probes']} probes, one at a time vs stacked) | "
+            f"{pf['seconds']['reference']:.2f} | {pf['seconds']['project']:.2f} | "
+            f"{pf['speedup']:.2f}x |"
+        )
+    render = result.get("corpus_rendering")
+    if render and "skipped" not in render:
+        lines.append(
+            f"| corpus rendering x real time ({render['workers']} worker) | 1 | "
+            f"{render['render_x_realtime']:.1f} | {render['render_x_realtime']:.1f}x |"
+        )
+    if result.get("scaling"):
+        lines += ["", "| pairs | frames | views/s | activation MiB |", "|---|---|---|---|"]
+        lines += [
+            f"| {r['pairs']} | {r['frames']} | {r['views_per_s']:.1f} | {r['activation_mib']} |"
+            for r in result["scaling"]
+        ]
+    if result.get("profile"):
+        prof = result["profile"]
+        lines += ["", f"where a training step's time goes ({prof['clock']}):"]
+        lines += [f"  {e['share']:6.1%}  {e['op']}" for e in prof["top"][:6]]
     return "\n".join(lines)
 
 
@@ -223,16 +505,27 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=5, help="timed training steps per setting")
     p.add_argument("--compile", action="store_true", help="torch.compile the project path")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--core",
+        action="store_true",
+        help="only the training and inference ratios (no scaling, profile, probes, corpus)",
+    )
+    p.add_argument("--quick", action="store_true", help="the whole suite at small sizes")
 
 
 def _cli(args: argparse.Namespace) -> int:
-    result = run(
-        Path(args.out),
-        pairs=args.pairs,
-        steps=args.steps,
-        compile_model=args.compile,
-        device_name=args.device,
-    )
+    if args.core:
+        result = run(
+            Path(args.out),
+            pairs=args.pairs,
+            steps=args.steps,
+            compile_model=args.compile,
+            device_name=args.device,
+        )
+    else:
+        result = run_suite(
+            Path(args.out), quick=args.quick, compile_model=args.compile, device_name=args.device
+        )
     print(table(result))
     print(f"\nwritten: {Path(args.out) / 'bench.json'}")
     return 0

@@ -784,3 +784,31 @@ def recipe_layers(summary: Any, metrics: dict[str, str], ncols: int = 4) -> Any:
         ax.set_xlabel("layer (0 = embeddings)")
         ax.set_ylabel(metric.replace("_", " "))
     return _finish_panels(fig, axes, len(panels))
+
+
+def bench_scaling(rows: Sequence[dict[str, Any]]) -> Any:
+    """The benchmark's scaling curves (``notebooks/99_reproducibility.ipynb``): training
+    views/s (solid, left axis) and the activation memory a step saves for backward (dashed,
+    right axis) against the batch (pairs per step) and against the sequence length (frames)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.0))
+    for ax, axis, key, label in (
+        (axes[0], "batch", "pairs", "pairs per step (at 126 frames)"),
+        (axes[1], "frames", "frames", "frames per view"),
+    ):
+        pts = sorted((r for r in rows if r["axis"] == axis), key=lambda r: r[key])
+        x = [r[key] for r in pts]
+        ax.plot(x, [r["views_per_s"] for r in pts], "o-", color="C0", label="views/s")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(x, [str(v) for v in x])
+        ax.set_xlabel(label)
+        ax.set_ylabel("training views/s", color="C0")
+        mem = ax.twinx()
+        mem.plot(x, [r["activation_mib"] for r in pts], "s--", color="C3", label="activation MiB")
+        mem.set_ylabel("activation memory (MiB)", color="C3")
+        mem.spines["right"].set_visible(True)  # the book's style hides it
+        mem.set_ylim(bottom=0)
+        ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    return fig

@@ -110,12 +110,12 @@ def write_stats(
 
 def plot_distributions(path: Path, rows: dict[str, list[dict]], lc: list[tuple]) -> None:
     """One panel per task: tag frequencies, keys, tempi, chord classes, pitches, instruments."""
-    import matplotlib
+    # a Figure without pyplot: no backend is chosen or switched (matplotlib.use would change
+    # the backend of the whole process, e.g. a notebook's inline one)
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    fig = Figure(figsize=(15, 8.5))
+    axes = fig.subplots(2, 3)
     train = [x for x in lc if x[2] == "train"]
 
     def bars(ax, task: str, order: list[str] | None, title: str, horizontal: bool = False):
@@ -152,5 +152,4 @@ def plot_distributions(path: Path, rows: dict[str, list[dict]], lc: list[tuple])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
     os.replace(tmp, path)
