@@ -72,8 +72,8 @@ test-all: install system-packages
 	$(BIN)/python -m pytest -m ""
 
 lint: install
-	$(BIN)/ruff check src tests notebooks book/_ext
-	$(BIN)/ruff format --check src tests notebooks book/_ext
+	$(BIN)/ruff check src tests notebooks book/_ext scripts
+	$(BIN)/ruff format --check src tests notebooks book/_ext scripts
 
 format: install
 	$(BIN)/ruff format src tests

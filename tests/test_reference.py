@@ -76,3 +76,17 @@ def test_the_committed_reference_loads_and_computes_its_check() -> None:
     prov = json.loads((folder / "provenance.json").read_text())
     for key in ("steps", "corpus", "code", "training", "weights_sha256"):
         assert prov[key], key
+
+
+def test_code_revision_of_a_copy_without_git(tmp_path, monkeypatch) -> None:
+    from vit1d.reference import code_revision
+
+    monkeypatch.delenv("VIT1D_REVISION", raising=False)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # no repository above it
+    assert code_revision(tmp_path) == {"commit": None, "dirty": None}
+    monkeypatch.setenv("VIT1D_REVISION", "0123abc")
+    assert code_revision(tmp_path) == {"commit": "0123abc", "dirty": None, "from": "VIT1D_REVISION"}
+    # a real checkout ignores the variable
+    root = Path(__file__).resolve().parents[1]
+    if (root / ".git").exists():
+        assert code_revision(root)["commit"] != "0123abc"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -40,7 +41,11 @@ CHECK_CLIPS = 4
 
 
 def code_revision(root: str | Path) -> dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool}`` of the git checkout at ``root``."""
+    """``{"commit": sha or None, "dirty": bool}`` of the git checkout at ``root``.
+
+    A copy of the code without git metadata (an archive unpacked on a cluster or a GPU
+    machine) records ``$VIT1D_REVISION`` instead, when set, with ``"dirty": None`` and
+    ``"from": "VIT1D_REVISION"``: set it to the commit the copy was made from."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
@@ -55,6 +60,9 @@ def code_revision(root: str | Path) -> dict[str, Any]:
             ).stdout.strip()
         )
     except (OSError, subprocess.CalledProcessError):
+        given = os.environ.get("VIT1D_REVISION", "").strip()
+        if given:
+            return {"commit": given, "dirty": None, "from": "VIT1D_REVISION"}
         return {"commit": None, "dirty": None}
     return {"commit": sha, "dirty": dirty}
 
