@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = 'preset = "smoke"\ndata_dir = ""\nruns_dir = ""\nseed = None\noverrides = []'
 
 
-def write_template(path: Path, *sources: str, needs=None, code=None) -> Path:
+def write_template(path: Path, *sources: str, needs=None, code=None, files=None) -> Path:
     cells = [new_markdown_cell(f"# {path.stem}")]
     params = new_code_cell(PARAMS)
     params.metadata["tags"] = ["parameters"]
@@ -38,6 +38,8 @@ def write_template(path: Path, *sources: str, needs=None, code=None) -> Path:
         meta["needs"] = needs
     if code is not None:
         meta["code"] = code
+    if files is not None:
+        meta["files"] = files
     nb.metadata["vit1d"] = meta
     nbformat.write(nb, path)
     return path
@@ -134,6 +136,26 @@ def test_library_code_and_corpus_changes_redo_what_depends_on_them(project):
     assert run(project).names == ["01_a", "02_b"]
     (project.parent / "data" / "corpus.json").write_text('{"version": 2}')
     assert run(project).names == ["01_a", "02_b"]
+
+
+def test_declared_repository_files_redo_the_steps_that_read_them(project):
+    """A new committed reference checkpoint must redo the chapters that probe it."""
+    ref = project / "checkpoints" / "reference"
+    write_template(
+        project / "notebooks" / "02_b.ipynb",
+        "y = 2",
+        needs=["corpus"],
+        files=["checkpoints/reference/model.safetensors"],
+    )
+    assert run(project).names == ["01_a", "02_b"]
+    assert run(project).names == []
+    ref.mkdir(parents=True)
+    (ref / "model.safetensors").write_bytes(b"weights v1")
+    assert run(project).names == ["02_b"]  # the file appeared
+    (ref / "model.safetensors").write_bytes(b"weights v2")
+    assert run(project).names == ["02_b"]
+    (ref / "provenance.json").write_text("{}")  # not declared: nothing to redo
+    assert run(project).names == []
 
 
 def test_config_change_redoes_steps(project):

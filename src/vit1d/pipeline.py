@@ -32,10 +32,11 @@ the run id of each notebook step it needs (so any rerun of an upstream step, for
 redoes its dependants). A template declares these in its notebook metadata::
 
     "vit1d": {"needs": ["corpus", "03_pretrain"], "code": ["model.py", "train*"],
-              "config": true}
+              "config": true, "files": ["checkpoints/reference/*"]}
 
 ``needs`` defaults to every earlier step (safe, never stale), ``code`` to nothing, ``config``
-to true. The corpus enters keys through a hash of its ``corpus.json``. ``--force NAME`` (or
+to true, ``files`` (globs relative to the repository root, e.g. a committed checkpoint the
+notebook reads) to nothing. The corpus enters keys through a hash of its ``corpus.json``. ``--force NAME`` (or
 ``--force all``) redoes a step whatever its stamp says. Each preset has its own runs folder, so
 switching presets re-copies executed notebooks into ``book/`` instead of recomputing them.
 
@@ -444,6 +445,7 @@ class NotebookStep:
     code: list[str] = field(default_factory=list)
     uses_config: bool = True
     declared: tuple[str, ...] = ()  # parameter names in its parameters cell
+    files: list[str] = field(default_factory=list)  # repository files it reads (globs)
 
     @classmethod
     def load(cls, path: Path) -> NotebookStep:
@@ -457,6 +459,7 @@ class NotebookStep:
             code=list(meta.get("code", [])),
             uses_config=bool(meta.get("config", True)),
             declared=tuple(declared_parameters(nb)),
+            files=list(meta.get("files", [])),
         )
 
 
@@ -779,15 +782,16 @@ class Pipeline:
 
     def step_key(self, step: NotebookStep, upstream: dict[str, str]) -> str:
         nb = _read_notebook(step.template)
-        return _json_sha(
-            {
-                "notebook": notebook_digest(nb),
-                "parameters": self._portable(self.parameters(step)),
-                "config": self.config_fp() if step.uses_config else None,
-                "code": code_digest(self.layout.root / "src" / "vit1d", step.code),
-                "upstream": upstream,
-            }
-        )
+        key = {
+            "notebook": notebook_digest(nb),
+            "parameters": self._portable(self.parameters(step)),
+            "config": self.config_fp() if step.uses_config else None,
+            "code": code_digest(self.layout.root / "src" / "vit1d", step.code),
+            "upstream": upstream,
+        }
+        if step.files:  # only then, so the keys of steps that declare none stay as they were
+            key["files"] = code_digest(self.layout.root, step.files)
+        return _json_sha(key)
 
     # -- planning ---------------------------------------------------------------------------
 
