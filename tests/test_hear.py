@@ -239,3 +239,50 @@ def test_checkpoint_paths(checkpoint: Path, tmp_path: Path, monkeypatch) -> None
 def test_bad_options(checkpoint: Path, kwargs: dict, match: str) -> None:
     with pytest.raises(UserError, match=match):
         hear.load_model(str(checkpoint), **kwargs)
+
+
+def test_embed_a_folder_from_the_command_line(
+    checkpoint: Path, model: hear.HEARModel, tmp_path: Path
+) -> None:
+    """`vit1d embed --audio`: one row per readable file (recursive), equal to the HEAR API
+    called on that file; timestamps per file; unreadable files listed; re-runs reuse files."""
+    import csv
+    import json
+
+    import soundfile as sf
+
+    from vit1d.cli import main
+
+    folder = tmp_path / "music"
+    (folder / "live").mkdir(parents=True)
+    waves = {"a.wav": _audio(5.0, seed=1)[0], "live/b.flac": _audio(9.0, seed=2)[0]}
+    for name, wave in waves.items():
+        sf.write(folder / name, wave.numpy(), 16_000)
+    (folder / "broken.mp3").write_bytes(b"<html>not audio</html>")
+    out = tmp_path / "emb"
+    args = ["embed", "--audio", str(folder), "--checkpoint", str(checkpoint), "--out", str(out)]
+    assert main([*args, "--timestamps", "--no-progress"]) == 0
+
+    with open(out / "files.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["file"] for r in rows] == ["a.wav", "broken.mp3", "live/b.flac"]
+    assert rows[1]["skipped"] and rows[1]["row"] == ""
+    scene = np.load(out / "scene.npy")
+    assert scene.shape == (2, model.scene_embedding_size)
+    for r in rows:
+        if r["skipped"]:
+            continue
+        wave = torch.from_numpy(sf.read(folder / r["file"], dtype="float32")[0])[None]
+        expect = hear.get_scene_embeddings(wave, model)[0].numpy()
+        np.testing.assert_allclose(scene[int(r["row"])], expect, rtol=1e-4, atol=1e-5)
+        saved = np.load(out / "files" / f"{r['file']}.npz")
+        np.testing.assert_array_equal(saved["timestamps_ms"], _expected_ms(wave.shape[1]))
+        assert saved["embeddings"].shape == (len(_expected_ms(wave.shape[1])), scene.shape[1])
+        assert float(r["seconds"]) == pytest.approx(wave.shape[1] / 16_000, abs=1e-3)
+    report = json.loads((out / "embed.json").read_text())
+    assert report["layer"] == model.layer and report["skipped"] == ["broken.mp3"]
+
+    stamp = (out / "files" / "a.wav.npz").stat().st_mtime_ns
+    assert main([*args, "--no-progress"]) == 0  # reuses what is there
+    assert (out / "files" / "a.wav.npz").stat().st_mtime_ns == stamp
+    assert main(["embed", "--audio", str(folder), "--out", str(out), "--logmel"]) == 2

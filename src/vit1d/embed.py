@@ -913,7 +913,14 @@ def register(subparsers: Any) -> None:
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--data", required=True, help="corpus root holding <task>/manifest.csv")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", help="corpus root holding <task>/manifest.csv")
+    where.add_argument(
+        "--audio",
+        metavar="FOLDER",
+        help="instead of a corpus: embed every audio file under FOLDER in the HEAR convention "
+        "(vit1d.hear) into --out (scene.npy, files.csv, files/<path>.npz); needs --checkpoint",
+    )
     p.add_argument("--tasks", default="all", help="comma-separated tasks, or all")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="checkpoint folder (model.safetensors + config.json)")
@@ -947,8 +954,38 @@ def register(subparsers: Any) -> None:
         help="local tasks: at most TRAIN,VALID,TEST files, the same choice as `vit1d probe` "
         "(0 = all)",
     )
+    g = p.add_argument_group("--audio FOLDER (HEAR-style embeddings of a folder)")
+    g.add_argument("--out", help="output folder for --audio")
+    g.add_argument(
+        "--layer", type=int, help="depth to embed from (default: vit1d.hear.default_layer)"
+    )
+    g.add_argument("--pooling", default="avg", choices=POOLINGS, help="scene pooling")
+    g.add_argument(
+        "--timestamps", action="store_true", help="also store per-frame embeddings (32 ms)"
+    )
     add_model_args(p)
     p.set_defaults(func=_cli)
+
+
+def _cli_audio(args: argparse.Namespace) -> int:
+    from vit1d import hear
+
+    if not args.checkpoint:
+        raise UserError("--audio needs --checkpoint (a folder written by `vit1d pretrain`)")
+    if not args.out:
+        raise UserError("--audio needs --out, the folder to write the embeddings to")
+    model = hear.load_model(args.checkpoint, layer=args.layer, pooling=args.pooling)
+    from vit1d.device import select_device
+
+    model = model.to(select_device(args.device))
+    report = hear.embed_folder(
+        args.audio, args.out, model, timestamps=args.timestamps, progress=not args.no_progress
+    )
+    print(
+        f"embedded {report['files']} files (layer {report['layer']}, {report['pooling']} "
+        f"pooling, {report['scene_dim']} dims) into {args.out}; skipped {len(report['skipped'])}"
+    )
+    return 0
 
 
 def architecture_config(value: str) -> dict[str, Any]:
@@ -966,6 +1003,8 @@ def architecture_config(value: str) -> dict[str, Any]:
 def _cli(args: argparse.Namespace) -> int:
     from vit1d.probe import limit_files, load_task, parse_file_caps
 
+    if args.audio:
+        return _cli_audio(args)
     root = Path(args.data)
     if args.benchmark:
         if not args.checkpoint:

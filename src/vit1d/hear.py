@@ -269,3 +269,103 @@ def get_timestamp_embeddings(
     assert frames is not None
     n, t = frames.shape[:2]
     return frames.clone().to(audio.device), timestamps_ms(t, n).to(audio.device)
+
+
+def embed_folder(
+    folder: str | Path,
+    out: str | Path,
+    model: HEARModel,
+    timestamps: bool = False,
+    progress: bool = True,
+) -> dict[str, object]:
+    """Embed every audio file under ``folder`` (recursive; the formats of a pretraining pool)
+    with ``model`` and write, per file, ``out/files/<relative path>.npz`` holding ``scene``
+    ``(D,)`` and, with ``timestamps``, ``embeddings`` ``(T, D)`` and ``timestamps_ms``
+    ``(T,)``; then ``out/scene.npy`` ``(N, D)`` with ``out/files.csv`` naming its rows, and
+    ``out/embed.json`` (model, layer, pooling, skipped files).
+
+    Resumable: a file whose ``.npz`` exists (written atomically) is not recomputed. A file
+    that cannot be decoded is skipped and listed with its reason in ``files.csv``.
+    """
+    import csv
+    import io
+    import json
+    import os
+
+    from tqdm.auto import tqdm
+
+    from vit1d import __version__
+    from vit1d.checkpoint import atomic_write_text
+    from vit1d.data import AUDIO_SUFFIXES
+    from vit1d.frontend import load_audio
+
+    folder, out = Path(folder), Path(out)
+    if not folder.is_dir():
+        raise UserError(f"--audio {folder} is not a folder; pass a folder of audio files")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    if not files:
+        raise UserError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {folder}")
+    device = next(model.parameters()).device
+    rows, scenes = [], []
+    for path in tqdm(files, desc="embed", unit="file", disable=not progress):
+        rel = path.relative_to(folder).as_posix()
+        target = out / "files" / f"{rel}.npz"
+        if not _complete(target, timestamps):
+            try:
+                wave = torch.from_numpy(load_audio(path))[None].to(device)
+            except UserError as exc:
+                rows.append({"row": "", "file": rel, "seconds": "", "skipped": str(exc)})
+                continue
+            arrays = {"scene": get_scene_embeddings(wave, model)[0].cpu().numpy()}
+            if timestamps:
+                emb, ts = get_timestamp_embeddings(wave, model)
+                arrays["embeddings"] = emb[0].cpu().numpy()
+                arrays["timestamps_ms"] = ts[0].cpu().numpy()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp{os.getpid()}.npz")
+            np.savez(tmp, **arrays)
+            os.replace(tmp, target)
+        with np.load(target) as saved:
+            scenes.append(saved["scene"])
+        rows.append(
+            {"row": len(scenes) - 1, "file": rel, "seconds": _duration(path), "skipped": ""}
+        )
+    if not scenes:
+        raise UserError(f"none of the {len(files)} audio files under {folder} could be decoded")
+    tmp = out / f".scene.tmp{os.getpid()}.npy"
+    np.save(tmp, np.stack(scenes).astype(np.float32))
+    os.replace(tmp, out / "scene.npy")
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, ["row", "file", "seconds", "skipped"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "files.csv", buffer.getvalue())
+    report = {
+        "vit1d_version": __version__,
+        "folder": str(folder),
+        "files": len(scenes),
+        "skipped": [r["file"] for r in rows if r["skipped"]],
+        "layer": model.layer,
+        "pooling": model.pooling,
+        "scene_dim": int(scenes[0].shape[0]),
+        "timestamps": timestamps,
+        "frame_period_ms": 1000 * HOP_LENGTH / SAMPLE_RATE,
+    }
+    atomic_write_text(out / "embed.json", json.dumps(report, indent=2))
+    return report
+
+
+def _complete(target: Path, timestamps: bool) -> bool:
+    """Whether ``target`` holds what this run writes (an earlier run may lack timestamps)."""
+    if not target.is_file():
+        return False
+    if not timestamps:
+        return True
+    with np.load(target) as saved:
+        return "embeddings" in saved
+
+
+def _duration(path: Path) -> float:
+    import soundfile as sf
+
+    return round(float(sf.info(str(path)).duration), 3)
