@@ -49,6 +49,17 @@ def test_best_table_uses_final_checkpoint_and_best_layer():
     assert "logmel" not in t.columns  # no results, no column
 
 
+def test_best_view_is_where_the_final_model_peaks():
+    # the snapshot scores higher everywhere (0.9 base) but is not the final model
+    assert chapters.best_view(rows(), "key") == (3, "avg")
+    assert chapters.best_view(rows(), "key", model="masked") == (3, "avg")
+    other = rows()
+    other.loc[(other["model"] == "contrastive") & (other["step"] == 40) & (other["layer"] == 1)
+              & (other["pooling"] == "cls"), "mean"] = 0.99  # fmt: skip
+    assert chapters.best_view(other, "key") == (1, "cls")
+    assert chapters.best_view(rows(), "tempo") is None  # never probed
+
+
 def test_pooling_and_reference_tables():
     p = chapters.pooling_table(rows(), [("key", "weighted")])
     assert p["cls"].iloc[0].startswith("0.630") and p["avg"].iloc[0].startswith("0.650")
