@@ -409,6 +409,16 @@ def test_cli_probe_writes_results_for_model_baselines_and_snapshots(
     assert prov["models"][0]["precision"] == "fp32" and prov["seeds"] == [0, 1]
     assert prov["tasks"]["pitch"]["manifest_sha256"]
 
+    # fitting the tasks one at a time instead of in parallel threads changes no number
+    serial = tmp_path / "serial"
+    at = common.index("--out") + 1
+    one_by_one = [*common[:at], str(serial), *common[at + 1 :], "--workers", "1"]
+    assert main(["probe", "--checkpoint", str(tiny_run), *one_by_one]) == 0
+    a = pd.read_csv(out / "probes.csv", dtype=str, keep_default_na=False)
+    a = a[a["model"] == "contrastive"].drop(columns="run_id").reset_index(drop=True)
+    b = pd.read_csv(serial / "probes.csv", dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(a, b.drop(columns="run_id"))
+
     # again, log-mel only: cached features, rows replaced rather than duplicated
     n_rows = len(probes)
     assert main(["probe", "--logmel", "--tasks", "pitch,chords", *common]) == 0

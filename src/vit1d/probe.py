@@ -48,7 +48,7 @@ import os
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -401,6 +401,9 @@ class ProbeConfig:
     # torch threads while training: 1, because these small matrix products run 10-100x slower
     # with two threads on a busy 2-core machine (threads wait on each other); 0 = leave as is
     threads: int = 1
+    # tasks fitted at once, each in its own thread with ``threads`` torch threads (the
+    # matrix products release the GIL); 0 = one per CPU core. Results do not depend on it.
+    workers: int = 0
 
 
 def standardise(x: Any) -> tuple[Any, Any]:
@@ -1021,22 +1024,26 @@ def run_probes(
                     made[frames] = ext.embed(spec, only, cache, frames, model, progress)
             per_spec.append({"spec": spec, "model": model, "made": made})
         rows, summary, task_info = [], [], {}
-        for task in tasks:
-            embs = []
-            for entry in per_spec:
-                # the task's files, in manifest order, from the store that holds them
-                embs.append(
-                    ext.embed(
-                        entry["spec"],
-                        [ex.audio for ex in task.examples],
-                        cache,
-                        task.spec.local,
-                        entry["model"],
-                        progress=False,
-                    )
+        task_embs = [
+            [
+                # the task's files, in manifest order, from the store that holds them (all
+                # extracted above: looked up here, in this thread, before the fits start)
+                ext.embed(
+                    entry["spec"],
+                    [ex.audio for ex in task.examples],
+                    cache,
+                    task.spec.local,
+                    entry["model"],
+                    progress=False,
                 )
+                for entry in per_spec
+            ]
+            for task in tasks
+        ]
+        for task in tasks:
             say(f"probe {group[0].name} {task.name}: {len(task.examples)} examples")
-            result = probe_task(task, embs, seeds, layers, poolings, cfg, progress=progress)
+        results = _fit_tasks(tasks, task_embs, seeds, layers, poolings, cfg, progress)
+        for task, embs, result in zip(tasks, task_embs, results, strict=True):
             prov0 = embs[0].provenance
             checkpoint = group[0].checkpoint_name if len(group) == 1 else "random-init"
             common = {
@@ -1088,6 +1095,43 @@ def run_probes(
             f"{paths['probes']}"
         )
     return written
+
+
+def _fit_tasks(
+    tasks: Sequence[Task],
+    task_embs: Sequence[Sequence[Any]],
+    seeds: Sequence[int],
+    layers: Sequence[int] | None,
+    poolings: Sequence[str] | None,
+    cfg: ProbeConfig,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """:func:`probe_task` of every task, ``cfg.workers`` tasks at a time in threads (in
+    order); the torch thread count is set once around them, not by each fit."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    workers = min(len(tasks), cfg.workers or os.cpu_count() or 1)
+    if workers <= 1:
+        return [
+            probe_task(t, e, seeds, layers, poolings, cfg, progress=progress)
+            for t, e in zip(tasks, task_embs, strict=True)
+        ]
+    old = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    shared = replace(cfg, threads=0)  # each fit leaves the thread count alone
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="vit1d-probe") as pool:
+            futures = [
+                pool.submit(probe_task, t, e, seeds, layers, poolings, shared, ("test",), False)
+                for t, e in zip(tasks, task_embs, strict=True)
+            ]
+            return [f.result() for f in futures]
+    finally:
+        torch.set_num_threads(old)
 
 
 def _embed_hash(entry: dict[str, Any]) -> str | None:
@@ -1253,6 +1297,12 @@ def register(subparsers: Any) -> None:
         help="global tasks: at most TRAIN,VALID,TEST files (default 0 = all)",
     )
     g.add_argument("--n-boot", type=int, default=d.n_boot, help="bootstrap replicates (1000)")
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=d.workers,
+        help="tasks fitted at once, one thread each (0 = one per CPU core; same results)",
+    )
     add_model_args(p)
     p.set_defaults(func=_cli)
 
@@ -1348,6 +1398,7 @@ def _cli(args: argparse.Namespace) -> int:
         max_local_files=parse_file_caps(args.max_local_files),
         max_global_files=parse_file_caps(args.max_global_files),
         n_boot=args.n_boot,
+        workers=args.workers,
     )
     ext = ExtractOptions(
         cache_dir=args.cache,
