@@ -286,3 +286,4 @@ def test_embed_a_folder_from_the_command_line(
     assert main([*args, "--no-progress"]) == 0  # reuses what is there
     assert (out / "files" / "a.wav.npz").stat().st_mtime_ns == stamp
     assert main(["embed", "--audio", str(folder), "--out", str(out), "--logmel"]) == 2
+    assert main([*args, "--layer", "0", "--no-progress"]) == 2  # other layer, same folder

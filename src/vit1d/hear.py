@@ -282,7 +282,8 @@ def embed_folder(
     with ``model`` and write, per file, ``out/files/<relative path>.npz`` holding ``scene``
     ``(D,)`` and, with ``timestamps``, ``embeddings`` ``(T, D)`` and ``timestamps_ms``
     ``(T,)``; then ``out/scene.npy`` ``(N, D)`` with ``out/files.csv`` naming its rows, and
-    ``out/embed.json`` (model, layer, pooling, skipped files).
+    ``out/embed.json`` (the weights' SHA-256, layer, pooling, skipped files). A folder holding
+    another model's, layer's or pooling's embeddings is refused.
 
     Resumable: a file whose ``.npz`` exists (written atomically) is not recomputed. A file
     that cannot be decoded is skipped and listed with its reason in ``files.csv``.
@@ -306,6 +307,20 @@ def embed_folder(
     if not files:
         raise UserError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {folder}")
     device = next(model.parameters()).device
+    identity = {"model_sha256": _weights_sha256(model), "layer": model.layer}
+    identity["pooling"] = model.pooling
+    earlier = out / "embed.json"
+    if earlier.is_file():
+        saved = json.loads(earlier.read_text())
+        if {k: saved.get(k) for k in identity} != identity:
+            raise UserError(
+                f"{out} holds embeddings of another model, layer or pooling "
+                f"(layer {saved.get('layer')}, {saved.get('pooling')} pooling); pass another "
+                "--out, or delete that folder to start again"
+            )
+    else:  # written first, so an interrupted run is recognised when it is resumed
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(earlier, json.dumps({**identity, "complete": False}, indent=2))
     rows, scenes = [], []
     for path in tqdm(files, desc="embed", unit="file", disable=not progress):
         rel = path.relative_to(folder).as_posix()
@@ -341,18 +356,29 @@ def embed_folder(
     writer.writerows(rows)
     atomic_write_text(out / "files.csv", buffer.getvalue())
     report = {
+        **identity,
+        "complete": True,
         "vit1d_version": __version__,
         "folder": str(folder),
         "files": len(scenes),
         "skipped": [r["file"] for r in rows if r["skipped"]],
-        "layer": model.layer,
-        "pooling": model.pooling,
         "scene_dim": int(scenes[0].shape[0]),
         "timestamps": timestamps,
         "frame_period_ms": 1000 * HOP_LENGTH / SAMPLE_RATE,
     }
     atomic_write_text(out / "embed.json", json.dumps(report, indent=2))
     return report
+
+
+def _weights_sha256(model: HEARModel) -> str:
+    """SHA-256 of the backbone's weights (names, shapes and bytes, in order)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, tensor in model.backbone.state_dict().items():
+        h.update(f"{name}{tuple(tensor.shape)}".encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def _complete(target: Path, timestamps: bool) -> bool:
