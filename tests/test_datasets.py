@@ -15,6 +15,7 @@ from pathlib import Path
 
 import mir_eval
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 
@@ -415,6 +416,18 @@ def test_tinysol(tmp_path: Path) -> None:
     assert provenance(out, "tinysol")["skipped"] == {"audio file not found": 1}
     # the classes are those of the training folds (E3 = 52 is only in the test fold)
     assert load_task(out / "pitch" / "manifest.csv").classes == [29, 45, 60, 72]
+
+    # the probing suite runs unchanged on the adapter's manifests (log-mel baseline here)
+    from vit1d.cli import main
+
+    results = tmp_path / "results"
+    probe = ["probe", "--logmel", "--data", str(out), "--tasks", "pitch,instrument"]
+    probe += ["--out", str(results), "--seeds", "0,1", "--max-epochs", "2"]
+    probe += ["--steps-per-epoch", "4", "--n-boot", "20", "--no-progress"]
+    assert main(probe) == 0
+    summary = pd.read_csv(results / "probes_summary.csv")
+    assert set(summary["task"]) == {"pitch", "instrument"}
+    assert set(summary["corpus"]) == {"corpus"} and summary["mean"].notna().all()
 
 
 # ----------------------------------------------------------------------------------------------
