@@ -90,3 +90,48 @@ def test_code_revision_of_a_copy_without_git(tmp_path, monkeypatch) -> None:
     root = Path(__file__).resolve().parents[1]
     if (root / ".git").exists():
         assert code_revision(root)["commit"] != "0123abc"
+
+
+@pytest.mark.slow
+def test_rerunning_the_reference_probes_reproduces_the_book(tmp_path: Path) -> None:
+    """Probing the committed reference again on the default corpus (the key task at its best
+    layer and pooling, the book's probe settings and seeds) gives the numbers the default
+    book printed for it. Needs a default build in this checkout (``make book``)."""
+    import pandas as pd
+
+    from vit1d import chapters
+    from vit1d.embed import ModelSpec, checkpoint_step
+    from vit1d.pipeline import notebook_paths
+    from vit1d.probe import ExtractOptions, run_probes
+
+    paths = notebook_paths("default", "", "", "", "")
+    summary = Path(paths.results) / "probes_summary.csv"
+    if not summary.is_file():
+        pytest.skip("no default book built in this checkout (make book)")
+    book = pd.read_csv(summary)
+    ref = book[(book["model"] == "reference") & (book["task"] == "key")]
+    ref = ref[(ref["split"] == "test") & (ref["metric"] == "weighted")]
+    if ref.empty:
+        pytest.skip("the default book did not probe the reference checkpoint")
+    best = ref.loc[ref["mean"].idxmax()]
+    layer, pooling = int(best["layer"]), str(best["pooling"])
+
+    folder = ROOT / REFERENCE_DIR
+    spec = ModelSpec("checkpoint", str(folder), label="reference", step=checkpoint_step(folder))
+    settings = chapters.probe_settings("default")
+    run_probes(
+        chapters.load_tasks(paths, ["key"]),
+        [[spec]],
+        tmp_path,
+        seeds=settings.seeds,
+        layers=[layer],
+        poolings=[pooling],
+        config=chapters.probe_config("default"),
+        extract=ExtractOptions(cache_dir=str(Path(paths.runs) / chapters.EMBED_CACHE)),
+        progress=False,
+        say=lambda m: None,
+    )
+    again = pd.read_csv(tmp_path / "probes_summary.csv")
+    again = again[(again["split"] == "test") & (again["metric"] == "weighted")].iloc[0]
+    for column in ("mean", "ci_low", "ci_high", "n"):
+        assert again[column] == pytest.approx(best[column], rel=1e-6, abs=1e-9), column
