@@ -27,12 +27,13 @@ are checked against, since the reference runs in the same process on the same CP
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +261,23 @@ def scaling(
     return rows
 
 
+@contextlib.contextmanager
+def _c_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for a while: the profiler's C++ side prints
+    start/stop lines there that no Python setting turns off (they would land in the book)."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def profile_step(step: Callable[[], None], device: torch.device, top: int = 10) -> dict:
     """Self time of the operators of one call of ``step`` (after one warm-up call): the
     ``top`` most expensive, with their share of the total."""
@@ -269,7 +287,7 @@ def profile_step(step: Callable[[], None], device: torch.device, top: int = 10) 
     activities = [ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(ProfilerActivity.CUDA)
-    with profile(activities=activities) as prof:
+    with _c_stderr_silenced(), profile(activities=activities) as prof:
         step()
     events = prof.key_averages()
 
@@ -391,12 +409,13 @@ def run_suite(
     device_name: str = "auto",
     model_kwargs: dict[str, Any] | None = None,
     corpus: bool = True,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """The whole benchmark (:func:`run` plus scaling, profile, probe fitting and corpus
     rendering), written to ``out/bench.json``. ``quick``: small sizes (the smoke book)."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=5, desc="bench", unit="part")
+    bar = tqdm(total=5, desc="bench", unit="part", disable=not progress)
     result = run(
         out,
         pairs=4 if quick else 32,
