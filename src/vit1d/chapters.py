@@ -220,11 +220,14 @@ def run_chapter_probes(
     if emergence:
         em_tasks = [t for t in loaded if t.name in settings.emergence_tasks]
         snaps = emergence_sources(paths.checkpoint) if em_tasks else []
-        summary = read_summary(paths) if snaps else None
-        for task in em_tasks if snaps else []:
-            # a curve is drawn at the final model's best layer and pooling only, so only
-            # that view of each snapshot is probed (13 x 3 times less work than all of them)
-            view = best_view(summary, task.name)
+        # a curve is drawn at the final model's best layer and pooling only, so only that
+        # view of each snapshot is probed (13 x 3 times less work than all of them)
+        views: dict[str, tuple[int, str] | None] = {}
+        if snaps:
+            summary = read_summary(paths)
+            views = {t.name: best_view(summary, t.name) for t in em_tasks}
+        for task in em_tasks:
+            view = views.get(task.name)
             if view is None:
                 continue
             more = run_probes(
