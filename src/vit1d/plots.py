@@ -275,8 +275,9 @@ def onset_heatmap(
     metric: str = "f",
 ) -> Any:
     """Layer x head heatmaps of onset F-measure for one onset curve (default: the trained
-    model's best), one panel per model on a shared colour scale; the spectral-flux score is
-    given in the title. ``summary``: ``onsets_summary.csv`` of :mod:`vit1d.analyses`."""
+    model's best on the test ``metric``; the attention chapter passes the curve chosen on the
+    validation clips), one panel per model on a shared colour scale; the spectral-flux score
+    is given in the title. ``summary``: ``onsets_summary.csv`` of :mod:`vit1d.analyses`."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
