@@ -117,3 +117,15 @@ def test_bench_suite_writes_every_part(tmp_path) -> None:
     )
     text = table(result)
     assert "probe fitting" in text and "activation MiB" in text
+
+
+def test_torch_threads_sets_and_restores() -> None:
+    before = torch.get_num_threads()
+    with device.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with device.torch_threads(0):  # 0: leave it as it is
+        assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), device.torch_threads(1):
+        raise RuntimeError("restored even on error")
+    assert torch.get_num_threads() == before

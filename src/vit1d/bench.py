@@ -46,6 +46,7 @@ from vit1d.device import (
     cpu_bf16_speedup,
     hardware_summary,
     select_device,
+    torch_threads,
 )
 from vit1d.frontend import LogMel
 from vit1d.losses import NTXent
@@ -334,10 +335,8 @@ def probe_fitting(
     probes.fit(x, y, x[:, :512], y[:512], cfg)
     stacked = time.perf_counter() - t0
 
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
     t0 = time.perf_counter()
-    try:
+    with torch_threads(1):
         for v, s in groups:
             torch.manual_seed(s)
             layer = torch.nn.Linear(dim, classes)
@@ -352,8 +351,6 @@ def probe_fitting(
                     opt.step()
                 with torch.no_grad():  # the validation pass early stopping needs
                     torch.nn.functional.cross_entropy(layer(x[v, :512]), y[:512])
-    finally:
-        torch.set_num_threads(old)
     one_by_one = time.perf_counter() - t0
     return {
         "probes": len(groups),

@@ -9,10 +9,12 @@ CPUs with AMX it roughly doubles training speed; on AVX2-only CPUs a bf16 matmul
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -153,6 +155,19 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
     """The autocast context for a precision (disabled for fp32)."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads, then restore the count it had;
+    ``n`` = 0 leaves it as it is."""
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def hardware_summary(device: torch.device) -> dict:

@@ -626,7 +626,7 @@ def embed(
     """
     import torch
 
-    from vit1d.device import choose_precision, hardware_summary, select_device
+    from vit1d.device import choose_precision, hardware_summary, select_device, torch_threads
 
     if not isinstance(spec, ModelSpec):
         spec = ModelSpec("checkpoint", str(spec))
@@ -654,9 +654,7 @@ def embed(
     n_threads = torch.get_num_threads()
     if todo:
         n_threads = inference_threads(threads)
-        old_threads = torch.get_num_threads()
-        torch.set_num_threads(n_threads)
-        try:
+        with torch_threads(n_threads):
             _compute(
                 spec,
                 model,
@@ -670,8 +668,6 @@ def embed(
                 progress,
                 shard_seconds,
             )
-        finally:
-            torch.set_num_threads(old_threads)
     found = store.lookup(keys, frames)
     where = [found[k] for k in keys]
     n_frames = np.array(

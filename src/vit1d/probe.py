@@ -502,15 +502,10 @@ class LinearProbes:
         ``desc``: show a progress bar over epochs with this label. Runs with
         ``cfg.threads`` torch threads.
         """
-        import torch
+        from vit1d.device import torch_threads
 
-        old_threads = torch.get_num_threads()
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        try:
+        with torch_threads(cfg.threads):
             self._fit(xtr, ytr, xva, yva, cfg, desc)
-        finally:
-            torch.set_num_threads(old_threads)
 
     def _fit(self, xtr: Any, ytr: Any, xva: Any, yva: Any, cfg: ProbeConfig, desc: str | None):
         import torch
@@ -1111,7 +1106,7 @@ def _fit_tasks(
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    import torch
+    from vit1d.device import torch_threads
 
     workers = min(len(tasks), cfg.workers or os.cpu_count() or 1)
     if workers <= 1:
@@ -1119,19 +1114,16 @@ def _fit_tasks(
             probe_task(t, e, seeds, layers, poolings, cfg, progress=progress)
             for t, e in zip(tasks, task_embs, strict=True)
         ]
-    old = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     shared = replace(cfg, threads=0)  # each fit leaves the thread count alone
-    try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="vit1d-probe") as pool:
-            futures = [
-                pool.submit(probe_task, t, e, seeds, layers, poolings, shared, ("test",), False)
-                for t, e in zip(tasks, task_embs, strict=True)
-            ]
-            return [f.result() for f in futures]
-    finally:
-        torch.set_num_threads(old)
+    with (
+        torch_threads(cfg.threads),
+        ThreadPoolExecutor(workers, thread_name_prefix="vit1d-probe") as pool,
+    ):
+        futures = [
+            pool.submit(probe_task, t, e, seeds, layers, poolings, shared, ("test",), False)
+            for t, e in zip(tasks, task_embs, strict=True)
+        ]
+        return [f.result() for f in futures]
 
 
 def _embed_hash(entry: dict[str, Any]) -> str | None:
