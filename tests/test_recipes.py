@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from vit1d import recipes
-from vit1d.config import load_config
+from vit1d.config import Config, load_config
 from vit1d.errors import UserError
 from vit1d.frontend import SAMPLE_RATE
 
@@ -34,6 +34,30 @@ def test_variant_overrides_are_valid_configs() -> None:
     assert both.data.group_by == "instrumentation" and both.augment.eq_db > 0
     with pytest.raises(UserError, match="unknown recipe variant"):
         recipes.variant_overrides("pitch-shift", 0, settings)
+
+
+def test_budget_variants_spend_the_same_compute_differently() -> None:
+    settings = recipes.StudySettings(steps=300)
+    base = load_config("default")
+    work = base.train.batch_size * base.model.depth * settings.steps
+    seen = set()
+    for name in recipes.BUDGETS:
+        cfg = load_config("default", recipes.variant_overrides(name, 1, settings, "default"))
+        assert cfg.seed == 1
+        assert cfg.train.batch_size * cfg.model.depth * cfg.train.steps == work
+        scale = cfg.train.steps / settings.steps
+        assert cfg.optim.warmup_steps == round(base.optim.warmup_steps * scale)
+        # on top of the recipe the default preset uses
+        assert recipes.variant_of(cfg) == recipes.BUDGET_RECIPE
+        seen.add((cfg.train.batch_size, cfg.model.depth))
+    assert seen == {(16, 12), (128, 12), (32, 6)}
+
+
+def test_variant_of_tells_the_crop_distance_and_learning_rate_apart() -> None:
+    settings = recipes.StudySettings(steps=7)
+    for name in recipes.VARIANTS:  # on the recipe-neutral defaults, as the study's variants
+        cfg = load_config(Config(), recipes.variant_overrides(name, 0, settings))
+        assert recipes.variant_of(cfg) == name
 
 
 def _table(
@@ -172,6 +196,7 @@ def study_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path: Path) -> None:
     settings = recipes.StudySettings(
         variants=("paper", "hard-negatives+augment"),
+        budgets=("batch-x0.5",),
         seeds=(0, 1),
         steps=4,
         tasks=("pitch",),
@@ -187,12 +212,26 @@ def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path
     )
     table = recipes.study_table(out)
     runs = table[table.seed >= 0]
-    assert set(runs.variant) == {"paper", "hard-negatives+augment"}
-    assert set(runs.seed) == {0, 1} and set(runs.step) == {2, 4}
+    assert set(runs.variant) == {"paper", "hard-negatives+augment", "batch-x0.5"}
+    assert set(runs.seed) == {0, 1} and set(runs.step) == {2, 4, 8}  # budget: 8 steps
     assert {"random-init", "logmel"} <= set(table.variant)
     assert (out / recipes.STUDY_JSON).is_file()
     best, ranking = recipes.choose_recipe(table)
     assert best in settings.variants and list(ranking.columns) == ["pitch", "wins", "mean_rank"]
+    assert "batch-x0.5" not in ranking.index  # budgets are compared on their own
+    budgets = recipes.budget_table(out)
+    assert list(budgets.index) == [recipes.BUDGET_RECIPE, "batch-x0.5"]
+    assert list(budgets.batch) == [4, 2] and list(budgets.steps) == [4, 8]
+    assert budgets.seeds.tolist() == [2, 2] and (budgets.train_minutes > 0).all()
+    # equal compute: the FLOPs counted by the runs themselves agree
+    pflops = budgets.train_pflops.to_numpy()
+    assert pflops[0] > 0 and abs(pflops[1] / pflops[0] - 1) < 0.02
+    assert np.isfinite(budgets["pitch"]).all()
+    compute = recipes.with_compute(table, out)
+    last = compute[compute.seed == 0].groupby("variant")["train_pflops"].max()
+    assert last["batch-x0.5"] == pytest.approx(last[recipes.BUDGET_RECIPE], rel=0.02)
+    assert last["batch-x0.5"] == pytest.approx(pflops[1], rel=0.02)
+    assert (compute[compute.seed < 0].train_pflops == 0).all()
     # resumable: nothing is retrained or probed again
     weights = out / "paper" / "seed-0" / "model.safetensors"
     before = (weights.stat().st_mtime_ns, len(pd.read_csv(out / "results" / "probes.csv")))

@@ -722,12 +722,19 @@ def _finish_panels(fig: Any, axes: Any, n_panels: int) -> Any:
     return fig
 
 
-def recipe_curves(table: Any, metrics: dict[str, str], ncols: int = 4) -> Any:
+def recipe_curves(
+    table: Any,
+    metrics: dict[str, str],
+    ncols: int = 4,
+    x: str = "step",
+    xlabel: str = "training step",
+) -> Any:
     """The recipe study's emergence curves (``notebooks/03b_recipe.ipynb``): best-layer score
-    against training step, one colour per variant, one thin line per seed and a thick line for
-    their mean; the random-init (dashed, mean over init seeds) and log-mel (dotted) baselines
-    as horizontal lines. ``table`` is :func:`vit1d.recipes.study_table`, ``metrics`` maps
-    task -> metric."""
+    against training step (or another column ``x`` of the table, such as the training
+    compute of :func:`vit1d.recipes.with_compute`), one colour per variant, one thin line per
+    seed and a thick line for their mean; the random-init (dashed, mean over init seeds) and
+    log-mel (dotted) baselines as horizontal lines. ``table`` is
+    :func:`vit1d.recipes.study_table`, ``metrics`` maps task -> metric."""
 
     panels = [(t, m) for t, m in metrics.items() if ((table.task == t) & (table.metric == m)).any()]
     fig, axes = _panel_grid(len(panels), ncols)
@@ -739,9 +746,9 @@ def recipe_curves(table: Any, metrics: dict[str, str], ncols: int = 4) -> Any:
         for v in variants:
             rv = t[t.variant == v]
             for _, rs in rv.groupby("seed"):
-                rs = rs.sort_values("step")
-                ax.plot(rs["step"], rs["value"], color=colours[v], lw=0.8, alpha=0.45, marker=".")
-            mean = rv.groupby("step")["value"].mean()
+                rs = rs.sort_values(x)
+                ax.plot(rs[x], rs["value"], color=colours[v], lw=0.8, alpha=0.45, marker=".")
+            mean = rv.groupby(x)["value"].mean()
             ax.plot(mean.index, mean.values, color=colours[v], lw=2, label=v)
         for name, key in (("random-init", "random-init"), ("logmel", "logmel")):
             b = t[t.variant == name]
@@ -749,7 +756,7 @@ def recipe_curves(table: Any, metrics: dict[str, str], ncols: int = 4) -> Any:
                 label = "random init" if name == "random-init" else "log-mel"
                 ax.axhline(b["value"].mean(), color="0.3", label=label, **BASELINE_STYLE[key])
         ax.set_title(task, fontsize=10)
-        ax.set_xlabel("training step")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{metric.replace('_', ' ')} (best layer)")
     return _finish_panels(fig, axes, len(panels))
 

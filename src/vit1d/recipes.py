@@ -13,7 +13,18 @@ instrument. This module measures, with the probing suite, what each recipe switc
   a positive pair no longer share their spectral envelope exactly;
 * ``hard-negatives+augment``: both;
 * ``hard-negatives+augment+temp0.2``: both, with the NT-Xent temperature raised from 0.1 to
-  0.2 (a softer loss: hard negatives are penalised less sharply).
+  0.2 (a softer loss: hard negatives are penalised less sharply);
+* ``hard-negatives+augment+far-crops``: both, with the two crops of a pair up to 12 s apart
+  instead of 4 s (they share less local content, so only what lasts, such as key and tempo,
+  ties them);
+* ``hard-negatives+augment+lr1e-3``: both, with twice the peak learning rate.
+
+The study also measures the **budget** (:data:`BUDGETS`): the same training compute spent
+differently. Each budget variant is the :data:`BUDGET_RECIPE` with the batch or the depth
+scaled and the steps (and warm-up) scaled the other way, so that batch x depth x steps, to
+which the training FLOPs are proportional, stays that of the recipe's own runs: half the
+batch for twice the steps, four times the batch (the paper's 128 pairs on the default preset)
+for a quarter of the steps, or half the blocks for twice the steps.
 
 Every variant is pretrained for ``steps`` steps with each seed; its snapshots and final model
 are probed (one linear probe per layer, ``avg`` pooling, one probe seed) on a few fast global
@@ -54,6 +65,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "augment": AUGMENT,
         "loss": {"temperature": 0.2},
     },
+    "hard-negatives+augment+far-crops": {
+        "data": {**HARD, "max_distance_s": 12.0},
+        "augment": AUGMENT,
+    },
+    "hard-negatives+augment+lr1e-3": {"data": HARD, "augment": AUGMENT, "optim": {"lr": 1e-3}},
+}
+#: The recipe the budget variants start from (the one the default preset uses).
+BUDGET_RECIPE = "hard-negatives+augment"
+#: Budget variant -> (config field, factor): that field of the base preset is scaled by the
+#: factor and the steps by its inverse, at the same training compute.
+BUDGETS: dict[str, tuple[str, float]] = {
+    "batch-x0.5": ("train.batch_size", 0.5),
+    "batch-x4": ("train.batch_size", 4.0),
+    "depth-x0.5": ("model.depth", 0.5),
 }
 #: (task, metric) the study ranks on, primary metric of each task.
 STUDY_METRICS = {
@@ -72,6 +97,7 @@ class StudySettings:
     """How big a study a preset affords."""
 
     variants: tuple[str, ...] = tuple(VARIANTS)
+    budgets: tuple[str, ...] = tuple(BUDGETS)
     seeds: tuple[int, ...] = (0, 1)
     steps: int = 300
     snapshot_fractions: tuple[float, ...] = (0.5, 1.0)
@@ -93,6 +119,7 @@ class StudySettings:
 STUDIES = {
     "smoke": StudySettings(
         steps=8,
+        budgets=("batch-x0.5",),
         tasks=("key",),
         probe={
             "max_epochs": 4,
@@ -121,14 +148,33 @@ def parse_label(label: str) -> tuple[str, int] | None:
     return (variant, int(seed)) if sep and seed.isdigit() else None
 
 
-def variant_overrides(variant: str, seed: int, settings: StudySettings) -> dict[str, Any]:
-    """The config overrides of one study run."""
-    if variant not in VARIANTS:
-        raise UserError(f"unknown recipe variant {variant!r}: use one of {', '.join(VARIANTS)}")
-    out = copy.deepcopy(VARIANTS[variant])
+def variant_overrides(
+    variant: str, seed: int, settings: StudySettings, preset: str | Path = "default"
+) -> dict[str, Any]:
+    """The config overrides of one study run on top of ``preset``: a recipe variant
+    (:data:`VARIANTS`) or a budget variant (:data:`BUDGETS`, which reads the preset's batch,
+    depth and warm-up to scale them)."""
+    if variant in BUDGETS:
+        from vit1d.config import load_config
+
+        out = copy.deepcopy(VARIANTS[BUDGET_RECIPE])
+        field_name, factor = BUDGETS[variant]
+        section, key = field_name.split(".")
+        base = load_config(preset)
+        value = max(1, round(getattr(getattr(base, section), key) * factor))
+        scale = getattr(getattr(base, section), key) / value  # steps go the other way
+        out.setdefault(section, {})[key] = value
+        out.setdefault("optim", {})["warmup_steps"] = round(base.optim.warmup_steps * scale)
+        steps = max(2, round(settings.steps * scale))
+    elif variant in VARIANTS:
+        out = copy.deepcopy(VARIANTS[variant])
+        steps = settings.steps
+    else:
+        known = ", ".join([*VARIANTS, *BUDGETS])
+        raise UserError(f"unknown recipe variant {variant!r}: use one of {known}")
     out["seed"] = seed
     out.setdefault("train", {}).update(
-        steps=settings.steps, snapshot_fractions=list(settings.snapshot_fractions)
+        steps=steps, snapshot_fractions=list(settings.snapshot_fractions)
     )
     return out
 
@@ -173,21 +219,15 @@ def run_study(
         say=say,
     )
     timings: dict[str, Any] = {}
-    for variant in settings.variants:
+    for variant in (*settings.variants, *settings.budgets):
         for seed in settings.seeds:
             label = run_label(variant, seed)
             run = out / variant / f"seed-{seed}"
             started = time.perf_counter()
             if not _finished(run):
-                say(f"recipe study: pretrain {label} ({settings.steps} steps)")
-                pretrain(
-                    preset,
-                    pool,
-                    run,
-                    resume="auto",
-                    overrides=variant_overrides(variant, seed, settings),
-                    progress=progress,
-                )
+                overrides = variant_overrides(variant, seed, settings, preset)
+                say(f"recipe study: pretrain {label} ({overrides['train']['steps']} steps)")
+                pretrain(preset, pool, run, resume="auto", overrides=overrides, progress=progress)
             marker = run / "probed.json"
             expected = {"tasks": list(settings.tasks), "probe": settings.probe}
             expected = json.loads(json.dumps(expected))  # tuples -> lists, as read back
@@ -223,14 +263,40 @@ def run_study(
         atomic_write_text(marker, json.dumps(expected))
     study = {
         "preset": preset,
+        "runs": {
+            run_label(v, seed): run_facts(out / v / f"seed-{seed}")
+            for v in (*settings.variants, *settings.budgets)
+            for seed in settings.seeds
+        },
         "settings": asdict(settings),
         "variants": {v: VARIANTS[v] for v in settings.variants},
+        "budgets": {
+            v: {k: x for k, x in variant_overrides(v, 0, settings, preset).items() if k != "seed"}
+            for v in settings.budgets
+        },
         "seconds_per_run_this_session": timings,
         "hardware": hardware_summary(select_device("cpu")),
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     atomic_write_text(out / STUDY_JSON, json.dumps(study, indent=2))
     return out
+
+
+def run_facts(run: str | Path) -> dict[str, Any]:
+    """What the budget comparison needs of a finished run, from its ``run.json``: batch,
+    depth, steps, training FLOPs and measured training seconds (kept in ``study.json``, which
+    is committed without the runs)."""
+    info = json.loads((Path(run) / "run.json").read_text())
+    return {
+        "batch": info["config"]["train"]["batch_size"],
+        "depth": info["config"]["model"]["depth"],
+        "steps": info["steps"],
+        "train_flops": info["train_flops_per_step"] * info["steps"],
+        "train_seconds": info["train_seconds"],
+        "views_per_s_median": info.get("views_per_s_median"),
+        "views_per_step": info.get("views_per_step", 2 * info["config"]["train"]["batch_size"]),
+        "cpu": info["hardware"].get("cpu", {}).get("model", ""),
+    }
 
 
 def study_summary(study_dir: str | Path) -> Any:
@@ -291,12 +357,13 @@ def choose_recipe(table: Any) -> tuple[str, Any]:
     (:func:`beats_baselines`, the target of the book's claim E) and average the count over
     seeds: more is better; (2) break ties by the mean rank over tasks of each task's primary
     metric (:data:`STUDY_METRICS`) at the best layer, averaged over seeds (1 = best);
-    (3) then by the order of :data:`VARIANTS` (the simpler recipe first). Returns
+    (3) then by the order of :data:`VARIANTS` (the simpler recipe first). Budget variants
+    (:data:`BUDGETS`) are left out: :func:`budget_table` compares them. Returns
     ``(name, ranking)``, ``ranking`` a DataFrame of per-task means, ``wins`` and ``mean_rank``.
     """
-    runs = table[table["seed"] >= 0]
+    runs = table[(table["seed"] >= 0) & table["variant"].isin(list(VARIANTS))]
     if runs.empty:
-        raise UserError("the recipe study table has no pretrained runs")
+        raise UserError("the recipe study table has no pretrained runs of a recipe variant")
     final = runs[runs["step"] == runs.groupby("variant")["step"].transform("max")]
     primary = final[
         [STUDY_METRICS.get(t) == m for t, m in zip(final.task, final.metric, strict=True)]
@@ -314,6 +381,68 @@ def choose_recipe(table: Any) -> tuple[str, Any]:
     return str(ranking.index[0]), ranking
 
 
+def with_compute(table: Any, study_dir: str | Path) -> Any:
+    """``table`` (:func:`study_table`) with a ``train_pflops`` column: the training compute a
+    run had spent at that row's step (its FLOPs per step, from ``study.json``, times the
+    step; 0 for the baselines), so runs of different batch or depth share one x axis."""
+    facts = json.loads((Path(study_dir) / STUDY_JSON).read_text()).get("runs", {})
+    per_step = {label: f["train_flops"] / f["steps"] for label, f in facts.items()}
+    out = table.copy()
+    labels = [run_label(v, s) if s >= 0 else "" for v, s in zip(out.variant, out.seed, strict=True)]
+    out["train_pflops"] = [
+        step * per_step.get(label, 0.0) / 1e15 for label, step in zip(labels, out.step, strict=True)
+    ]
+    return out
+
+
+def budget_table(study_dir: str | Path, table: Any | None = None) -> Any:
+    """The budget comparison: the :data:`BUDGET_RECIPE` runs and every budget variant run,
+    one row per variant (means over seeds) with ``batch``, ``depth``, ``steps``,
+    ``train_pflops`` (training compute), ``views_per_s`` (the run's median training
+    throughput), ``train_minutes`` (the run's steps at that throughput: unlike the wall time of
+    a run that was resumed or shared the machine, it compares runs measured apart; the wall
+    time is in ``study.json``), each task's primary
+    metric at the best layer at the final step, and ``wins`` (tasks on which it beats both
+    baselines, :func:`beats_baselines`). Reads ``study.json``'s ``runs``."""
+    import pandas as pd
+
+    study_dir = Path(study_dir)
+    facts = json.loads((study_dir / STUDY_JSON).read_text()).get("runs", {})
+    table = study_table(study_dir) if table is None else table
+    names = [BUDGET_RECIPE, *BUDGETS]
+    runs = table[(table["seed"] >= 0) & table["variant"].isin(names)]
+    final = runs[runs["step"] == runs.groupby("variant")["step"].transform("max")]
+    primary = final[
+        [STUDY_METRICS.get(t) == m for t, m in zip(final.task, final.metric, strict=True)]
+    ]
+    scores = primary.pivot_table(index="variant", columns="task", values="value", aggfunc="mean")
+    wins = beats_baselines(table).groupby("variant")["wins"].mean()
+    rows = []
+    for variant in names:
+        per_seed = [f for label, f in facts.items() if (parse_label(label) or ("",))[0] == variant]
+        if variant not in scores.index or not per_seed:
+            continue
+        rows.append(
+            {
+                "variant": variant,
+                "batch": per_seed[0]["batch"],
+                "depth": per_seed[0]["depth"],
+                "steps": per_seed[0]["steps"],
+                "train_pflops": sum(f["train_flops"] for f in per_seed) / len(per_seed) / 1e15,
+                "views_per_s": sum(f["views_per_s_median"] for f in per_seed) / len(per_seed),
+                "train_minutes": sum(
+                    f["steps"] * f["views_per_step"] / f["views_per_s_median"] for f in per_seed
+                )
+                / len(per_seed)
+                / 60,
+                **scores.loc[variant].to_dict(),
+                "wins": float(wins.get(variant, 0.0)),
+                "seeds": len(per_seed),
+            }
+        )
+    return pd.DataFrame(rows).set_index("variant") if rows else pd.DataFrame()
+
+
 def register(subparsers: Any) -> None:
     """Add ``vit1d recipe-study`` to the command line."""
     p = subparsers.add_parser(
@@ -326,6 +455,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, help="study folder (runs, results, study.json)")
     p.add_argument("--preset", default="default", help="base preset and study size")
     p.add_argument("--variants", default="", help="comma-separated subset of the variants")
+    p.add_argument(
+        "--budgets", default="", help="comma-separated subset of the budget variants, or none"
+    )
     p.add_argument("--steps", type=int, default=0, help="steps per run (0: the preset's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cli)
@@ -338,12 +470,21 @@ def _cli(args: Any) -> int:
         for v in settings.variants:
             if v not in VARIANTS:
                 raise UserError(f"unknown variant {v!r}: use some of {', '.join(VARIANTS)}")
+    if args.budgets:
+        names = [v.strip() for v in args.budgets.split(",") if v.strip()]
+        settings.budgets = () if names == ["none"] else tuple(names)
+        for v in settings.budgets:
+            if v not in BUDGETS:
+                raise UserError(f"unknown budget {v!r}: use some of {', '.join(BUDGETS)} or none")
     if args.steps:
         settings.steps = args.steps
     out = run_study(args.data, args.out, args.preset, settings, progress=not args.no_progress)
     name, ranking = choose_recipe(study_table(out))
     print(ranking.round(3).to_string())
     print(f"best recipe: {name}")
+    budgets = budget_table(out)
+    if len(budgets):
+        print(budgets.round(3).to_string())
     return 0
 
 
@@ -360,12 +501,16 @@ def variant_of(cfg: Any) -> str | None:
     from vit1d.config import Config, load_config
 
     base = Config()
-    for name, overrides in VARIANTS.items():
+    # the most specific variant first; the learning rate counts only where a variant sets it
+    # (presets tune it to their step count)
+    for name, overrides in reversed(VARIANTS.items()):
         want = load_config(base, overrides)
         if (
             cfg.data.group_by == want.data.group_by
+            and cfg.data.max_distance_s == want.data.max_distance_s
             and cfg.augment == want.augment
             and cfg.loss.temperature == want.loss.temperature
+            and ("optim" not in overrides or cfg.optim.lr == want.optim.lr)
         ):
             return name
     return None
