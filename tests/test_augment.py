@@ -102,3 +102,55 @@ def test_group_column_errors(tmp_path: Path) -> None:
         read_manifest_column(tmp_path / "nowhere", "instrumentation")
     with pytest.raises(UserError, match="disagree"):
         PairSampler(np.full(3, 500), 2, 126, 10, seed=0, groups=["a", "b"])
+
+
+def test_reverb_tail_matches_an_explicit_exponential_convolution() -> None:
+    from vit1d.augment import reverb_tails
+    from vit1d.frontend import FRAME_RATE
+
+    rng = np.random.default_rng(3)
+    power = rng.exponential(1.0, size=(3, 50, 4))
+    rt60 = np.array([0.5, 1.2, 0.0])
+    wet = np.array([0.3, 0.8, 0.5])
+    out = reverb_tails(power, rt60, wet)
+    for i in range(2):
+        r = 10.0 ** (-60.0 / 10.0 / (rt60[i] * FRAME_RATE))  # 60 dB of power in rt60 seconds
+        k = np.arange(50)
+        kernel = np.where(k >= 1, wet[i] * (1 - r) / r * r**k, 0.0)
+        kernel[0] = 1.0  # the dry sound
+        for b in range(4):
+            want = np.convolve(power[i, :, b], kernel)[:50]
+            np.testing.assert_allclose(out[i, :, b], want, rtol=1e-10)
+    np.testing.assert_array_equal(out[2], power[2])  # RT60 0: dry
+
+
+def test_reverb_of_an_impulse_holds_wet_times_its_energy_and_decays_60_db_in_rt60() -> None:
+    from vit1d.augment import reverb_tails
+    from vit1d.frontend import FRAME_RATE
+
+    frames = 400
+    power = np.zeros((1, frames, 2))
+    power[0, 0, 0] = 1.0  # one impulse, in band 0 only
+    out = reverb_tails(power, np.array([2.0]), np.array([0.4]))
+    assert out[0, 1:, 0].sum() == pytest.approx(0.4, rel=1e-3)
+    m = int(round(2.0 * FRAME_RATE))  # frames in one RT60 (62.5 -> 62: 60 dB +- 0.5 dB)
+    drop_db = 10 * np.log10(out[0, 1, 0] / out[0, 1 + m, 0])
+    assert drop_db == pytest.approx(60.0 * m / (2.0 * FRAME_RATE), abs=1e-6)
+    assert np.all(out[0, :, 1] == 0)  # no energy moves between bands
+
+
+def test_reverb_augmentation_keeps_partials_in_their_bands() -> None:
+    x = np.full((4, 60, 16), FLOOR_DB, dtype=np.float32)
+    x[:, 10:20, 5] = -10.0  # a note in band 5, then silence
+    cfg = AugmentConfig(reverb_s=1.5, reverb_wet=1.0)
+    y = augment_views(x.copy(), cfg, seed=0, step=1)
+    others = np.delete(y, 5, axis=2)
+    assert np.all(others == FLOOR_DB)
+    # the note rings on after it stops in the views whose room drew a tail; the floor is kept
+    assert (y[:, 20:, 5] > FLOOR_DB).any() and y.min() >= FLOOR_DB
+    np.testing.assert_array_equal(y, augment_views(x.copy(), cfg, seed=0, step=1))
+
+
+def test_reverb_config_is_validated() -> None:
+    with pytest.raises(UserError, match="augment.reverb_s"):
+        load_config("smoke", ["augment.reverb_s=-1"])

@@ -13,7 +13,13 @@ harmony and rhythm intact:
   envelope (a crude timbre change) without moving any partial;
 * **noise**: stationary noise with a random spectral tilt, ``noise_snr_db`` (+-5) dB below
   the view's mean power, added in the power domain:
-  :math:`10 \\log_{10}(10^{x/10} + 10^{n/10})`.
+  :math:`10 \\log_{10}(10^{x/10} + 10^{n/10})`;
+* **reverb**: a late-reverb tail added in the power domain, the same in every band (so no
+  partial moves): :math:`P'_t = P_t + w \\frac{1-r}{r} \\sum_{k \\ge 1} r^k P_{t-k}` with
+  :math:`r = 10^{-6 h / T_{60}}` the per-frame power decay of a room whose level falls 60 dB in
+  :math:`T_{60} \\sim U(0, R)` seconds (:math:`h` the hop in seconds) and
+  :math:`w \\sim U(0, W)` the tail's energy relative to the dry sound. The corpus renders a
+  reverb per track, shared by both views of a pair; a per-view one hides that cue.
 
 No pitch shift (it would erase key) and no time stretch (it would erase tempo). All draws
 come from ``numpy.random.default_rng([seed, step, 7])``, so augmentation is a pure function
@@ -27,13 +33,32 @@ import numpy as np
 
 from vit1d.config import AugmentConfig
 from vit1d.data import FLOOR_DB
+from vit1d.frontend import FRAME_RATE
 
 EQ_TERMS = 4
 
 
 def is_active(cfg: AugmentConfig) -> bool:
     """Whether any augmentation is switched on."""
-    return cfg.gain_db > 0 or cfg.eq_db > 0 or cfg.noise_snr_db > 0
+    return cfg.gain_db > 0 or cfg.eq_db > 0 or cfg.noise_snr_db > 0 or cfg.reverb_s > 0
+
+
+def reverb_tails(
+    power: np.ndarray, rt60_s: np.ndarray, wet: np.ndarray, frame_rate: float = FRAME_RATE
+) -> np.ndarray:
+    """``power`` ``(n, frames, bands)`` plus an exponential late-reverb tail per view:
+    :math:`P_t + w_i \\frac{1-r_i}{r_i} \\sum_{k \\ge 1} r_i^k P_{t-k}`, with
+    :math:`r_i = 10^{-6 / (T_{60,i} \\cdot \\text{frame rate})}` (the tail of one impulse
+    holds ``wet`` times its energy). A view with ``rt60_s`` 0 is returned unchanged."""
+    out = power.copy()
+    rt60 = np.asarray(rt60_s, dtype=np.float64)
+    r = np.where(rt60 > 0, 10.0 ** (-6.0 / (np.maximum(rt60, 1e-9) * frame_rate)), 0.0)
+    gain = np.where(r > 0, np.asarray(wet) * (1 - r) / np.maximum(r, 1e-12), 0.0)
+    tail = np.zeros((power.shape[0], power.shape[2]))
+    for t in range(1, power.shape[1]):  # one-pole recursion: tail_t = r (tail_{t-1} + P_{t-1})
+        tail = r[:, None] * (tail + power[:, t - 1])
+        out[:, t] += (gain[:, None] * tail).astype(out.dtype)
+    return out
 
 
 def eq_curves(n: int, bands: int, max_db: float, rng: np.random.Generator) -> np.ndarray:
@@ -50,13 +75,23 @@ def eq_curves(n: int, bands: int, max_db: float, rng: np.random.Generator) -> np
 def augment_views(views: np.ndarray, cfg: AugmentConfig, seed: int, step: int) -> np.ndarray:
     """Augment ``(N, frames, bands)`` dB log-mel views in place (and return them).
 
-    Silence (the cache's dB floor, padding of short tracks) stays silence under gain and EQ.
+    Silence (the cache's dB floor, padding of short tracks) stays silence under gain and EQ;
+    only a reverb tail can ring on into it.
     """
     if not is_active(cfg):
         return views
     rng = np.random.default_rng([seed, step, 7])
     n, _, bands = views.shape
-    silent = views <= FLOOR_DB + 1e-3
+    if cfg.reverb_s > 0:  # first, as in a room before the microphone; its own draws, so the
+        # other augmentations draw what they drew before reverb existed
+        room = np.random.default_rng([seed, step, 8])
+        rt60 = room.uniform(0, cfg.reverb_s, size=n)
+        wet = room.uniform(0, cfg.reverb_wet, size=n)
+        floor = 10.0 ** (FLOOR_DB / 10.0)  # the floor is no sound: it does not reverberate
+        power = np.maximum(10.0 ** (views.astype(np.float64) / 10.0) - floor, 0.0)
+        power = reverb_tails(power, rt60, wet) + floor
+        views[:] = (10.0 * np.log10(power)).astype(views.dtype)
+    silent = views <= FLOOR_DB + 1e-3  # after the reverb: a tail rings on into silence
     if cfg.gain_db > 0:
         views += rng.uniform(-cfg.gain_db, cfg.gain_db, size=(n, 1, 1)).astype(views.dtype)
     if cfg.eq_db > 0:

@@ -67,6 +67,8 @@ class AugmentConfig:
     eq_db: float = 0.0  # random smooth EQ curve over the mel bands, peak |gain| <= eq_db
     noise_snr_db: float = 0.0  # add noise this many dB (+-5) below the view's mean level
     noise_prob: float = 0.5  # fraction of views that get noise when noise_snr_db > 0
+    reverb_s: float = 0.0  # add a late-reverb tail of RT60 drawn in [0, reverb_s] seconds
+    reverb_wet: float = 0.5  # its energy relative to the dry sound, drawn in [0, reverb_wet]
 
 
 @dataclass
@@ -310,6 +312,10 @@ def validate(cfg: Config) -> None:
             "augment.gain_db, augment.eq_db and augment.noise_snr_db must be >= 0",
         ),
         (0 <= cfg.augment.noise_prob <= 1, "augment.noise_prob must lie in [0, 1]"),
+        (
+            cfg.augment.reverb_s >= 0 and cfg.augment.reverb_wet >= 0,
+            "augment.reverb_s and augment.reverb_wet must be >= 0",
+        ),
         (
             all(0 < f <= 1 for f in t.snapshot_fractions),
             "train.snapshot_fractions must lie in (0, 1]",

@@ -17,7 +17,9 @@ instrument. This module measures, with the probing suite, what each recipe switc
 * ``hard-negatives+augment+far-crops``: both, with the two crops of a pair up to 12 s apart
   instead of 4 s (they share less local content, so only what lasts, such as key and tempo,
   ties them);
-* ``hard-negatives+augment+lr1e-3``: both, with twice the peak learning rate.
+* ``hard-negatives+augment+lr1e-3``: both, with twice the peak learning rate;
+* ``hard-negatives+augment+reverb``: both, plus a late-reverb tail of random length drawn per
+  view (the corpus renders one room per track, which both views of a pair share).
 
 The study also measures the **budget** (:data:`BUDGETS`): the same training compute spent
 differently. Each budget variant is the :data:`BUDGET_RECIPE` with the batch or the depth
@@ -70,6 +72,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "augment": AUGMENT,
     },
     "hard-negatives+augment+lr1e-3": {"data": HARD, "augment": AUGMENT, "optim": {"lr": 1e-3}},
+    "hard-negatives+augment+reverb": {"data": HARD, "augment": {**AUGMENT, "reverb_s": 2.0}},
 }
 #: The recipe the budget variants start from (the one the default preset uses).
 BUDGET_RECIPE = "hard-negatives+augment"
