@@ -22,7 +22,7 @@ help:
 	@echo "make test-book                                 smoke book + browser test"
 	@echo "make test-all                                  every test, slow ones included"
 	@echo "make bench                                     throughput benchmark (JSON + table)"
-	@echo "make recipe-study                              the pretraining recipe ablations (~45 min)"
+	@echo "make recipe-study                              the recipe ablations and budgets (~100 min)"
 	@echo "make reference                                 train/resume + export checkpoints/reference"
 	@echo "make lint                                      ruff"
 
@@ -55,7 +55,7 @@ test-book: install system-packages
 	$(BIN)/python -m vit1d.pipeline --preset smoke
 	$(BIN)/python -m pytest -m slow tests/test_book_browser.py
 
-# the recipe study behind the default preset (issue 7): about 45 min on a 2-core CPU, resumable
+# the recipe study behind the default preset (issue 7): about 100 min on a 2-core CPU, resumable
 recipe-study: corpus
 	$(BIN)/vit1d recipe-study --preset $(PRESET) --data data/$(PRESET) \
 		--out runs/$(PRESET)/recipe-study

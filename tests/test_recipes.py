@@ -148,6 +148,21 @@ def test_beating_both_baselines_comes_before_the_mean_rank() -> None:
     assert best == "paper" and ranking.loc["paper", "wins"] == 1.0
 
 
+def test_variant_spread_compares_variants_with_their_seeds() -> None:
+    table = _table(
+        {
+            "paper": {"key": [0.50, 0.52], "tagging": [0.30, 0.40]},
+            "augment": {"key": [0.70, 0.71], "tagging": [0.36, 0.34]},
+        }
+    )
+    spread = recipes.variant_spread(table)
+    assert spread.loc["key", "best"] == "augment"
+    assert spread.loc["key", "between"] == pytest.approx(0.705 - 0.51)
+    assert spread.loc["key", "within"] == pytest.approx(0.02)
+    assert spread.loc["tagging", "within"] == pytest.approx(0.10)
+    assert list(spread["separable"]) == [True, False]  # key, tagging
+
+
 def test_preset_variant_recognises_the_switches(tmp_path: Path) -> None:
     assert recipes.preset_variant("smoke") == "paper"
     path = tmp_path / "p.yaml"

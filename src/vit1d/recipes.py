@@ -19,7 +19,10 @@ instrument. This module measures, with the probing suite, what each recipe switc
   ties them);
 * ``hard-negatives+augment+lr1e-3``: both, with twice the peak learning rate;
 * ``hard-negatives+augment+reverb``: both, plus a late-reverb tail of random length drawn per
-  view (the corpus renders one room per track, which both views of a pair share).
+  view (the corpus renders one room per track, which both views of a pair share);
+* ``collection-negatives+augment``: augmentations, with batches filled from tracks of one
+  collection (Bach chorales with Bach chorales, Irish tunes with Irish tunes) rather than one
+  instrumentation, so style alone cannot tell an anchor from its negatives.
 
 The study also measures the **budget** (:data:`BUDGETS`): the same training compute spent
 differently. Each budget variant is the :data:`BUDGET_RECIPE` with the batch or the depth
@@ -73,6 +76,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "hard-negatives+augment+lr1e-3": {"data": HARD, "augment": AUGMENT, "optim": {"lr": 1e-3}},
     "hard-negatives+augment+reverb": {"data": HARD, "augment": {**AUGMENT, "reverb_s": 2.0}},
+    "collection-negatives+augment": {"data": {"group_by": "collection"}, "augment": AUGMENT},
 }
 #: The recipe the budget variants start from (the one the default preset uses).
 BUDGET_RECIPE = "hard-negatives+augment"
@@ -118,7 +122,7 @@ class StudySettings:
 
 
 #: Study size per pipeline preset: ``smoke`` runs the code path in CI in a minute; the
-#: ``default`` study (about 45 min on a 2-core CPU) is what chose the default recipe.
+#: ``default`` study (about 100 min on a 2-core CPU) is what chose the default recipe.
 STUDIES = {
     "smoke": StudySettings(
         steps=8,
@@ -382,6 +386,36 @@ def choose_recipe(table: Any) -> tuple[str, Any]:
     ranking = ranking.sort_values(["wins", "mean_rank", "order"], ascending=[False, True, True])
     ranking = ranking.drop(columns="order")
     return str(ranking.index[0]), ranking
+
+
+def variant_spread(table: Any) -> Any:
+    """Per task, at each run's final step on the primary metric: how far apart the recipe
+    variants' seed means lie (``between``: best minus worst variant mean), against how far
+    the seeds of one variant lie apart (``within``: the largest seed range of any variant).
+    A ``between`` no wider than ``within`` means the study cannot tell the variants apart on
+    that task (``notebooks/03b_recipe.ipynb``)."""
+    import pandas as pd
+
+    runs = table[(table["seed"] >= 0) & table["variant"].isin(list(VARIANTS))]
+    final = runs[runs["step"] == runs.groupby("variant")["step"].transform("max")]
+    primary = final[
+        [STUDY_METRICS.get(t) == m for t, m in zip(final.task, final.metric, strict=True)]
+    ]
+    rows = []
+    for task, g in primary.groupby("task"):
+        per = g.groupby("variant")["value"]
+        means, ranges = per.mean(), per.max() - per.min()
+        rows.append(
+            {
+                "task": task,
+                "best": str(means.idxmax()),
+                "between": float(means.max() - means.min()),
+                "within": float(ranges.max()),
+            }
+        )
+    out = pd.DataFrame(rows, columns=["task", "best", "between", "within"])
+    out["separable"] = out["between"] > out["within"]
+    return out.set_index("task")
 
 
 def with_compute(table: Any, study_dir: str | Path) -> Any:
