@@ -133,7 +133,7 @@ def test_reverb_of_an_impulse_holds_wet_times_its_energy_and_decays_60_db_in_rt6
     power[0, 0, 0] = 1.0  # one impulse, in band 0 only
     out = reverb_tails(power, np.array([2.0]), np.array([0.4]))
     assert out[0, 1:, 0].sum() == pytest.approx(0.4, rel=1e-3)
-    m = int(round(2.0 * FRAME_RATE))  # frames in one RT60 (62.5 -> 62: 60 dB +- 0.5 dB)
+    m = int(round(2.0 * FRAME_RATE))  # about one RT60 in frames: 60 dB x m / 62.5
     drop_db = 10 * np.log10(out[0, 1, 0] / out[0, 1 + m, 0])
     assert drop_db == pytest.approx(60.0 * m / (2.0 * FRAME_RATE), abs=1e-6)
     assert np.all(out[0, :, 1] == 0)  # no energy moves between bands

@@ -51,6 +51,7 @@ def test_budget_variants_spend_the_same_compute_differently() -> None:
         assert recipes.variant_of(cfg) == recipes.BUDGET_RECIPE
         seen.add((cfg.train.batch_size, cfg.model.depth))
     assert seen == {(16, 12), (128, 12), (32, 6)}
+    assert recipes.preset_variant("default") == recipes.BUDGET_RECIPE  # budgets of our recipe
 
 
 def test_variant_of_tells_the_crop_distance_and_learning_rate_apart() -> None:

@@ -438,9 +438,9 @@ def budget_table(study_dir: str | Path, table: Any | None = None) -> Any:
     ``train_pflops`` (training compute), ``views_per_s`` (the run's median training
     throughput), ``train_minutes`` (the run's steps at that throughput: unlike the wall time of
     a run that was resumed or shared the machine, it compares runs measured apart; the wall
-    time is in ``study.json``), each task's primary
-    metric at the best layer at the final step, and ``wins`` (tasks on which it beats both
-    baselines, :func:`beats_baselines`). Reads ``study.json``'s ``runs``."""
+    time is in ``study.json``), each task's primary metric at the best layer at the final
+    step, and ``wins`` (tasks on which it beats both baselines, :func:`beats_baselines`).
+    Reads ``study.json``'s ``runs``."""
     import pandas as pd
 
     study_dir = Path(study_dir)
