@@ -335,6 +335,17 @@ def study_table(study_dir: str | Path) -> Any:
     return best[cols].sort_values(cols[:5]).reset_index(drop=True)
 
 
+def _final_primary(runs: Any) -> Any:
+    """The rows of each variant's final step on each task's primary metric."""
+    final = runs[runs["step"] == runs.groupby("variant")["step"].transform("max")]
+    return final[[STUDY_METRICS.get(t) == m for t, m in zip(final.task, final.metric, strict=True)]]
+
+
+def _study_runs(study_dir: str | Path) -> dict[str, Any]:
+    """``study.json``'s facts of each run (:func:`run_facts`), by run label."""
+    return json.loads((Path(study_dir) / STUDY_JSON).read_text()).get("runs", {})
+
+
 def beats_baselines(table: Any) -> Any:
     """Per study run (variant, seed) at its final step: the number of tasks on which its best
     layer beats both baselines with non-overlapping 95 % intervals (its lower end above the
@@ -371,10 +382,7 @@ def choose_recipe(table: Any) -> tuple[str, Any]:
     runs = table[(table["seed"] >= 0) & table["variant"].isin(list(VARIANTS))]
     if runs.empty:
         raise UserError("the recipe study table has no pretrained runs of a recipe variant")
-    final = runs[runs["step"] == runs.groupby("variant")["step"].transform("max")]
-    primary = final[
-        [STUDY_METRICS.get(t) == m for t, m in zip(final.task, final.metric, strict=True)]
-    ]
+    primary = _final_primary(runs)
     means = primary.pivot_table(index="variant", columns="task", values="value", aggfunc="mean")
     ranks = means.rank(ascending=False, method="min")
     ranking = means.copy()
@@ -397,10 +405,7 @@ def variant_spread(table: Any) -> Any:
     import pandas as pd
 
     runs = table[(table["seed"] >= 0) & table["variant"].isin(list(VARIANTS))]
-    final = runs[runs["step"] == runs.groupby("variant")["step"].transform("max")]
-    primary = final[
-        [STUDY_METRICS.get(t) == m for t, m in zip(final.task, final.metric, strict=True)]
-    ]
+    primary = _final_primary(runs)
     rows = []
     for task, g in primary.groupby("task"):
         per = g.groupby("variant")["value"]
@@ -422,7 +427,7 @@ def with_compute(table: Any, study_dir: str | Path) -> Any:
     """``table`` (:func:`study_table`) with a ``train_pflops`` column: the training compute a
     run had spent at that row's step (its FLOPs per step, from ``study.json``, times the
     step; 0 for the baselines), so runs of different batch or depth share one x axis."""
-    facts = json.loads((Path(study_dir) / STUDY_JSON).read_text()).get("runs", {})
+    facts = _study_runs(study_dir)
     per_step = {label: f["train_flops"] / f["steps"] for label, f in facts.items()}
     out = table.copy()
     labels = [run_label(v, s) if s >= 0 else "" for v, s in zip(out.variant, out.seed, strict=True)]
@@ -443,15 +448,11 @@ def budget_table(study_dir: str | Path, table: Any | None = None) -> Any:
     Reads ``study.json``'s ``runs``."""
     import pandas as pd
 
-    study_dir = Path(study_dir)
-    facts = json.loads((study_dir / STUDY_JSON).read_text()).get("runs", {})
+    facts = _study_runs(study_dir)
     table = study_table(study_dir) if table is None else table
     names = [BUDGET_RECIPE, *BUDGETS]
     runs = table[(table["seed"] >= 0) & table["variant"].isin(names)]
-    final = runs[runs["step"] == runs.groupby("variant")["step"].transform("max")]
-    primary = final[
-        [STUDY_METRICS.get(t) == m for t, m in zip(final.task, final.metric, strict=True)]
-    ]
+    primary = _final_primary(runs)
     scores = primary.pivot_table(index="variant", columns="task", values="value", aggfunc="mean")
     wins = beats_baselines(table).groupby("variant")["wins"].mean()
     rows = []
