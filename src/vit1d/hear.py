@@ -307,8 +307,11 @@ def embed_folder(
     if not files:
         raise UserError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {folder}")
     device = next(model.parameters()).device
-    identity = {"model_sha256": _weights_sha256(model), "layer": model.layer}
-    identity["pooling"] = model.pooling
+    identity = {
+        "model_sha256": _weights_sha256(model),
+        "layer": model.layer,
+        "pooling": model.pooling,
+    }
     earlier = out / "embed.json"
     if earlier.is_file():
         saved = json.loads(earlier.read_text())

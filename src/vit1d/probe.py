@@ -1103,7 +1103,6 @@ def _fit_tasks(
 ) -> list[dict[str, Any]]:
     """:func:`probe_task` of every task, ``cfg.workers`` tasks at a time in threads (in
     order); the torch thread count is set once around them, not by each fit."""
-    import os
     from concurrent.futures import ThreadPoolExecutor
 
     from vit1d.device import torch_threads

@@ -168,8 +168,9 @@ def variant_overrides(
         field_name, factor = BUDGETS[variant]
         section, key = field_name.split(".")
         base = load_config(preset)
-        value = max(1, round(getattr(getattr(base, section), key) * factor))
-        scale = getattr(getattr(base, section), key) / value  # steps go the other way
+        current = getattr(getattr(base, section), key)
+        value = max(1, round(current * factor))
+        scale = current / value  # steps go the other way
         out.setdefault(section, {})[key] = value
         out.setdefault("optim", {})["warmup_steps"] = round(base.optim.warmup_steps * scale)
         steps = max(2, round(settings.steps * scale))
