@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 import torch
@@ -11,7 +14,14 @@ from safetensors.torch import load_file, save_file
 
 from vit1d import load_pretrained
 from vit1d.errors import UserError
-from vit1d.reference import MAX_BYTES, REFERENCE_DIR, export_reference, verify_reference
+from vit1d.reference import (
+    CHECK_RTOL,
+    MAX_BYTES,
+    REFERENCE_DIR,
+    check_deviation,
+    export_reference,
+    verify_reference,
+)
 from vit1d.train import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +63,7 @@ def test_export_writes_a_small_loadable_fp16_backbone(tiny_run: Path, tmp_path: 
     a, b = load_pretrained(out), load_pretrained(tiny_run, head=False)
     x = torch.randn(2, 50, 128) * 20 - 40
     torch.testing.assert_close(a(x).cls, b(x).cls, atol=2e-2, rtol=2e-2)
-    assert verify_reference(out) <= 1e-4
+    assert verify_reference(out) <= 1e-5  # same machine, same kernels: float32 round-off only
 
 
 def test_verify_catches_changed_weights(tiny_run: Path, tmp_path: Path) -> None:
@@ -66,13 +76,65 @@ def test_verify_catches_changed_weights(tiny_run: Path, tmp_path: Path) -> None:
         verify_reference(out)
 
 
+def _copy_reference(tmp_path: Path) -> Path:
+    folder = ROOT / REFERENCE_DIR
+    if not (folder / "model.safetensors").is_file():
+        pytest.skip("no reference checkpoint committed yet (make reference)")
+    out = tmp_path / "ref"
+    out.mkdir()
+    for name in ("model.safetensors", "config.json", "check.json", "provenance.json"):
+        shutil.copy(folder / name, out / name)
+    return out
+
+
+def test_one_reference_weight_changed_by_1e_3_fails_the_check(tmp_path: Path) -> None:
+    """A single weight of a late block moved by 1e-3 changes the check embeddings by about
+    1e-7 of their scale, below float32 noise across CPUs: the weights' hash catches it."""
+    out = _copy_reference(tmp_path)
+    weights = load_file(str(out / "model.safetensors"))
+    key = "blocks.11.attn.qkv.weight"
+    flat = weights[key].view(-1)
+    flat[0] = (flat[0].float() + 1e-3).to(flat.dtype)
+    save_file(weights, str(out / "model.safetensors"))
+    with pytest.raises(UserError, match="not the exported ones"):
+        verify_reference(out)
+
+
+def test_a_changed_computation_fails_the_embedding_check(tmp_path: Path) -> None:
+    """Same weights (hash intact), other numbers in check.json: the scale-relative check
+    flags a deviation of 1 % of a layer's RMS, and accepts one of 1e-4 (float32 noise across
+    CPU kernels is about 2e-4)."""
+    out = _copy_reference(tmp_path)
+    check = json.loads((out / "check.json").read_text())
+    rng = np.random.default_rng(0)
+    for scale, fails in ((1e-2, True), (1e-4, False)):
+        shifted = {}
+        for k, v in check.items():
+            e = np.asarray(v)
+            rms = np.sqrt(np.mean(e**2))
+            shifted[k] = (e + scale * rms * rng.choice([-1.0, 1.0], size=e.shape)).tolist()
+        (out / "check.json").write_text(json.dumps(shifted))
+        if fails:
+            with pytest.raises(UserError, match="relative"):
+                verify_reference(out)
+        else:
+            assert 5e-5 < verify_reference(out) < CHECK_RTOL
+
+
+def test_check_deviation_is_relative_to_each_layers_scale() -> None:
+    expected = {"0": [[0.5, -0.5]], "12": [[30.0, -30.0]]}
+    got = {"0": [[0.5005, -0.5]], "12": [[30.003, -30.0]]}
+    dev = check_deviation(expected, got)
+    assert dev["0"] == pytest.approx(1e-3) and dev["12"] == pytest.approx(1e-4)
+
+
 def test_the_committed_reference_loads_and_computes_its_check() -> None:
     folder = ROOT / REFERENCE_DIR
     if not (folder / "model.safetensors").is_file():
         pytest.skip("no reference checkpoint committed yet (make reference)")
     size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
     assert size <= MAX_BYTES
-    assert verify_reference(folder) <= 1e-4
+    assert verify_reference(folder) <= CHECK_RTOL
     prov = json.loads((folder / "provenance.json").read_text())
     for key in ("steps", "corpus", "code", "training", "weights_sha256"):
         assert prov[key], key

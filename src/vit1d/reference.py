@@ -221,23 +221,64 @@ def load_pretrained_from(folder: Path, model_config: dict[str, Any], saved: dict
     return load_pretrained(folder)
 
 
-def verify_reference(folder: str | Path = REFERENCE_DIR, atol: float = 1e-4) -> float:
-    """Load the reference and recompute ``check.json``; returns the largest absolute
-    difference, raising :class:`UserError` above ``atol``."""
+#: Largest deviation of a recomputed check embedding, relative to the RMS of its layer's
+#: values in ``check.json``. float32 sums through 12 blocks land differently on other CPU
+#: kernels (AMX, AVX512, AVX2 order their accumulations differently): about 2e-4 of the
+#: RMS seen at layers 6 and 12 between the exporting machine and an Intel Xeon with AMX;
+#: ten times that still flags any change of the computation the embeddings see.
+CHECK_RTOL = 2e-3
+
+
+def check_deviation(expected: dict[str, Any], got: dict[str, Any]) -> dict[str, float]:
+    """Per layer, ``max |got - expected| / rms(expected)``: the deviation on the scale of
+    that layer's values (layer 0 is about 0.4, layers 6 and 12 about 10)."""
+    out = {}
+    for k in expected:
+        e, g = np.asarray(expected[k], dtype=float), np.asarray(got[k], dtype=float)
+        if e.shape != g.shape:
+            raise UserError(f"check.json layer {k} has shape {e.shape}, the model gives {g.shape}")
+        scale = max(float(np.sqrt(np.mean(e**2))), 1e-12)
+        out[k] = float(np.max(np.abs(g - e))) / scale
+    return out
+
+
+def verify_reference(folder: str | Path = REFERENCE_DIR, rtol: float = CHECK_RTOL) -> float:
+    """Check the reference in two ways and return the largest relative deviation.
+
+    * **Weights:** ``model.safetensors`` must hash to ``provenance.json``'s
+      ``weights_sha256`` (any changed weight, however small, fails; the embeddings alone
+      cannot see most single weights: a change of 1e-3 in a late block moves them by 1e-7).
+    * **Computation:** the recomputed :func:`check_embeddings` must lie within ``rtol`` of
+      ``check.json`` per layer, relative to the layer's scale (:func:`check_deviation`), so a
+      change of the code the reference runs through fails, but float32 rounding on another
+      CPU does not.
+
+    Raises :class:`UserError` naming what differs and the fix.
+    """
     from vit1d.checkpoint import load_pretrained
 
     folder = Path(folder)
+    prov_path = folder / "provenance.json"
+    if prov_path.is_file():
+        recorded = json.loads(prov_path.read_text()).get("weights_sha256")
+        actual = file_sha256(folder / "model.safetensors")
+        if recorded and recorded != actual:
+            raise UserError(
+                f"the weights in {folder}/model.safetensors (SHA-256 {actual[:12]}) are not "
+                f"the exported ones ({recorded[:12]} in provenance.json): restore them from git "
+                "or re-export with `make reference`"
+            )
     expected = json.loads((folder / "check.json").read_text())
     got = check_embeddings(load_pretrained(folder))
     if set(got) != set(expected):
         raise UserError(f"{folder}/check.json has layers {sorted(expected)}, model {sorted(got)}")
-    worst = max(
-        float(np.max(np.abs(np.asarray(got[k]) - np.asarray(expected[k])))) for k in expected
-    )
-    if worst > atol:
+    deviation = check_deviation(expected, got)
+    layer, worst = max(deviation.items(), key=lambda kv: kv[1])
+    if worst > rtol:
         raise UserError(
-            f"the reference in {folder} computes embeddings {worst:.2e} away from check.json: "
-            "the weights or the code changed since export; re-export with `make reference`"
+            f"the reference in {folder} computes layer-{layer} embeddings {worst:.2e} (relative "
+            f"to the layer's RMS) away from check.json, tolerance {rtol:.0e}: the weights or "
+            "the code changed since export; re-export with `make reference`"
         )
     return worst
 
