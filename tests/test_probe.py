@@ -16,6 +16,7 @@ import torch
 from vit1d import metrics as M
 from vit1d.errors import UserError
 from vit1d.frontend import FRAME_RATE, SAMPLE_RATE
+from vit1d.items import read_items
 from vit1d.probe import (
     SPECS,
     Example,
@@ -70,7 +71,11 @@ def _splits(n: int) -> list[str]:
 
 
 def _value(result: dict, layer: int, metric: str) -> float:
-    rows = [r for r in result["summary"] if r["layer"] == layer and r["metric"] == metric]
+    rows = [
+        r
+        for r in result["summary"]
+        if r["layer"] == layer and r["metric"] == metric and r["split"] == "test"
+    ]
     assert len(rows) == 1
     return rows[0]["mean"]
 
@@ -108,8 +113,14 @@ def test_key_probe_succeeds_on_linear_code_and_fails_on_shuffled(shuffle: bool) 
         assert _value(result, 1, "accuracy") > 0.95
         assert _value(result, 1, "weighted") > 0.95
     rows = pd.DataFrame(result["rows"])
-    assert set(rows["seed"]) == {0, 1} and set(rows["split"]) == {"test"}
-    assert (rows["n"] == 40).all()
+    assert set(rows["seed"]) == {0, 1} and set(rows["split"]) == {"valid", "test"}
+    assert (rows[rows["split"] == "test"]["n"] == 40).all()
+    # per-item test scores: one row per clip, averaging to the probe's value
+    items = pd.concat(result["items"])
+    assert set(items["split"]) == {"test"} and items["item"].nunique() == 40
+    means = items.groupby(["layer", "seed", "metric"])["value"].mean()
+    test_rows = rows[rows["split"] == "test"].set_index(["layer", "seed", "metric"])["value"]
+    np.testing.assert_allclose(means.sort_index(), test_rows.sort_index(), atol=1e-6)
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
@@ -126,7 +137,7 @@ def test_tagging_probe_auc(shuffle: bool) -> None:
     sources = [FakeEmbeddings(paths, list(source @ a), False, k) for k in (4, 5)]
     result = probe_task(task, sources, seeds=(0, 1), config=FAST)
     assert {r["n_seeds"] for r in result["summary"]} == {2}
-    assert {r["n"] for r in result["summary"]} == {40}  # test clips
+    assert {r["n"] for r in result["summary"] if r["split"] == "test"} == {40}  # test clips
     assert {(r["seed"], r["layer"]) for r in result["rows"]} == {(0, 0), (1, 0), (0, 1), (1, 1)}
     auc = _value(result, 1, "roc_auc")
     assert (0.35 < auc < 0.65) if shuffle else auc > 0.97
@@ -400,8 +411,23 @@ def test_cli_probe_writes_results_for_model_baselines_and_snapshots(
     assert (summary["ci_low"] <= summary["mean"] + 1e-9).all()
     assert (summary["mean"] <= summary["ci_high"] + 1e-9).all()
     # pitch of steady tones is linear in the log-mel mean: the pipeline can succeed on audio
-    logmel_pitch = summary.query("model == 'logmel' and task == 'pitch'")["mean"].item()
+    logmel_pitch = summary.query("model == 'logmel' and task == 'pitch' and split == 'test'")
+    logmel_pitch = logmel_pitch["mean"].item()
     assert logmel_pitch >= 0.75
+    # the per-item table: every test probe's items, weighted means equal to probes.csv
+    items = read_items(out)
+    assert set(items["split"]) == {"test"}
+    assert set(items["model"]) == {"contrastive", "random-init", "logmel"}
+    keys = ["model", "task", "layer", "pooling", "seed", "metric"]
+    items["wv"] = items["value"] * items["weight"]
+    sums = items.groupby(keys)[["wv", "weight"]].sum()
+    from_items = (sums["wv"] / sums["weight"]).rename("value")
+    test = probes[probes["split"] == "test"].set_index(keys)["value"]
+    joined = test.to_frame().join(from_items.to_frame("items"), how="outer")
+    assert joined.notna().all().all(), joined[joined.isna().any(axis=1)]
+    np.testing.assert_allclose(joined["value"], joined["items"], rtol=1e-5, atol=1e-6)
+    chords = items[items["task"] == "chords"]
+    assert (chords["weight"] > 1).all()  # tracks weighted by their duration in seconds
     runs = json.loads((out / "probes_runs.json").read_text())
     assert len(runs) == 3
     prov = next(r for r in runs.values() if r["model"] == "contrastive")

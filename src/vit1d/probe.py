@@ -57,6 +57,7 @@ import numpy as np
 from vit1d import metrics as M
 from vit1d.errors import UserError
 from vit1d.frontend import FRAME_RATE
+from vit1d.items import scalar_items, tagging_items, write_items
 from vit1d.provenance import file_sha256
 
 # ----------------------------------------------------------------------------------------------
@@ -680,7 +681,7 @@ def probe_task(
     layers: Sequence[int] | None = None,
     poolings: Sequence[str] | None = None,
     config: ProbeConfig | None = None,
-    splits: Sequence[str] = ("test",),
+    splits: Sequence[str] = ("valid", "test"),
     progress: bool = False,
 ) -> dict[str, Any]:
     """Train and score every (layer, pooling, seed) probe of one task.
@@ -688,7 +689,9 @@ def probe_task(
     ``embeddings``: one :class:`vit1d.embed.Embeddings` of ``task``'s files (in manifest
     order), or one per seed (random-init baselines: seed ``k`` probes init ``k``). Returns
     ``rows`` (task, layer, pooling, seed, split, metric, value, n), ``summary`` (per layer,
-    pooling, split and metric: mean over seeds with bootstrap CI) and ``info``.
+    pooling, split and metric: mean over seeds with bootstrap CI), ``items`` (the test
+    split's per-item scores, :mod:`vit1d.items`) and ``info``. Both the valid and the test
+    split are scored by default: layers and poolings are chosen on valid, reported on test.
     """
 
     from vit1d.results import bootstrap_tagging, summary_row
@@ -764,7 +767,41 @@ def probe_task(
     info["seconds"] = round(time.perf_counter() - t0, 2)
     info["notes"] = task.notes
     info["n"] = {s: int(len(task.indices(s))) for s in SPLITS}
-    return {"rows": rows, "summary": summary, "info": info}
+    items = _item_frames(task, views, scores, raw)
+    return {"rows": rows, "summary": summary, "items": items, "info": info}
+
+
+def item_names(task: Task, indices: np.ndarray) -> list[str]:
+    """The items of ``indices``: audio paths relative to the corpus root (the same names for
+    every model probed on the corpus)."""
+    root = task.manifest.parent.parent
+    return [os.path.relpath(task.examples[i].audio, root) for i in indices]
+
+
+def _item_frames(task: Task, views: list[View], scores: dict, raw: dict) -> list[Any]:
+    """Per-item rows of the test split (:mod:`vit1d.items`): scores, or tagging's logits."""
+    split = "test"
+    names = item_names(task, task.indices(split))
+    frames = []
+    if task.name == "tagging":
+        y = global_targets(task, task.indices(split))
+        for (layer, pooling, s), per_seed in raw.items():
+            if s != split:
+                continue
+            for seed, logits in per_seed:
+                probe = {"task": task.name, "layer": layer, "pooling": pooling, "seed": seed}
+                probe["split"] = split
+                frames.append(tagging_items(probe, names, task.classes, logits, y))
+        return frames
+    for (v, s, metric), per_seed in scores.items():
+        if s != split:
+            continue
+        view = views[v]
+        for seed, values, weights in per_seed:
+            probe = {"task": task.name, "layer": view.layer, "pooling": view.pooling}
+            probe.update({"seed": seed, "split": split, "metric": metric})
+            frames.append(scalar_items(probe, names, values, weights))
+    return frames
 
 
 def _local_chunks(
@@ -1018,7 +1055,7 @@ def run_probes(
                 if only:
                     made[frames] = ext.embed(spec, only, cache, frames, model, progress)
             per_spec.append({"spec": spec, "model": model, "made": made})
-        rows, summary, task_info = [], [], {}
+        rows, summary, items, task_info = [], [], [], {}
         task_embs = [
             [
                 # the task's files, in manifest order, from the store that holds them (all
@@ -1051,6 +1088,8 @@ def run_probes(
             }
             rows += [{**common, **r} for r in result["rows"]]
             summary += [{**common, **r} for r in result["summary"]]
+            keys = {k: common[k] for k in ("model", "checkpoint", "corpus")}
+            items += [f.assign(**keys) for f in result["items"]]
             task_info[task.name] = {
                 **result["info"],
                 "manifest": str(task.manifest),
@@ -1083,6 +1122,7 @@ def run_probes(
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
         paths = write_results(out_dir, rows, summary, run_id, provenance)
+        write_items(out_dir, items)
         written["run_ids"].append(run_id)
         written.update({k: str(v) for k, v in paths.items()})
         say(
@@ -1119,7 +1159,7 @@ def _fit_tasks(
         ThreadPoolExecutor(workers, thread_name_prefix="vit1d-probe") as pool,
     ):
         futures = [
-            pool.submit(probe_task, t, e, seeds, layers, poolings, shared, ("test",), False)
+            pool.submit(probe_task, t, e, seeds, layers, poolings, shared, ("valid", "test"), False)
             for t, e in zip(tasks, task_embs, strict=True)
         ]
         return [f.result() for f in futures]
