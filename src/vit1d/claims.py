@@ -23,12 +23,13 @@ different result gives a different verdict (``notebooks/09_claims.ipynb`` shows 
 **Comparisons.** A claim rests on comparisons ``a - b`` in the claimed direction (``a`` should
 be higher), each with a 95 % interval of the difference:
 
-* probe results: each side at its best layer (highest mean on the test split; the same
-  selection for both sides), primary metric per task (:data:`PRIMARY_METRIC`). The
-  summary holds each side's bootstrap interval, not the paired units, so the interval of the
-  difference is the normal approximation ``d +- 1.96 sqrt(se_a^2 + se_b^2)`` with
-  ``se = (ci_high - ci_low) / 3.92``. It ignores the pairing of the two sides on the same
-  test clips, so it is wider than a paired interval: it errs toward ``inconclusive``;
+* probe results (:mod:`vit1d.compare`): each side at its layer and pooling chosen on the
+  **validation** split, scored on the test split, primary metric per task
+  (:data:`PRIMARY_METRIC`); the interval is a **paired** bootstrap over the test items both
+  sides were scored on (and their seeds), from the per-item results ``probe_items/``
+  (:mod:`vit1d.items`, :mod:`vit1d.paired`). Results without per-item files (written before
+  they existed) fall back to the normal approximation of the two summary intervals, which
+  ignores the pairing; the ``method`` column says which was used;
 * analyses results: paired bootstrap over test clips (onsets, chord changes) or test windows
   (SSMs) of the mean difference, :data:`N_BOOT` replicates. Each side's best curve or layer
   is chosen as the analyses chose it: onsets on the validation clips (``f_valid``), SSM
@@ -45,7 +46,10 @@ lies below zero, **unclear** otherwise. With ``n`` comparisons that have results
 Claim by claim (:data:`RULES` holds the same text, shown in the chapter):
 
 * **C1** (global: class + sequence average beats the class token): per global task, the
-  contrastive model's ``avg`` pooling minus its ``cls`` pooling; majority rule.
+  contrastive model's ``avg`` pooling minus its ``cls`` pooling, each at its own layer chosen
+  on validation among layers 1-12; majority rule. Layer 0 is left out: there the class token
+  is a learned vector plus the mean of the projected frames, so for a linear probe ``cls``,
+  ``seq`` and ``avg`` are the same features.
 * **C2** (local: sequence tokens do well on chords and beats): per local task, the
   contrastive model's frame tokens minus the random-init model's and minus the log-mel
   frames (up to 4 comparisons); majority rule.
@@ -70,10 +74,12 @@ Claim by claim (:data:`RULES` holds the same text, shown in the chapter):
   curve (global tasks: the best pooling at each layer; local tasks: frame tokens). Holds
   when a crossing exists between two tasks (as in C4 (b), with the probe intervals); does
   not hold when every task peaks at the same layer; inconclusive otherwise.
-* **E** (pretraining adds to its input at our scale; issue 7's target, not a claim of the
-  paper): per task, the model at its best layer and pooling against the random-init model
-  and the log-mel features at theirs; a task counts when both 95 % intervals lie wholly
-  below the model's. Holds with at least :data:`EMERGENCE_MIN_TASKS` of the 7 tasks.
+* **E** (pretraining adds to its input at our scale; the laptop-scale target, not a claim of
+  the paper): per task, the model against the random-init model and the log-mel features,
+  each at its chosen layer and pooling; a task counts when both paired intervals lie above
+  zero. A task on which neither the model nor a baseline reaches :data:`CHANCE_FACTOR` times
+  the prior-only predictor's score (``chance`` in the summary) cannot tell them apart and is
+  left out, with the computed reason. Holds with at least :data:`EMERGENCE_MIN_TASKS` tasks.
 * **Reference**: C1, C2, C5 and E are judged again for the committed reference checkpoint
   (model ``reference``) when its probes are in the results, as ``C1 (reference)`` etc.
 * **Foil** (contrastive sequence tokens match or beat the masked model on local tasks at
@@ -85,8 +91,8 @@ Claim by claim (:data:`RULES` holds the same text, shown in the chapter):
   recorded steps, views per step and training FLOPs per step differ by more than
   :data:`COMPUTE_TOLERANCE` (or are not recorded).
 
-Selecting the best layer on the test split flatters both sides alike; it answers "at its
-best, does A beat B", which is how the paper's tables read.
+Choosing each side's layer on the validation split answers "at the layer a user would pick,
+does A beat B" without letting the test split's noise choose for either side.
 
 Used by ``notebooks/09_claims.ipynb``.
 """
@@ -101,9 +107,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-#: z of a two-sided 95 % interval.
-Z95 = 1.959964
+from vit1d.compare import (
+    PRIMARY_METRIC,
+    best_row,
+    chance_levels,
+    final_rows,
+    normal_diff,
+    probe_difference,
+)
+from vit1d.items import ItemStore
+
 #: Bootstrap replicates for the paired intervals of the analyses comparisons.
 N_BOOT = 2000
 #: Non-inferiority margin of the foil (absolute, on metrics in [0, 1]).
@@ -111,16 +126,10 @@ MARGIN = 0.02
 #: Relative difference of steps, views and FLOPs tolerated as "equal compute".
 COMPUTE_TOLERANCE = 0.01
 
-#: The metric each task is judged on (the first of the paper's metrics for it).
-PRIMARY_METRIC = {
-    "tagging": "map",
-    "key": "weighted",
-    "pitch": "accuracy",
-    "instrument": "accuracy",
-    "tempo": "acc1",
-    "chords": "majmin",
-    "beats": "f_measure",
-}
+#: Claim E leaves out a task on which no model reaches this multiple of chance.
+CHANCE_FACTOR = 2.0
+#: Target half-widths of a paired 95 % interval between two of our models (global, local).
+TARGET_HALF_WIDTH = {"global": 0.02, "local": 0.03}
 GLOBAL_TASKS = ("tagging", "key", "pitch", "instrument", "tempo")
 LOCAL_TASKS = ("chords", "beats")
 #: SSM reference dimensions the claim is about (``position`` is a control, left out).
@@ -151,11 +160,14 @@ STATEMENTS = {
 
 #: The rule of each claim, in words (the module docstring gives the details).
 RULES = {
-    "C1": "Per global task: contrastive avg minus cls, each at its best layer. Holds when a "
+    "C1": "Per global task: contrastive avg minus cls, each at its own layer chosen on the "
+    "validation split among layers 1-12 (at layer 0 the three poolings are the same features "
+    "for a linear probe), scored on test; paired bootstrap over the test clips. Holds when a "
     "majority of tasks have the 95 % CI of the difference above zero (and more above than "
     "below); does not hold when a majority are below zero (and more below than above).",
     "C2": "Per local task: contrastive frame tokens minus random-init, and minus log-mel, "
-    "each at its best layer. Same majority rule over these comparisons.",
+    "each at its layer chosen on validation; paired bootstrap over test tracks. Same "
+    "majority rule over these comparisons.",
     "C3": "Trained model's best attention onset curve (chosen on validation clips) minus "
     "random init's best, minus spectral flux, minus chance; paired bootstrap over test "
     "clips. Same majority rule (2 of 3), and the comparison with random init must be above "
@@ -169,16 +181,19 @@ RULES = {
     "C4b": "Trained best layer's chord-change F from SSM novelty minus random init's best "
     "layer, minus chroma novelty, minus chance; paired bootstrap over test clips. Same "
     "majority rule, with the random-init comparison required as for C3.",
-    "C5": "Per task, the contrastive model's best layer. Holds when two tasks cross (each "
-    "one's best layer beats the other's best layer on it, CIs above zero). Does not hold "
-    "when every task peaks at the same layer.",
-    "Foil": f"Per local task: contrastive minus masked, each at its best layer. Holds when "
+    "C5": "Per task, the contrastive model's best layer, chosen on validation. Holds when two "
+    "tasks cross (on test, each one's layer beats the other's layer on it, paired CIs above "
+    "zero). Does not hold when every task peaks at the same layer.",
+    "Foil": f"Per local task: contrastive minus masked, each at its layer chosen on "
+    f"validation, paired bootstrap over test tracks. Holds when "
     f"every task is non-inferior (CI lower end above -{MARGIN}); does not hold when any task "
     f"is inferior (CI upper end below -{MARGIN}); inconclusive when the runs' steps, views "
     f"or FLOPs per step differ by more than {COMPUTE_TOLERANCE:.0%}.",
-    "E": "Per task (primary metric), the model at its best layer and pooling against each "
-    "baseline at its best: it beats a baseline when the two 95 % intervals do not overlap "
-    "(the model's lower end above the baseline's upper end). Holds when at least "
+    "E": "Per task (primary metric), the model against each baseline, each at its layer and "
+    "pooling chosen on validation: it beats a baseline when the paired 95 % CI of the "
+    "difference over the test items lies above zero. A task where neither the model nor a "
+    f"baseline reaches {CHANCE_FACTOR:g}x the prior-only predictor's score is left out "
+    "(it cannot tell them apart). Holds when at least "
     f"{EMERGENCE_MIN_TASKS} tasks beat both; does not hold when fewer do and the tasks "
     "without results could not make up the difference; inconclusive otherwise.",
 }
@@ -205,6 +220,7 @@ class Comparison:
     method: str
     outcome: str = ""  # for | against | unclear
     primary: bool = True  # shown in the ledger's numbers column (else only in the details)
+    n_items: int = 0  # test items (clips, tracks, windows) the interval resamples
 
     def __post_init__(self) -> None:
         if not self.outcome:
@@ -239,6 +255,7 @@ class Ledger:
 
     claims: list[Claim]
     sources: dict[str, str] = field(default_factory=dict)
+    precision: Any = None  # precision_table(): paired half-widths per task
 
     def __getitem__(self, claim_id: str) -> Claim:
         for c in self.claims:
@@ -251,8 +268,6 @@ class Ledger:
         return {c.id: c.verdict for c in self.claims}
 
     def table(self) -> Any:
-        import pandas as pd
-
         return pd.DataFrame(
             [
                 {
@@ -268,19 +283,21 @@ class Ledger:
         )
 
     def details(self) -> Any:
-        import pandas as pd
-
         cols = list(Comparison.__dataclass_fields__)
         rows = [asdict(x) for c in self.claims for x in c.comparisons]
         return pd.DataFrame(rows, columns=cols)
 
     def write(self, folder: str | Path) -> dict[str, Path]:
-        """``claims.csv`` (the table) and ``claims_details.csv`` (every comparison)."""
+        """``claims.csv`` (the table), ``claims_details.csv`` (every comparison) and
+        ``claims_precision.csv`` (the paired half-widths per task, when computed)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         out = {"claims": folder / "claims.csv", "details": folder / "claims_details.csv"}
         self.table().to_csv(out["claims"], index=False)
         self.details().to_csv(out["details"], index=False, float_format="%.6g")
+        if self.precision is not None and len(self.precision):
+            out["precision"] = folder / "claims_precision.csv"
+            self.precision.to_csv(out["precision"], index=False)
         return out
 
 
@@ -326,16 +343,6 @@ def majority(comparisons: Sequence[Comparison], required: Sequence[str] = ()) ->
     return "inconclusive", counts
 
 
-def normal_diff(a: Any, b: Any) -> tuple[float, float, float]:
-    """Difference of two summary rows (``mean``, ``ci_low``, ``ci_high``) and its 95 %
-    interval by the normal approximation of the module docstring."""
-    d = float(a["mean"]) - float(b["mean"])
-    se_a = (float(a["ci_high"]) - float(a["ci_low"])) / (2 * Z95)
-    se_b = (float(b["ci_high"]) - float(b["ci_low"])) / (2 * Z95)
-    half = Z95 * math.sqrt(max(se_a, 0.0) ** 2 + max(se_b, 0.0) ** 2)
-    return d, d - half, d + half
-
-
 def paired_bootstrap(
     diffs: Sequence[float], n_boot: int = N_BOOT, seed: int = 0
 ) -> tuple[float, float, float]:
@@ -367,12 +374,11 @@ class Inputs:
     ssm: Any = None  # analyses ssm.csv
     novelty: Any = None  # analyses novelty.csv
     runs: dict[str, Any] | None = None  # pretrain_runs.json
+    items: ItemStore | None = None  # probe_items/: per-item test scores for paired intervals
     sources: dict[str, str] = field(default_factory=dict)
 
 
 def _read_csv(path: Path) -> Any:
-    import pandas as pd
-
     if path.is_file() and path.stat().st_size > 0:
         return pd.read_csv(path, dtype={"head": str, "checkpoint": str, "run_id": str})
     return None
@@ -410,68 +416,63 @@ def load_inputs(results_dir: str | Path, analyses_dir: str | Path | None = None)
     if runs_path.is_file():
         inputs.runs = json.loads(runs_path.read_text())
     files["runs"] = runs_path
-    inputs.sources = {k: str(p) for k, p in files.items() if p.is_file()}
+    store = ItemStore(results_dir)
+    if store.available():
+        inputs.items = store
+        files["items"] = store.folder
+    inputs.sources = {k: str(p) for k, p in files.items() if p.exists()}
     return inputs
 
 
-def final_rows(summary: Any, model: str, split: str = "test") -> Any:
-    """The summary rows of ``model``'s final checkpoint on ``split``: emergence snapshots
-    left out; when several checkpoints remain, the one with the highest step, then the most
-    recent run."""
-    import pandas as pd
-
-    if summary is None or summary.empty:
-        return None
-    s = summary[(summary["model"] == model) & (summary["split"] == split)]
-    s = s[~s["checkpoint"].astype(str).str.contains("snapshots/", regex=False)]
-    if s.empty:
-        return None
-    s = s.assign(_step=pd.to_numeric(s["step"], errors="coerce").fillna(-1))
-    ckpts = s.groupby("checkpoint").agg(step=("_step", "max"), run=("run_id", "max"))
-    best = ckpts.sort_values(["step", "run"]).index[-1]
-    return s[s["checkpoint"] == best].drop(columns="_step")
+def _view_text(label: str, row: Any) -> str:
+    """``label (layer N pooling)``, with ``, test-chosen`` when no valid rows existed."""
+    where = f"layer {int(row['layer'])} {row['pooling']}"
+    if row.get("chosen_on", "valid") == "test":
+        where += ", chosen on test"
+    return f"{label} ({where})"
 
 
-def best_row(rows: Any, task: str, poolings: Sequence[str] | None = None) -> Any:
-    """The row of ``task``'s primary metric with the highest mean (over layers and the
-    given poolings); ``None`` when there is none."""
-    if rows is None:
-        return None
-    r = rows[(rows["task"] == task) & (rows["metric"] == PRIMARY_METRIC.get(task, ""))]
-    if poolings is not None:
-        r = r[r["pooling"].isin(list(poolings))]
-    r = r[np.isfinite(r["mean"].astype(float))]
-    if r.empty:
-        return None
-    return r.loc[r["mean"].astype(float).idxmax()]
-
-
-def _summary_comparison(claim: str, name: str, a: Any, b: Any, a_text: str, b_text: str):
-    """A comparison of two probe-summary rows, interval by :func:`normal_diff`."""
-    d, lo, hi = normal_diff(a, b)
-    return Comparison(
+def _probe_comparison(
+    claim: str,
+    name: str,
+    a: Any,
+    b: Any,
+    a_label: str,
+    b_label: str,
+    items: ItemStore | None,
+    threshold: float = 0.0,
+) -> Comparison:
+    """``a - b`` of two summary rows: a paired bootstrap over the test items both were scored
+    on (:func:`vit1d.compare.probe_difference`), or, without per-item results, the normal
+    approximation from the two summary intervals."""
+    res = probe_difference(a, b, items)
+    if res is not None and np.isfinite(res.diff):
+        d, lo, hi, n = res.diff, res.ci_low, res.ci_high, res.n_items
+        unit = str(a.get("unit", "item"))
+        method = f"paired bootstrap over {n} test {unit}s and the seeds"
+    else:
+        (d, lo, hi), n = normal_diff(a, b), int(a.get("n", 0) or 0)
+        method = "normal approximation from the summary CIs (no per-item results)"
+    c = Comparison(
         claim,
         name,
-        a_text,
-        b_text,
+        _view_text(a_label, a),
+        _view_text(b_label, b),
         float(a["mean"]),
         float(b["mean"]),
-        d,
-        lo,
-        hi,
-        "normal approximation from the summary CIs",
+        float(d),
+        float(lo),
+        float(hi),
+        method,
+        n_items=n,
     )
+    c.outcome = outcome(c.ci_low, c.ci_high, threshold)
+    return c
 
 
-def _probe_comparison(claim: str, name: str, a: Any, b: Any, a_label: str, b_label: str):
-    return _summary_comparison(
-        claim,
-        name,
-        a,
-        b,
-        f"{a_label} (layer {int(a['layer'])})",
-        f"{b_label} (layer {int(b['layer'])})",
-    )
+def final_both(summary: Any, model: str) -> Any:
+    """The valid and test rows of ``model``'s final checkpoint (what :func:`best_row` needs)."""
+    return final_rows(summary, model, split=None)
 
 
 # ----------------------------------------------------------------------------------------
@@ -485,17 +486,20 @@ def _claim_id(claim: str, model: str) -> str:
 
 
 def claim_c1(inp: Inputs, model: str = CONTRASTIVE) -> Claim:
-    rows = final_rows(inp.probes, model)
+    rows = final_both(inp.probes, model)
     comps = []
     for task in GLOBAL_TASKS:
-        a, b = best_row(rows, task, ["avg"]), best_row(rows, task, ["cls"])
+        # layer 0: cls = learned vector + frame mean, the same features as avg for a probe
+        a = best_row(rows, task, ["avg"], min_layer=1)
+        b = best_row(rows, task, ["cls"], min_layer=1)
         if a is not None and b is not None:
-            comps.append(_probe_comparison("C1", task, a, b, "avg", "cls"))
+            comps.append(_probe_comparison("C1", task, a, b, "avg", "cls", inp.items))
     verdict, reason = majority(comps)
     return Claim(
         _claim_id("C1", model),
         STATEMENTS["C1"],
-        f"probes_summary.csv: {model} model, global tasks, avg vs cls pooling",
+        f"probes_summary.csv, probe_items/: {model} model, global tasks, avg vs cls pooling "
+        "(layers 1-12)",
         RULES["C1"],
         verdict,
         reason,
@@ -504,7 +508,7 @@ def claim_c1(inp: Inputs, model: str = CONTRASTIVE) -> Claim:
 
 
 def claim_c2(inp: Inputs, model: str = CONTRASTIVE) -> Claim:
-    rows = {m: final_rows(inp.probes, m) for m in (model, RANDOM, LOGMEL)}
+    rows = {m: final_both(inp.probes, m) for m in (model, RANDOM, LOGMEL)}
     comps = []
     for task in LOCAL_TASKS:
         a = best_row(rows[model], task, ["frame"])
@@ -513,7 +517,8 @@ def claim_c2(inp: Inputs, model: str = CONTRASTIVE) -> Claim:
         for base in (RANDOM, LOGMEL):
             b = best_row(rows[base], task, ["frame"])
             if b is not None:
-                comps.append(_probe_comparison("C2", f"{task} vs {base}", a, b, model, base))
+                name = f"{task} vs {base}"
+                comps.append(_probe_comparison("C2", name, a, b, model, base, inp.items))
     verdict, reason = majority(comps)
     return Claim(
         _claim_id("C2", model),
@@ -776,38 +781,34 @@ def claim_c4b(inp: Inputs) -> Claim:
     )
 
 
-def _layer_curve(rows: Any, task: str) -> Any:
-    """Per layer, the summary row of ``task``'s primary metric with the best pooling."""
-    r = rows[(rows["task"] == task) & (rows["metric"] == PRIMARY_METRIC[task])]
-    r = r[np.isfinite(r["mean"].astype(float))]
-    if r.empty:
-        return None
-    idx = r.groupby("layer")["mean"].idxmax()
-    return r.loc[idx].set_index("layer")
+def _layer_views(rows: Any, task: str) -> dict[int, Any]:
+    """Per layer, the test row of ``task``'s primary metric at the pooling chosen on
+    validation at that layer."""
+    out = {}
+    for layer in sorted(set(rows["layer"].astype(int))):
+        r = best_row(rows[rows["layer"].astype(int) == layer], task)
+        if r is not None:
+            out[layer] = r
+    return out
 
 
 def claim_c5(inp: Inputs, model: str = CONTRASTIVE) -> Claim:
-    rows = final_rows(inp.probes, model)
-    curves: dict[str, Any] = {}
+    rows = final_both(inp.probes, model)
+    curves: dict[str, dict[int, Any]] = {}
+    best: dict[str, int] = {}
     if rows is not None:
         for task in GLOBAL_TASKS + LOCAL_TASKS:
-            c = _layer_curve(rows, task)
-            if c is not None and len(c) > 1:
-                curves[task] = c
-    best = {t: int(c["mean"].astype(float).idxmax()) for t, c in curves.items()}
+            views = _layer_views(rows, task)
+            chosen = best_row(rows, task)
+            if len(views) > 1 and chosen is not None:
+                curves[task], best[task] = views, int(chosen["layer"])
 
     def compare(u: str, lu: int, lv: int, v: str) -> Comparison | None:
-        if lv not in curves[u].index:
+        if lv not in curves[u]:
             return None
-        a, b = curves[u].loc[lu], curves[u].loc[lv]
-        return _summary_comparison(
-            "C5",
-            f"{u}: layer {lu} (best) vs layer {lv} (best for {v})",
-            a,
-            b,
-            f"layer {lu} ({a['pooling']})",
-            f"layer {lv} ({b['pooling']})",
-        )
+        a, b = curves[u][lu], curves[u][lv]
+        name = f"{u}: layer {lu} (chosen) vs layer {lv} (chosen for {v})"
+        return _probe_comparison("C5", name, a, b, f"layer {lu}", f"layer {lv}", inp.items)
 
     comps, crossing = _crossings(list(best), best, compare)
     notes = ["best layers: " + ", ".join(f"{t} {lay}" for t, lay in best.items())] if best else []
@@ -826,7 +827,8 @@ def claim_c5(inp: Inputs, model: str = CONTRASTIVE) -> Claim:
     return Claim(
         _claim_id("C5", model),
         STATEMENTS["C5"],
-        f"probes_summary.csv: the {model} model's layer curves per task (best pooling per layer)",
+        f"probes_summary.csv, probe_items/: the {model} model's layer curves per task (pooling "
+        "chosen on validation at each layer)",
         RULES["C5"],
         verdict,
         reason,
@@ -859,14 +861,14 @@ def compute_check(runs: dict[str, Any] | None) -> tuple[bool | None, str]:
 
 
 def claim_foil(inp: Inputs) -> Claim:
-    a_rows, b_rows = final_rows(inp.probes, CONTRASTIVE), final_rows(inp.probes, MASKED)
+    a_rows, b_rows = final_both(inp.probes, CONTRASTIVE), final_both(inp.probes, MASKED)
     comps = []
     for task in LOCAL_TASKS:
         a, b = best_row(a_rows, task, ["frame"]), best_row(b_rows, task, ["frame"])
         if a is not None and b is not None:
-            c = _probe_comparison("Foil", task, a, b, CONTRASTIVE, MASKED)
-            c.outcome = outcome(c.ci_low, c.ci_high, threshold=-MARGIN)
-            comps.append(c)
+            comps.append(
+                _probe_comparison("Foil", task, a, b, CONTRASTIVE, MASKED, inp.items, -MARGIN)
+            )
     equal, note = compute_check(inp.runs)
     n_for = sum(c.outcome == "for" for c in comps)
     against = [c.name for c in comps if c.outcome == "against"]
@@ -886,8 +888,8 @@ def claim_foil(inp: Inputs) -> Claim:
     return Claim(
         "Foil",
         STATEMENTS["Foil"],
-        "probes_summary.csv: frame-token probes of the contrastive and masked models; "
-        "pretrain_runs.json: the runs' compute",
+        "probes_summary.csv, probe_items/: frame-token probes of the contrastive and masked "
+        "models; pretrain_runs.json: the runs' compute",
         RULES["Foil"],
         verdict,
         reason,
@@ -896,35 +898,44 @@ def claim_foil(inp: Inputs) -> Claim:
     )
 
 
+def above_chance(
+    task: str, rows: Sequence[Any], chance: dict[tuple[str, str], float]
+) -> tuple[bool, str]:
+    """Whether the best of ``rows`` (the model and its baselines at their chosen views)
+    reaches :data:`CHANCE_FACTOR` times ``task``'s chance on the primary metric, and the
+    reason in words. Tasks without a chance level (local ones) count."""
+    metric = PRIMARY_METRIC[task]
+    level = chance.get((task, metric))
+    if level is None or not np.isfinite(level) or level <= 0:
+        return True, ""
+    top = max(float(r["mean"]) for r in rows)
+    ok = top >= CHANCE_FACTOR * level
+    return ok, (
+        f"{task}: best {metric} {top:.3f} is {top / level:.1f}x chance ({level:.3f}), "
+        f"{'at least' if ok else 'under'} {CHANCE_FACTOR:g}x"
+    )
+
+
 def claim_e(inp: Inputs, model: str = CONTRASTIVE) -> Claim:
-    rows = {m: final_rows(inp.probes, m) for m in (model, RANDOM, LOGMEL)}
-    comps, beaten, probed = [], [], 0
+    rows = {m: final_both(inp.probes, m) for m in (model, RANDOM, LOGMEL)}
+    chance = chance_levels(inp.probes)
+    comps, beaten, probed, notes, left_out = [], [], 0, [], []
     for task in GLOBAL_TASKS + LOCAL_TASKS:
         a = best_row(rows[model], task)
         if a is None:
             continue
+        bases = {base: best_row(rows[base], task) for base in (RANDOM, LOGMEL)}
+        bases = {k: v for k, v in bases.items() if v is not None}
+        ok, why = above_chance(task, [a, *bases.values()], chance)
+        if why:
+            notes.append(why)
+        if not ok:
+            left_out.append(task)
+            continue
         probed += 1
         wins = 0
-        for base in (RANDOM, LOGMEL):
-            b = best_row(rows[base], task)
-            if b is None:
-                continue
-            # the interval of (a - b) from the intervals' ends: above zero iff they do not
-            # overlap with a on top
-            lo = float(a["ci_low"]) - float(b["ci_high"])
-            hi = float(a["ci_high"]) - float(b["ci_low"])
-            c = Comparison(
-                "E",
-                f"{task} vs {base}",
-                f"{model} (layer {int(a['layer'])} {a['pooling']})",
-                f"{base} (layer {int(b['layer'])} {b['pooling']})",
-                float(a["mean"]),
-                float(b["mean"]),
-                float(a["mean"]) - float(b["mean"]),
-                lo,
-                hi,
-                "non-overlap of the two 95 % bootstrap intervals",
-            )
+        for base, b in bases.items():
+            c = _probe_comparison("E", f"{task} vs {base}", a, b, model, base, inp.items)
             comps.append(c)
             wins += c.outcome == "for"
         if wins == 2:
@@ -933,7 +944,9 @@ def claim_e(inp: Inputs, model: str = CONTRASTIVE) -> Claim:
     counts = f"beats both baselines on {n} of {probed} tasks" + (
         f" ({', '.join(beaten)})" if beaten else ""
     )
-    unprobed = len(GLOBAL_TASKS + LOCAL_TASKS) - probed
+    if left_out:
+        counts += f"; left out at chance: {', '.join(left_out)}"
+    unprobed = len(GLOBAL_TASKS + LOCAL_TASKS) - probed - len(left_out)
     if n >= EMERGENCE_MIN_TASKS:
         verdict = "holds"
     elif n + unprobed < EMERGENCE_MIN_TASKS:  # even the missing tasks could not lift it
@@ -943,13 +956,45 @@ def claim_e(inp: Inputs, model: str = CONTRASTIVE) -> Claim:
     return Claim(
         _claim_id("E", model),
         STATEMENTS["E"],
-        f"probes_summary.csv: {model} vs random-init and log-mel, every task at its best "
-        "layer and pooling",
+        f"probes_summary.csv, probe_items/: {model} vs random-init and log-mel, every task at "
+        "its layer and pooling chosen on validation; chance: the prior-only predictor",
         RULES["E"],
         verdict,
-        counts if probed else "no results",
+        counts if probed or left_out else "no results",
         comps,
+        notes,
     )
+
+
+def precision_table(inp: Inputs, model: str = CONTRASTIVE) -> pd.DataFrame:
+    """How precisely the probe comparisons are measured: per task (primary metric), the
+    number of test items and the paired 95 % half-width of ``model`` minus each other model
+    (each at its layer chosen on validation), with the target of :data:`TARGET_HALF_WIDTH`
+    for differences between two of our models (masked, reference) and whether it is met."""
+    others = [m for m in (MASKED, REFERENCE, RANDOM, LOGMEL) if m != model]
+    rows_by = {m: final_both(inp.probes, m) for m in [model, *others]}
+    out = []
+    for task in GLOBAL_TASKS + LOCAL_TASKS:
+        a = best_row(rows_by[model], task)
+        if a is None:
+            continue
+        kind = "local" if task in LOCAL_TASKS else "global"
+        entry: dict[str, Any] = {"task": task, "metric": PRIMARY_METRIC[task]}
+        ours = []
+        for m in others:
+            b = best_row(rows_by[m], task)
+            if b is None:
+                continue
+            c = _probe_comparison("precision", task, a, b, model, m, inp.items)
+            half = (c.ci_high - c.ci_low) / 2
+            entry["test items"] = c.n_items
+            entry[f"vs {m}"] = round(half, 4)
+            if m in (MASKED, REFERENCE):
+                ours.append(half)
+        entry["target"] = TARGET_HALF_WIDTH[kind]
+        entry["met"] = ("yes" if max(ours) <= TARGET_HALF_WIDTH[kind] else "no") if ours else "-"
+        out.append(entry)
+    return pd.DataFrame(out)
 
 
 #: Claims judged again for every other pretrained model in the results (the reference).
@@ -974,7 +1019,7 @@ def evaluate(inputs: Inputs) -> Ledger:
     claims = [fn(inputs) for fn in CLAIMS.values()]
     if final_rows(inputs.probes, REFERENCE) is not None:
         claims += [fn(inputs, REFERENCE) for fn in PER_MODEL_CLAIMS.values()]
-    return Ledger(claims, dict(inputs.sources))
+    return Ledger(claims, dict(inputs.sources), precision_table(inputs))
 
 
 def build_ledger(results_dir: str | Path, analyses_dir: str | Path | None = None) -> Ledger:
