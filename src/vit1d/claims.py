@@ -970,7 +970,8 @@ def precision_table(inp: Inputs, model: str = CONTRASTIVE) -> pd.DataFrame:
     """How precisely the probe comparisons are measured: per task (primary metric), the
     number of test items and the paired 95 % half-width of ``model`` minus each other model
     (each at its layer chosen on validation), with the target of :data:`TARGET_HALF_WIDTH`
-    for differences between two of our models (masked, reference) and whether it is met."""
+    for differences between two of our models (masked, reference), whether it is met, and
+    the number of test items that would meet it (half-widths shrink as ``1 / sqrt(n)``)."""
     others = [m for m in (MASKED, REFERENCE, RANDOM, LOGMEL) if m != model]
     rows_by = {m: final_both(inp.probes, m) for m in [model, *others]}
     out = []
@@ -991,8 +992,12 @@ def precision_table(inp: Inputs, model: str = CONTRASTIVE) -> pd.DataFrame:
             entry[f"vs {m}"] = round(half, 4)
             if m in (MASKED, REFERENCE):
                 ours.append(half)
-        entry["target"] = TARGET_HALF_WIDTH[kind]
-        entry["met"] = ("yes" if max(ours) <= TARGET_HALF_WIDTH[kind] else "no") if ours else "-"
+        target = TARGET_HALF_WIDTH[kind]
+        entry["target"] = target
+        entry["met"] = ("yes" if max(ours) <= target else "no") if ours else "-"
+        # a half-width shrinks as 1/sqrt(n): the test items the target would need
+        n = entry.get("test items", 0)
+        entry["items for target"] = math.ceil(n * (max(ours) / target) ** 2) if ours and n else "-"
         out.append(entry)
     return pd.DataFrame(out)
 

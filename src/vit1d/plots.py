@@ -588,13 +588,69 @@ def layer_curves(
             row = lm.iloc[0]
             ax.axhline(row["mean"], color="0.3", label="log-mel", **BASELINE_STYLE["logmel"])
             ax.axhspan(row["ci_low"], row["ci_high"], color="0.3", alpha=0.08, lw=0)
+        chance = s[s["model"] == "chance"]
+        if not chance.empty:
+            ax.axhline(chance["mean"].iloc[0], color="0.55", ls="-.", lw=1, label="chance")
+    chosen = _chosen_point(summary, task, metric, model, main, pools)
+    if chosen is not None:
+        ax.plot(*chosen, marker="*", ms=11, color="k", ls="none", label="chosen on valid")
     layers = sorted(set(main["layer"])) or [0]
     ax.set_xticks(layers[:: 2 if len(layers) > 8 else 1])
     ax.set_xlabel("layer (0 = embeddings)")
-    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_ylabel(f"{metric.replace('_', ' ')} (test)")
     ax.set_title(f"{task}", fontsize=10)
     if legend:
         ax.legend(fontsize=7, frameon=False, ncol=2)
+    return fig
+
+
+def _chosen_point(
+    summary: Any, task: str, metric: str, model: str, main: Any, pools: Sequence[str]
+) -> tuple[float, float] | None:
+    """``(layer, test score)`` of ``model``'s view chosen on the validation split
+    (:func:`vit1d.compare.best_row`), among the plotted checkpoint and poolings."""
+    from vit1d.compare import best_row
+
+    if main.empty:
+        return None
+    rows = summary[
+        (summary["model"] == model) & summary["checkpoint"].isin(set(main["checkpoint"]))
+    ]
+    r = best_row(rows, task, list(pools), metric=metric)
+    if r is None or r.get("chosen_on") != "valid":
+        return None
+    return float(r["layer"]), float(r["mean"])
+
+
+OUTCOME_COLOURS = {"for": "#2a9d3f", "against": "#c0392b", "unclear": "0.45"}
+
+
+def comparison_forest(details: Any, title: str | None = None) -> Any:
+    """The comparisons of the claims ledger as a forest plot: per comparison ``a - b`` its
+    95 % interval (paired where the per-item results exist), coloured by what it says about
+    its claim (for, against, unclear), with the number of test items in the label."""
+    import matplotlib.pyplot as plt
+
+    d = details.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.26 * max(len(d), 1) + 1.0))
+    y = np.arange(len(d))[::-1]
+    for yi, r in zip(y, d.itertuples(), strict=True):
+        colour = OUTCOME_COLOURS.get(r.outcome, "0.45")
+        lo, hi = float(r.ci_low), float(r.ci_high)
+        ax.plot([lo, hi], [yi, yi], color=colour, lw=2.2, solid_capstyle="butt")
+        ax.plot(float(r.diff), yi, "o", color=colour, ms=4)
+    labels = [
+        f"{r.claim}: {r.name}" + (f"  (n={int(r.n_items)})" if getattr(r, "n_items", 0) else "")
+        for r in d.itertuples()
+    ]
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_xlabel("difference a - b with its 95 % interval")
+    handles = [plt.Line2D([], [], color=c, lw=2.2, label=k) for k, c in OUTCOME_COLOURS.items()]
+    ax.legend(handles=handles, fontsize=7, frameon=False, loc="lower right")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
     return fig
 
 
