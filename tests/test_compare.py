@@ -12,7 +12,13 @@ import pandas as pd
 import pytest
 
 from vit1d import claims
-from vit1d.compare import PRIMARY_METRIC, best_row, chance_levels, probe_difference
+from vit1d.compare import (
+    PRIMARY_METRIC,
+    best_row,
+    chance_levels,
+    probe_difference,
+    versus_chance,
+)
 from vit1d.items import ItemStore, scalar_items, tagging_items, write_items
 from vit1d.paired import paired_bootstrap
 
@@ -202,7 +208,26 @@ def test_claim_e_leaves_out_a_task_at_chance() -> None:
     assert chance_levels(probes) == {("tempo", "acc1"): 0.06, ("key", "weighted"): 0.1}
     e = claims.claim_e(claims.Inputs(probes=probes))
     assert "left out at chance: tempo" in e.reason and "1 of 1 tasks" in e.reason
-    assert any("tempo: best acc1 0.090 is 1.5x chance (0.060), under 2x" in n for n in e.notes)
+    assert any("tempo: best acc1 0.090 (CI low 0.040) is 1.5x chance" in n for n in e.notes)
+    assert any("key: best weighted 0.900" in n and ": above chance" in n for n in e.notes)
     assert not any(c.name.startswith("tempo") for c in e.comparisons)
     # 1 beaten, tempo out, 5 tasks without results: 4 is still within reach
     assert e.verdict == "inconclusive"
+    # significantly above chance (though under the 2x target): tempo counts
+    tight = probes.copy()
+    is_model = (tight["task"] == "tempo") & (tight["model"] == "contrastive")
+    tight.loc[is_model, "ci_low"] = 0.085
+    e = claims.claim_e(claims.Inputs(probes=tight))
+    assert "left out" not in e.reason and "of 2 tasks" in e.reason
+
+
+def test_versus_chance_reports_the_best_model_at_its_chosen_view() -> None:
+    rows = []
+    for split, (c, r) in (("valid", (0.20, 0.10)), ("test", (0.15, 0.12))):
+        rows += [row("contrastive", "tempo", 3, "avg", c, split)]
+        rows += [row("random-init", "tempo", 3, "avg", r, split)]
+        rows += [row("chance", "tempo", 0, "prior", 0.05, split, half=np.nan)]
+    vs = versus_chance(pd.DataFrame(rows), "tempo", ["contrastive", "random-init"])
+    assert vs["model"] == "contrastive" and vs["value"] == pytest.approx(0.15)
+    assert vs["ratio"] == pytest.approx(3.0)
+    assert versus_chance(pd.DataFrame(rows[:2]), "tempo", ["contrastive"]) is None

@@ -77,9 +77,9 @@ Claim by claim (:data:`RULES` holds the same text, shown in the chapter):
 * **E** (pretraining adds to its input at our scale; the laptop-scale target, not a claim of
   the paper): per task, the model against the random-init model and the log-mel features,
   each at its chosen layer and pooling; a task counts when both paired intervals lie above
-  zero. A task on which neither the model nor a baseline reaches :data:`CHANCE_FACTOR` times
-  the prior-only predictor's score (``chance`` in the summary) cannot tell them apart and is
-  left out, with the computed reason. Holds with at least :data:`EMERGENCE_MIN_TASKS` tasks.
+  zero. A task on which neither the model nor a baseline lies above the prior-only
+  predictor's score (``chance`` in the summary; the best one's 95 % interval wholly above it)
+  cannot tell them apart and is left out, with the computed reason. Holds with at least :data:`EMERGENCE_MIN_TASKS` tasks.
 * **Reference**: C1, C2, C5 and E are judged again for the committed reference checkpoint
   (model ``reference``) when its probes are in the results, as ``C1 (reference)`` etc.
 * **Foil** (contrastive sequence tokens match or beat the masked model on local tasks at
@@ -126,7 +126,9 @@ MARGIN = 0.02
 #: Relative difference of steps, views and FLOPs tolerated as "equal compute".
 COMPUTE_TOLERANCE = 0.01
 
-#: Claim E leaves out a task on which no model reaches this multiple of chance.
+#: What a task should reach against chance to be informative (the tempo task's design
+#: target, shown beside its scores); claim E leaves out a task whose best model is not
+#: significantly above chance at all.
 CHANCE_FACTOR = 2.0
 #: Target half-widths of a paired 95 % interval between two of our models (global, local).
 TARGET_HALF_WIDTH = {"global": 0.02, "local": 0.03}
@@ -191,9 +193,9 @@ RULES = {
     f"or FLOPs per step differ by more than {COMPUTE_TOLERANCE:.0%}.",
     "E": "Per task (primary metric), the model against each baseline, each at its layer and "
     "pooling chosen on validation: it beats a baseline when the paired 95 % CI of the "
-    "difference over the test items lies above zero. A task where neither the model nor a "
-    f"baseline reaches {CHANCE_FACTOR:g}x the prior-only predictor's score is left out "
-    "(it cannot tell them apart). Holds when at least "
+    "difference over the test items lies above zero. A task on which neither the model nor "
+    "a baseline lies above the prior-only predictor's score (95 % CI wholly above it) is "
+    "left out: it cannot tell them apart. Holds when at least "
     f"{EMERGENCE_MIN_TASKS} tasks beat both; does not hold when fewer do and the tasks "
     "without results could not make up the difference; inconclusive otherwise.",
 }
@@ -523,8 +525,8 @@ def claim_c2(inp: Inputs, model: str = CONTRASTIVE) -> Claim:
     return Claim(
         _claim_id("C2", model),
         STATEMENTS["C2"],
-        f"probes_summary.csv: frame-token probes on chords and beats, {model} vs "
-        "random-init and log-mel",
+        f"probes_summary.csv, probe_items/: frame-token probes on chords and beats, {model} "
+        "vs random-init and log-mel",
         RULES["C2"],
         verdict,
         reason,
@@ -901,18 +903,20 @@ def claim_foil(inp: Inputs) -> Claim:
 def above_chance(
     task: str, rows: Sequence[Any], chance: dict[tuple[str, str], float]
 ) -> tuple[bool, str]:
-    """Whether the best of ``rows`` (the model and its baselines at their chosen views)
-    reaches :data:`CHANCE_FACTOR` times ``task``'s chance on the primary metric, and the
-    reason in words. Tasks without a chance level (local ones) count."""
+    """Whether the best of ``rows`` (the model and its baselines at their chosen views) lies
+    above ``task``'s chance level on the primary metric, its 95 % interval wholly above it,
+    and the reason in words (with the ratio to chance; :data:`CHANCE_FACTOR` is the target
+    the tempo task is designed for). Tasks without a chance level (local ones) count."""
     metric = PRIMARY_METRIC[task]
     level = chance.get((task, metric))
     if level is None or not np.isfinite(level) or level <= 0:
         return True, ""
-    top = max(float(r["mean"]) for r in rows)
-    ok = top >= CHANCE_FACTOR * level
+    top = max(rows, key=lambda r: float(r["mean"]))
+    mean, low = float(top["mean"]), float(top["ci_low"])
+    ok = bool(np.isfinite(low) and low > level)
     return ok, (
-        f"{task}: best {metric} {top:.3f} is {top / level:.1f}x chance ({level:.3f}), "
-        f"{'at least' if ok else 'under'} {CHANCE_FACTOR:g}x"
+        f"{task}: best {metric} {mean:.3f} (CI low {low:.3f}) is {mean / level:.1f}x chance "
+        f"({level:.3f}; target {CHANCE_FACTOR:g}x): {'above' if ok else 'not above'} chance"
     )
 
 

@@ -163,3 +163,20 @@ def chance_levels(summary: Any, split: str = "test") -> dict[tuple[str, str], fl
         return {}
     s = summary[(summary["model"] == CHANCE) & (summary["split"] == split)]
     return {(str(r.task), str(r.metric)): float(r.mean) for r in s.itertuples()}
+
+
+def versus_chance(
+    summary: Any, task: str, models: Sequence[str], metric: str | None = None
+) -> dict[str, Any] | None:
+    """The best of ``models`` (each at its view chosen on validation) on ``task``'s
+    ``metric`` against the prior-only predictor: ``model``, ``value``, ``chance`` and
+    ``ratio``; ``None`` when either is missing."""
+    metric = metric or PRIMARY_METRIC.get(task, "")
+    level = chance_levels(summary).get((task, metric))
+    rows = {m: best_row(final_rows(summary, m, split=None), task, metric=metric) for m in models}
+    rows = {m: r for m, r in rows.items() if r is not None}
+    if level is None or not rows or level <= 0:
+        return None
+    model, r = max(rows.items(), key=lambda kv: float(kv[1]["mean"]))
+    value = float(r["mean"])
+    return {"model": model, "value": value, "chance": level, "ratio": value / level}
