@@ -437,6 +437,14 @@ def test_cli_probe_writes_results_for_model_baselines_and_snapshots(
     assert set(probes[probes["model"] == "contrastive"]["step"]) == {10}
     summary = pd.read_csv(out / "probes_summary.csv")
     assert list(summary.columns) == SUMMARY_COLUMNS
+    # the prior-only predictor beside the models, once per global task and split
+    chance = summary[summary["model"] == "chance"]
+    assert set(chance["task"]) == {"pitch", "instrument"} and set(chance["split"]) == {
+        "valid",
+        "test",
+    }
+    assert chance["ci_low"].isna().all() and len(chance) == 4
+    summary = summary[summary["model"] != "chance"]
     assert (summary["ci_low"] <= summary["mean"] + 1e-9).all()
     assert (summary["mean"] <= summary["ci_high"] + 1e-9).all()
     # pitch of steady tones is linear in the log-mel mean: the pipeline can succeed on audio

@@ -9,8 +9,11 @@ different result gives a different verdict (``notebooks/09_claims.ipynb`` shows 
 * ``probes_summary.csv`` (:mod:`vit1d.results`): per model, checkpoint, task, layer, pooling
   and metric the mean over probe seeds with its 95 % bootstrap interval. Models by their
   ``model`` column: ``contrastive`` (the model trained in the build), ``masked`` (the
-  equal-compute foil), ``random-init``, ``logmel``. Emergence snapshots
-  (``.../snapshots/step-N``) are left out: the claims are about the final model.
+  equal-compute foil), ``random-init``, ``logmel``, and ``chance`` (the prior-only
+  predictor). Both the valid and the test split: layers are chosen on valid. Emergence
+  snapshots (``.../snapshots/step-N``) are left out: the claims are about the final model.
+* ``probe_items/`` (:mod:`vit1d.items`): every probe's per-item test scores (tagging: its
+  per-clip predictions), for the paired intervals.
 * ``analyses/`` (:mod:`vit1d.analyses` of the contrastive model; or ``attention/`` and
   ``ssm/``, the chapters' runs of one part each): ``onsets.csv`` and
   ``onsets_summary.csv`` (attention onsets, per clip), ``ssm.csv`` / ``ssm_summary.csv``
