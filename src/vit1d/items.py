@@ -35,6 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# rows a new run replaces: the same key as probes.csv
+from vit1d.results import REPLACE_KEY
+
 ITEMS_DIR = "probe_items"
 ITEM_COLUMNS = [
     "model",
@@ -52,8 +55,6 @@ ITEM_COLUMNS = [
     "tag",
     "target",
 ]
-#: Rows a new run replaces (the same key as ``probes.csv``).
-REPLACE_KEY = ["model", "checkpoint", "corpus", "task", "layer", "pooling"]
 #: The metric name of tagging's per-clip predictions.
 TAG_SCORE = "score"
 
