@@ -295,7 +295,8 @@ def best_table(
             r = best_row(final_rows(summary, m, split=None), task, pools, metric=metric)
             if r is None:
                 continue
-            where = f" (L{int(r['layer'])} {r['pooling']})" if m != "logmel" else ""
+            one_view = m in ("logmel", "chance")  # no layers to choose from
+            where = "" if one_view else f" (L{int(r['layer'])} {r['pooling']})"
             entry[m] = _fmt(r["mean"], r["ci_low"], r["ci_high"]) + where
             found = True
         if found:
