@@ -143,7 +143,7 @@ SSM_DIMENSIONS = ("chroma", "chords", "mfcc", "rms", "tempogram")
 CONTRASTIVE, MASKED, RANDOM, LOGMEL = "contrastive", "masked", "random-init", "logmel"
 #: The committed reference checkpoint (:mod:`vit1d.reference`), judged beside the build's.
 REFERENCE = "reference"
-#: Claim E: tasks on which a model must beat both baselines (issue 7's laptop-scale target).
+#: Claim E: tasks on which a model must beat both baselines (the recipe study's laptop-scale target).
 EMERGENCE_MIN_TASKS = 4
 
 VERDICTS = ("holds", "does not hold", "inconclusive")
