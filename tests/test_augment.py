@@ -78,13 +78,13 @@ def test_grouped_batches_fill_from_as_few_groups_as_possible() -> None:
     sampler = PairSampler(np.full(100, 500), 16, 126, 10, seed=0, groups=groups)
     seen = set()
     for step in range(20):
-        tracks, _, _ = sampler.batch(step)
+        tracks = sampler.batch(step).tracks
         assert len(set(tracks)) == 16  # distinct tracks
         assert len({groups[t] for t in tracks}) == 1  # 16 <= 20: one group fills the batch
         seen.add(groups[tracks[0]])
     assert len(seen) > 2  # different steps visit different groups
     big = PairSampler(np.full(100, 500), 30, 126, 10, seed=0, groups=groups)
-    tracks, _, _ = big.batch(0)
+    tracks = big.batch(0).tracks
     assert len(set(tracks)) == 30 and len({groups[t] for t in tracks}) == 2
     np.testing.assert_array_equal(big.batch(4)[0], big.batch(4)[0])  # stateless
 

@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 
 from vit1d import recipes
+from vit1d.augment import is_active
 from vit1d.config import Config, load_config
 from vit1d.errors import UserError
 from vit1d.frontend import SAMPLE_RATE
@@ -34,6 +35,37 @@ def test_variant_overrides_are_valid_configs() -> None:
     assert both.data.group_by == "instrumentation" and both.augment.eq_db > 0
     with pytest.raises(UserError, match="unknown recipe variant"):
         recipes.variant_overrides("pitch-shift", 0, settings)
+
+
+def _switch_values(cfg: Config) -> dict[str, object]:
+    return {n: getattr(getattr(cfg, n.split(".")[0]), n.split(".")[1]) for n in recipes.SWITCHES}
+
+
+def test_variants_are_defined_relative_to_the_papers_recipe() -> None:
+    """On the default preset (which holds a chosen recipe), ``paper`` is the authors' recipe
+    and every other variant differs from it by exactly its own switches."""
+    settings = recipes.StudySettings(steps=7)
+    paper = load_config("default", recipes.variant_overrides("paper", 0, settings))
+    assert paper.data.group_by == "" and paper.data.twin_prob == 0.0
+    assert not is_active(paper.augment) and paper.loss.temperature == 0.1
+    base = _switch_values(paper)
+    for name, switches in recipes.VARIANTS.items():
+        cfg = load_config("default", recipes.variant_overrides(name, 0, settings))
+        mine = _switch_values(cfg)
+        changed = {k for k in base if mine[k] != base[k]}
+        declared = {
+            f"{section}.{key}"
+            for section, values in switches.items()
+            for key, value in values.items()
+            if section != "optim" and base.get(f"{section}.{key}") != value
+        }
+        assert changed == declared, name
+        for section, values in switches.items():
+            for key, value in values.items():
+                assert getattr(getattr(cfg, section), key) == value, (name, section, key)
+    twins = load_config("default", recipes.variant_overrides("twins", 0, settings))
+    assert twins.data.twin_prob == 1.0 and twins.data.group_by == ""
+    assert twins.data.twin_max_distance_s == 0.0 and not is_active(twins.augment)
 
 
 def test_budget_variants_spend_the_same_compute_differently() -> None:
@@ -132,6 +164,42 @@ def test_choose_recipe_ranks_by_mean_rank_at_the_final_step() -> None:
     assert recipes.choose_recipe(tie)[0] == "paper"
 
 
+def test_finalists_are_the_paper_and_the_best_screened_variants() -> None:
+    table = _table(
+        {
+            "paper": {"key": [0.5]},
+            "augment": {"key": [0.6]},
+            "twins": {"key": [0.8]},
+            "hard-negatives": {"key": [0.55]},
+        }
+    )
+    settings = recipes.StudySettings(
+        variants=("paper", "augment", "twins", "hard-negatives"), seeds=(0,), finalists=2
+    )
+    assert recipes.finalists(table, settings) == ["paper", "twins", "augment"]
+    # only the screened seeds and variants count: a final seed of another variant does not
+    extra = table[table.variant == "hard-negatives"].assign(seed=1, value=9.0)
+    both = pd.concat([table, extra])
+    assert recipes.finalists(both, settings) == ["paper", "twins", "augment"]
+
+
+def test_the_best_layer_is_chosen_on_valid_and_reported_on_test(tmp_path: Path) -> None:
+    rows = []
+    for split, values in (("valid", [0.2, 0.9, 0.1]), ("test", [0.8, 0.3, 0.1])):
+        for layer, v in enumerate(values):
+            rows.append(
+                dict(
+                    model="twins/seed-0", checkpoint="-", step=10, corpus="c", task="key",
+                    layer=layer, pooling="avg", split=split, metric="weighted", mean=v,
+                    ci_low=v - 0.05, ci_high=v + 0.05, n=100,
+                )
+            )  # fmt: skip
+    (tmp_path / "results").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "results" / "probes_summary.csv", index=False)
+    row = recipes.study_table(tmp_path).iloc[0]
+    assert row["layer"] == 1 and row["value"] == pytest.approx(0.3)  # valid's choice, test's score
+
+
 def test_beating_both_baselines_comes_before_the_mean_rank() -> None:
     # "augment" is better on average, but only "paper" clears the baselines (0.52 +- 0.01)
     # on a task with non-overlapping intervals
@@ -214,6 +282,8 @@ def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path
         variants=("paper", "hard-negatives+augment"),
         budgets=("batch-x0.5",),
         seeds=(0, 1),
+        final_seeds=(0, 1),
+        finalists=1,
         steps=4,
         tasks=("pitch",),
         probe={"max_epochs": 2, "steps_per_epoch": 4, "patience": 1, "n_boot": 20},

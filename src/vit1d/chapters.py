@@ -671,6 +671,47 @@ def emergence_figures(summary: Any, tasks: Sequence[str], model: str = "contrast
     return fig
 
 
+def twin_examples(data: str | Path, n: int = 1, min_duration: float = 8.0) -> list[dict]:
+    """The first ``n`` pretraining excerpts (of at least ``min_duration`` seconds) that have
+    twin renders (``pretrain/twins.csv``, :mod:`vit1d.corpus.twins`): per excerpt a dict with
+    ``render_id``, ``audio``, ``instrumentation`` and ``room`` of the original and a
+    ``twins`` list of the same for each twin (plus its ``redraw``); [] without twins."""
+    import pandas as pd
+
+    folder = Path(data) / "pretrain"
+    if not (folder / "twins.csv").is_file():
+        return []
+    pool = pd.read_csv(folder / "manifest.csv", keep_default_na=False)
+    twins = pd.read_csv(folder / "twins.csv", keep_default_na=False)
+
+    def facts(row: Any) -> dict:
+        room = f"RT60 {row.reverb_rt60:.1f} s" if row.reverb_rt60 else "dry"
+        if row.noise != "none":
+            room += f", {row.noise} noise at {row.snr_db:.0f} dB SNR"
+        return {
+            "render_id": row.render_id,
+            "audio": str((folder / row.audio).resolve()),
+            "instrumentation": row.instrumentation.replace(";", ", "),
+            "room": room,
+        }
+
+    out = []
+    for row in pool[pool["duration"] >= min_duration].itertuples():
+        mine = twins[twins["twin_of"] == row.render_id]
+        if mine.empty:
+            continue
+        out.append(
+            {
+                **facts(row),
+                "work": row.work,
+                "twins": [{**facts(t), "redraw": t.redraw} for t in mine.itertuples()],
+            }
+        )
+        if len(out) == n:
+            break
+    return out
+
+
 def example_audio(path: str | Path, seconds: float = 10.0) -> tuple[np.ndarray, int]:
     """The first ``seconds`` of an audio file at 16 kHz, for an audio player."""
     from vit1d.frontend import SAMPLE_RATE, load_audio

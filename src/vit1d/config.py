@@ -56,6 +56,13 @@ class DataConfig:
     # skipped_files.csv (false: it stops the run before training, naming the file)
     skip_unreadable: bool = True
     decode_workers: int = 0  # processes decoding the pool into the log-mel cache; 0 = this one
+    # twin renders (the corpus's pretrain/twins.csv, vit1d.corpus.twins): with this
+    # probability the second view of a pair is cropped from a twin of the track, the same
+    # excerpt played again; 0 = two crops of one render (the paper's recipe)
+    twin_prob: float = 0.0
+    twin: str = "both"  # which twins: the redraw they made (orchestration, production, both)
+    # largest gap between a view and its twin view, in seconds of the same score time
+    twin_max_distance_s: float = 0.0
 
 
 @dataclass
@@ -307,6 +314,12 @@ def validate(cfg: Config) -> None:
         (len(cfg.optim.betas) == 2, "optim.betas must have two values"),
         (cfg.data.max_distance_s >= 0, "data.max_distance_s must be >= 0"),
         (cfg.data.decode_workers >= 0, "data.decode_workers must be >= 0"),
+        (0 <= cfg.data.twin_prob <= 1, "data.twin_prob must lie in [0, 1]"),
+        (
+            cfg.data.twin in ("orchestration", "production", "both"),
+            "data.twin must be orchestration, production or both",
+        ),
+        (cfg.data.twin_max_distance_s >= 0, "data.twin_max_distance_s must be >= 0"),
         (
             min(cfg.augment.gain_db, cfg.augment.eq_db, cfg.augment.noise_snr_db) >= 0,
             "augment.gain_db, augment.eq_db and augment.noise_snr_db must be >= 0",

@@ -6,6 +6,9 @@ of a memory copy: it is bound by the model, not by decoding. A view is ``max_fra
 consecutive frames (126 frames = 4 s); because the front end's dB floor is absolute, a crop
 of a track's spectrogram equals the spectrogram of the audio crop away from its edges.
 
+With twin renders (:mod:`vit1d.corpus.twins`) the second view of a pair may come from a twin of
+the track (:class:`TwinPool`, ``data.twin_prob``).
+
 Sampling is stateless: batch ``k`` is drawn from ``numpy.random.default_rng([seed, k])``, so
 the data order of a resumed run is exactly that of an uninterrupted one.
 """
@@ -19,6 +22,7 @@ import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -93,6 +97,65 @@ def read_manifest_column(path: str | Path, column: str, split: str = "") -> list
     if split and rows and "split" in rows[0]:
         rows = [r for r in rows if r["split"] == split]
     return [r[column] for r in rows]
+
+
+def read_twins(path: str | Path, redraw: str, split: str = "") -> list[list[Path]]:
+    """The twin renders of each pool track: for every row :func:`read_manifest` returns, the
+    audio paths (absolute) of the rows of ``twins.csv`` beside the manifest whose ``twin_of``
+    is that row's ``render_id`` and whose ``redraw`` is ``redraw`` (:mod:`vit1d.corpus.twins`).
+
+    Raises :class:`UserError` when there is no ``twins.csv`` or none of that redraw.
+    """
+    path = Path(path)
+    manifest = path / "manifest.csv" if path.is_dir() else path
+    twins_csv = manifest.parent / "twins.csv"
+    fix = (
+        f"build the corpus with `pretrain: {{twins: [{redraw}]}}` in its preset, or set "
+        "data.twin_prob=0 (two crops of one render)"
+    )
+    if not twins_csv.is_file():
+        raise UserError(f"data.twin_prob > 0 needs twin renders, but {twins_csv} is missing: {fix}")
+    ids = read_manifest_column(manifest, "render_id", split)
+    with open(twins_csv, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["redraw"] == redraw]
+    if not rows:
+        raise UserError(f"{twins_csv} holds no twins with redraw {redraw!r}: {fix}")
+    by_original: dict[str, list[Path]] = {}
+    for r in rows:
+        by_original.setdefault(r["twin_of"], []).append((twins_csv.parent / r["audio"]).resolve())
+    return [by_original.get(i, []) for i in ids]
+
+
+@dataclass
+class TwinPool:
+    """The twins of the pool's tracks in one :class:`MelCache`: ``index[t]`` lists the
+    positions in ``cache`` of track ``t``'s twins (a twin has its original's length)."""
+
+    cache: MelCache
+    index: list[list[int]]
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.array([len(i) for i in self.index], dtype=np.int64)
+
+    def positions(self, tracks: np.ndarray, source: np.ndarray) -> np.ndarray:
+        """The cache position of twin ``source - 1`` of each track (``source >= 1``)."""
+        return np.array([self.index[t][k - 1] for t, k in zip(tracks, source, strict=True)])
+
+
+def twin_pool(
+    twins: list[list[Path]], cache_dir: str | Path, progress: bool = True, **decode: Any
+) -> TwinPool:
+    """Decode the twins of each track (``twins[t]``, from :func:`read_twins`) into one log-mel
+    cache; a twin that cannot be decoded is left out (its track keeps its other twins)."""
+    flat = [p for ps in twins for p in ps]
+    cache = build_mel_cache(flat, cache_dir, progress=progress, **decode)
+    where = {int(k): j for j, k in enumerate(cache.kept)}
+    index, n = [], 0
+    for ps in twins:
+        index.append([where[i] for i in range(n, n + len(ps)) if i in where])
+        n += len(ps)
+    return TwinPool(cache, index)
 
 
 def _fingerprint(files: list[Path]) -> str:
@@ -276,10 +339,26 @@ def _open_cache(data_path: Path, index: dict) -> MelCache:
     )
 
 
+class PairBatch(NamedTuple):
+    """One step's pairs: the tracks, the start frames of the two views, and where the second
+    view comes from (``source``: 0 = the track's own render, ``k`` = its ``k``-th twin)."""
+
+    tracks: np.ndarray
+    starts_a: np.ndarray
+    starts_b: np.ndarray
+    source: np.ndarray
+
+
 class PairSampler:
     """Positive pairs: two crops of ``frames`` frames of one track, starts at most
     ``max_distance`` frames apart; the ``batch_size`` tracks of a batch are distinct (when
     the pool has that many), so the other tracks of the batch are the negatives.
+
+    With ``twin_counts`` (the number of twin renders of each track) and ``twin_prob`` > 0,
+    the second view of a pair is, with that probability, cropped from one of the track's
+    twins (drawn uniformly), starting at most ``twin_max_distance`` frames from the first
+    view's start: the same score time played by other instruments in another room. Tracks
+    without twins always pair with themselves.
 
     With ``groups`` (one label per track, e.g. its instrumentation) a batch is filled from as
     few groups as possible: a random track picks a group (so groups are drawn in proportion to
@@ -294,6 +373,9 @@ class PairSampler:
         max_distance: int,
         seed: int,
         groups: list[str] | None = None,
+        twin_counts: np.ndarray | None = None,
+        twin_prob: float = 0.0,
+        twin_max_distance: int = 0,
     ) -> None:
         if len(lengths) < 2:
             raise UserError(
@@ -305,6 +387,16 @@ class PairSampler:
         self.max_distance = max_distance
         self.seed = seed
         self.group_of: np.ndarray | None = None
+        self.twin_prob = float(twin_prob)
+        self.twin_max_distance = int(twin_max_distance)
+        self.twin_counts = np.zeros(len(self.lengths), dtype=np.int64)
+        if twin_counts is not None:
+            if len(twin_counts) != len(self.lengths):
+                raise UserError(
+                    f"twin counts for {len(twin_counts)} tracks, the pool has "
+                    f"{len(self.lengths)}: rebuild the log-mel cache (delete .vit1d_cache)"
+                )
+            self.twin_counts = np.asarray(twin_counts, dtype=np.int64)
         if groups is not None:
             if len(groups) != len(self.lengths):
                 raise UserError(
@@ -325,8 +417,8 @@ class PairSampler:
         key = np.array([first_seen[int(g)] for g in self.group_of]) * n + ranks
         return np.argsort(key)[:want]
 
-    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(tracks, starts_a, starts_b)`` for optimiser step ``step`` (stateless)."""
+    def batch(self, step: int) -> PairBatch:
+        """The pairs of optimiser step ``step`` (stateless: a function of seed and step)."""
         rng = np.random.default_rng([self.seed, step])
         n = len(self.lengths)
         if self.group_of is not None and self.batch_size <= n:
@@ -337,4 +429,13 @@ class PairSampler:
         starts_a = (rng.random(self.batch_size) * (room + 1)).astype(np.int64)
         offset = rng.integers(-self.max_distance, self.max_distance + 1, size=self.batch_size)
         starts_b = np.clip(starts_a + offset, 0, room)
-        return tracks, starts_a, starts_b
+        source = np.zeros(self.batch_size, dtype=np.int64)
+        if self.twin_prob > 0:  # drawn after the rest, so twin_prob=0 keeps every batch
+            counts = self.twin_counts[tracks]
+            use = (rng.random(self.batch_size) < self.twin_prob) & (counts > 0)
+            pick = (rng.random(self.batch_size) * np.maximum(counts, 1)).astype(np.int64) + 1
+            d = self.twin_max_distance
+            near = np.clip(starts_a + rng.integers(-d, d + 1, size=self.batch_size), 0, room)
+            source = np.where(use, pick, 0)
+            starts_b = np.where(use, near, starts_b)
+        return PairBatch(tracks, starts_a, starts_b, source)

@@ -5,24 +5,30 @@ where one rendered track has one timbre and NT-Xent can be solved by recognising
 instrument. This module measures, with the probing suite, what each recipe switch of
 :mod:`vit1d.train` does to what the model keeps:
 
-* ``paper``: the authors' recipe as it is (random batches, no augmentation);
+* ``paper``: the authors' recipe as it is (random batches, no augmentation, two crops of one
+  render);
 * ``hard-negatives``: batches filled from tracks of the same instrumentation
   (``data.group_by=instrumentation``), so timbre alone cannot tell an anchor from its
   negatives;
 * ``augment``: gain, EQ and noise drawn per view (:mod:`vit1d.augment`), so the two views of
   a positive pair no longer share their spectral envelope exactly;
-* ``hard-negatives+augment``: both;
-* ``hard-negatives+augment+temp0.2``: both, with the NT-Xent temperature raised from 0.1 to
-  0.2 (a softer loss: hard negatives are penalised less sharply);
-* ``hard-negatives+augment+far-crops``: both, with the two crops of a pair up to 12 s apart
-  instead of 4 s (they share less local content, so only what lasts, such as key and tempo,
-  ties them);
-* ``hard-negatives+augment+lr1e-3``: both, with twice the peak learning rate;
-* ``hard-negatives+augment+reverb``: both, plus a late-reverb tail of random length drawn per
-  view (the corpus renders one room per track, which both views of a pair share);
-* ``collection-negatives+augment``: augmentations, with batches filled from tracks of one
-  collection (Bach chorales with Bach chorales, Irish tunes with Irish tunes) rather than one
-  instrumentation, so style alone cannot tell an anchor from its negatives.
+* ``hard-negatives+augment``: both; with ``+temp0.2`` (NT-Xent temperature 0.2 instead of
+  0.1), ``+far-crops`` (crops up to 12 s apart instead of 4 s), ``+lr1e-3`` (twice the peak
+  learning rate) or ``+reverb`` (a late-reverb tail per view) on top;
+* ``collection-negatives+augment``: augmentations, with batches filled from one collection;
+* ``twins``: the second view is cropped from a *twin render* of the excerpt
+  (:mod:`vit1d.corpus.twins`: same score window, tempo, transposition and drums; other
+  instruments, room, EQ, noise and timing) at the same score time, so only what the score
+  fixes (harmony, melody, rhythm) ties a positive pair: our adaptation to a rendered corpus,
+  not the authors' recipe; ``twins-within-4s`` lets the twin view start up to 4 s away,
+  ``twins-half`` takes half the pairs from twins, ``twins+hard-negatives`` and
+  ``twins+augment`` add the earlier switches, and ``production-twins+hard-negatives`` pairs
+  with a twin that keeps the instrumentation (only the production redrawn) while the
+  negatives share the instrumentation: the positives share timbre and score, the negatives
+  timbre only.
+
+Each variant is defined relative to the paper's recipe (:func:`paper_recipe`): the switches
+of :data:`SWITCHES` it does not set take the paper's value whatever the base preset holds.
 
 The study also measures the **budget** (:data:`BUDGETS`): the same training compute spent
 differently. Each budget variant is the :data:`BUDGET_RECIPE` with the batch or the depth
@@ -31,11 +37,13 @@ which the training FLOPs are proportional, stays that of the recipe's own runs: 
 batch for twice the steps, four times the batch (the paper's 128 pairs on the default preset)
 for a quarter of the steps, or half the blocks for twice the steps.
 
-Every variant is pretrained for ``steps`` steps with each seed; its snapshots and final model
-are probed (one linear probe per layer, ``avg`` pooling, one probe seed) on a few fast global
-tasks, beside the random-init and log-mel baselines: emergence curves at a fraction of the
-cost of the book's full probing. :func:`choose_recipe` ranks the variants by a stated rule;
-the ``default`` preset uses the winner.
+The study runs in two stages: every screened variant is pretrained for ``steps`` steps with
+the screening seeds, its snapshots and final model probed (one linear probe per layer, ``avg``
+pooling for the global tasks, frame tokens for chords and beats, one probe seed) beside the
+random-init and log-mel baselines: emergence curves at a fraction of the cost of the book's
+full probing. Then the best screened variants (:func:`finalists`) and ``paper`` run with
+every final seed. :func:`choose_recipe` ranks the variants by a stated rule; the ``default``
+preset uses the winner.
 
 Resumable: a finished run is not retrained and a probed one is not probed again (a
 ``probed.json`` marker beside each run). Results go to ``<out>/results`` in the probing
@@ -59,7 +67,27 @@ from vit1d.errors import UserError
 #: The augmentation strengths of the ``augment`` variants.
 AUGMENT = {"gain_db": 6.0, "eq_db": 12.0, "noise_snr_db": 25.0}
 HARD = {"group_by": "instrumentation"}
-#: Variant name -> config overrides on top of the study's base preset.
+#: Second views from twin renders of the same excerpt (orchestration and production redrawn),
+#: at the same score time: the best of the pilot (``notebooks/03b_recipe.ipynb``).
+TWINS = {"twin_prob": 1.0, "twin": "both", "twin_max_distance_s": 0.0}
+#: The switches the study varies (``section.key``). A variant sets some of them; every other
+#: one takes the paper's value, the :class:`vit1d.config.Config` default, whatever the base
+#: preset holds, so each variant differs from ``paper`` by exactly its own switches.
+SWITCHES = (
+    "data.group_by",
+    "data.max_distance_s",
+    "data.twin_prob",
+    "data.twin",
+    "data.twin_max_distance_s",
+    "augment.gain_db",
+    "augment.eq_db",
+    "augment.noise_snr_db",
+    "augment.noise_prob",
+    "augment.reverb_s",
+    "augment.reverb_wet",
+    "loss.temperature",
+)
+#: Variant name -> its switches, relative to the paper's recipe.
 VARIANTS: dict[str, dict[str, Any]] = {
     "paper": {},
     "hard-negatives": {"data": HARD},
@@ -77,7 +105,25 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "hard-negatives+augment+lr1e-3": {"data": HARD, "augment": AUGMENT, "optim": {"lr": 1e-3}},
     "hard-negatives+augment+reverb": {"data": HARD, "augment": {**AUGMENT, "reverb_s": 2.0}},
     "collection-negatives+augment": {"data": {"group_by": "collection"}, "augment": AUGMENT},
+    "twins": {"data": TWINS},
+    "twins-within-4s": {"data": {**TWINS, "twin_max_distance_s": 4.0}},
+    "twins-half": {"data": {**TWINS, "twin_prob": 0.5}},
+    "production-twins+hard-negatives": {"data": {**TWINS, "twin": "production", **HARD}},
+    "twins+hard-negatives": {"data": {**TWINS, **HARD}},
+    "twins+augment": {"data": TWINS, "augment": AUGMENT},
 }
+#: The variants a default study screens (one seed each), a subset of :data:`VARIANTS`; the
+#: others stay available with ``--variants``.
+SCREENED = (
+    "paper",
+    "hard-negatives+augment",
+    "twins",
+    "twins-within-4s",
+    "twins-half",
+    "production-twins+hard-negatives",
+    "twins+hard-negatives",
+    "twins+augment",
+)
 #: The recipe the budget variants start from (the one the default preset uses).
 BUDGET_RECIPE = "hard-negatives+augment"
 #: Budget variant -> (config field, factor): that field of the base preset is scaled by the
@@ -94,6 +140,8 @@ STUDY_METRICS = {
     "instrument": "accuracy",
     "tempo": "acc2",
     "pitch": "accuracy",
+    "chords": "majmin",
+    "beats": "f_measure",
 }
 RESULTS = "results"
 STUDY_JSON = "study.json"
@@ -101,19 +149,26 @@ STUDY_JSON = "study.json"
 
 @dataclass
 class StudySettings:
-    """How big a study a preset affords."""
+    """How big a study a preset affords.
 
-    variants: tuple[str, ...] = tuple(VARIANTS)
-    budgets: tuple[str, ...] = tuple(BUDGETS)
-    seeds: tuple[int, ...] = (0, 1)
+    The study screens each of ``variants`` with ``seeds``, then runs the ``finalists`` best of
+    them by :func:`choose_recipe` and ``paper`` with every seed of ``final_seeds``."""
+
+    variants: tuple[str, ...] = SCREENED
+    budgets: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    final_seeds: tuple[int, ...] = (0, 1, 2)
+    finalists: int = 2
     steps: int = 300
     snapshot_fractions: tuple[float, ...] = (0.5, 1.0)
-    tasks: tuple[str, ...] = ("key", "tagging", "instrument", "tempo")
+    tasks: tuple[str, ...] = ("key", "tagging", "instrument", "tempo", "chords", "beats")
     baseline_seeds: int = 2
     probe: dict[str, Any] = field(
         default_factory=lambda: {
             "max_epochs": 20,
             "max_global_files": (600, 150, 300),
+            "max_local_files": (120, 30, 100),
+            "max_train_frames": 50_000,
             "min_delta": 1e-3,
             "n_boot": 200,
             "n_boot_tagging": 100,
@@ -122,11 +177,14 @@ class StudySettings:
 
 
 #: Study size per pipeline preset: ``smoke`` runs the code path in CI in a minute; the
-#: ``default`` study (about 100 min on a 2-core CPU) is what chose the default recipe.
+#: ``default`` study (``notebooks/03b_recipe.ipynb``) is what chose the default recipe.
 STUDIES = {
     "smoke": StudySettings(
         steps=8,
+        variants=("paper", "twins"),
         budgets=("batch-x0.5",),
+        final_seeds=(0,),
+        finalists=1,
         tasks=("key",),
         probe={
             "max_epochs": 4,
@@ -155,6 +213,26 @@ def parse_label(label: str) -> tuple[str, int] | None:
     return (variant, int(seed)) if sep and seed.isdigit() else None
 
 
+def paper_recipe() -> dict[str, Any]:
+    """Every switch of :data:`SWITCHES` at the paper's value (the config defaults), as nested
+    overrides."""
+    from vit1d.config import Config
+
+    base, out = Config(), {}
+    for name in SWITCHES:
+        section, key = name.split(".")
+        out.setdefault(section, {})[key] = getattr(getattr(base, section), key)
+    return out
+
+
+def _on_paper(switches: dict[str, Any]) -> dict[str, Any]:
+    """A variant's switches over :func:`paper_recipe`."""
+    out = paper_recipe()
+    for section, values in copy.deepcopy(switches).items():
+        out.setdefault(section, {}).update(values)
+    return out
+
+
 def variant_overrides(
     variant: str, seed: int, settings: StudySettings, preset: str | Path = "default"
 ) -> dict[str, Any]:
@@ -164,7 +242,7 @@ def variant_overrides(
     if variant in BUDGETS:
         from vit1d.config import load_config
 
-        out = copy.deepcopy(VARIANTS[BUDGET_RECIPE])
+        out = _on_paper(VARIANTS[BUDGET_RECIPE])
         field_name, factor = BUDGETS[variant]
         section, key = field_name.split(".")
         base = load_config(preset)
@@ -175,7 +253,7 @@ def variant_overrides(
         out.setdefault("optim", {})["warmup_steps"] = round(base.optim.warmup_steps * scale)
         steps = max(2, round(settings.steps * scale))
     elif variant in VARIANTS:
-        out = copy.deepcopy(VARIANTS[variant])
+        out = _on_paper(VARIANTS[variant])
         steps = settings.steps
     else:
         known = ", ".join([*VARIANTS, *BUDGETS])
@@ -227,25 +305,28 @@ def run_study(
         say=say,
     )
     timings: dict[str, Any] = {}
+
+    def train_and_probe(variant: str, seed: int) -> None:
+        label = run_label(variant, seed)
+        run = out / variant / f"seed-{seed}"
+        started = time.perf_counter()
+        if not _finished(run):
+            overrides = variant_overrides(variant, seed, settings, preset)
+            say(f"recipe study: pretrain {label} ({overrides['train']['steps']} steps)")
+            pretrain(preset, pool, run, resume="auto", overrides=overrides, progress=progress)
+        marker = run / "probed.json"
+        expected = {"tasks": list(settings.tasks), "probe": settings.probe}
+        expected = json.loads(json.dumps(expected))  # tuples -> lists, as read back
+        if not _marker_ok(marker, expected):
+            say(f"recipe study: probe {label}")
+            probe_corpus(data, results, checkpoint=run, label=label, emergence=True, **probe_kwargs)
+            atomic_write_text(marker, json.dumps(expected))
+        timings[label] = round(time.perf_counter() - started, 1)
+
+    # 1. screening: every variant and budget with the screening seeds
     for variant in (*settings.variants, *settings.budgets):
         for seed in settings.seeds:
-            label = run_label(variant, seed)
-            run = out / variant / f"seed-{seed}"
-            started = time.perf_counter()
-            if not _finished(run):
-                overrides = variant_overrides(variant, seed, settings, preset)
-                say(f"recipe study: pretrain {label} ({overrides['train']['steps']} steps)")
-                pretrain(preset, pool, run, resume="auto", overrides=overrides, progress=progress)
-            marker = run / "probed.json"
-            expected = {"tasks": list(settings.tasks), "probe": settings.probe}
-            expected = json.loads(json.dumps(expected))  # tuples -> lists, as read back
-            if not _marker_ok(marker, expected):
-                say(f"recipe study: probe {label}")
-                probe_corpus(
-                    data, results, checkpoint=run, label=label, emergence=True, **probe_kwargs
-                )
-                atomic_write_text(marker, json.dumps(expected))
-            timings[label] = round(time.perf_counter() - started, 1)
+            train_and_probe(variant, seed)
     marker = results / "baselines.json"
     expected = json.loads(
         json.dumps(
@@ -269,15 +350,28 @@ def run_study(
             **kwargs,
         )
         atomic_write_text(marker, json.dumps(expected))
+    # 2. finals: the best screened variants and the paper's recipe with every final seed
+    finals = finalists(study_table(out), settings) if settings.final_seeds else []
+    if finals:
+        say(f"recipe study: finals {', '.join(finals)} with seeds {settings.final_seeds}")
+    for variant in finals:
+        for seed in settings.final_seeds:
+            train_and_probe(variant, seed)
+    labels = {
+        run_label(v, seed)
+        for v in (*settings.variants, *settings.budgets)
+        for seed in settings.seeds
+    } | {run_label(v, seed) for v in finals for seed in settings.final_seeds}
     study = {
         "preset": preset,
         "runs": {
-            run_label(v, seed): run_facts(out / v / f"seed-{seed}")
-            for v in (*settings.variants, *settings.budgets)
-            for seed in settings.seeds
+            label: run_facts(out / parse_label(label)[0] / f"seed-{parse_label(label)[1]}")
+            for label in sorted(labels)
         },
         "settings": asdict(settings),
+        "finalists": finals,
         "variants": {v: VARIANTS[v] for v in settings.variants},
+        "paper_recipe": paper_recipe(),
         "budgets": {
             v: {k: x for k, x in variant_overrides(v, 0, settings, preset).items() if k != "seed"}
             for v in settings.budgets
@@ -288,6 +382,16 @@ def run_study(
     }
     atomic_write_text(out / STUDY_JSON, json.dumps(study, indent=2))
     return out
+
+
+def finalists(table: Any, settings: StudySettings) -> list[str]:
+    """The variants the finals run: ``paper`` and the ``settings.finalists`` best of the
+    screened variants by :func:`choose_recipe` on the screening seeds."""
+    screened = table[table["seed"].isin(settings.seeds) | (table["seed"] < 0)]
+    screened = screened[screened["variant"].isin([*settings.variants, "random-init", "logmel"])]
+    _, ranking = choose_recipe(screened)
+    best = [v for v in ranking.index if v != "paper"][: settings.finalists]
+    return ["paper", *best] if "paper" in settings.variants else best
 
 
 def run_facts(run: str | Path) -> dict[str, Any]:
@@ -324,13 +428,18 @@ def study_summary(study_dir: str | Path) -> Any:
 
 
 def study_table(study_dir: str | Path) -> Any:
-    """Best-layer test scores of every study run and baseline, one row per (model, step,
-    task, metric): columns ``variant`` (``random-init`` / ``logmel`` for the baselines),
-    ``seed``, ``step``, ``task``, ``metric``, ``layer`` (the best one), ``value``,
-    ``ci_low``, ``ci_high``."""
+    """Test scores at the best layer of every study run and baseline, one row per (model,
+    step, task, metric): columns ``variant`` (``random-init`` / ``logmel`` for the
+    baselines), ``seed``, ``step``, ``task``, ``metric``, ``layer``, ``value``, ``ci_low``,
+    ``ci_high``. The layer is chosen on the valid split and reported on test (a study
+    without valid rows, written before the probes scored it, chooses on test)."""
     df = study_summary(study_dir)
-    df = df[df["split"] == "test"]
-    best = df.loc[df.groupby(["model", "step", "task", "metric"])["mean"].idxmax()].copy()
+    keys = ["model", "step", "task", "metric"]
+    test = df[df["split"] == "test"]
+    valid = df[df["split"] == "valid"]
+    choose = valid if len(valid) else test
+    chosen = choose.loc[choose.groupby(keys)["mean"].idxmax(), [*keys, "layer", "pooling"]]
+    best = test.merge(chosen, on=[*keys, "layer", "pooling"])
     best = best.rename(columns={"mean": "value"})
     cols = ["variant", "seed", "step", "task", "metric", "layer", "value", "ci_low", "ci_high"]
     return best[cols].sort_values(cols[:5]).reset_index(drop=True)
@@ -486,7 +595,7 @@ def register(subparsers: Any) -> None:
     """Add ``vit1d recipe-study`` to the command line."""
     p = subparsers.add_parser(
         "recipe-study",
-        help="pretrain and probe the recipe variants (issue 7's ablations)",
+        help="pretrain and probe the recipe variants (notebooks/03b_recipe)",
         description="Pretrain every recipe variant with each seed, probe snapshots and final "
         "models on a few fast tasks beside the baselines, and print the ranking. Resumable.",
     )
@@ -498,6 +607,8 @@ def register(subparsers: Any) -> None:
         "--budgets", default="", help="comma-separated subset of the budget variants, or none"
     )
     p.add_argument("--steps", type=int, default=0, help="steps per run (0: the preset's)")
+    p.add_argument("--seeds", default="", help="comma-separated screening seeds")
+    p.add_argument("--final-seeds", default="", help="comma-separated seeds of the finals, or none")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cli)
 
@@ -517,6 +628,11 @@ def _cli(args: Any) -> int:
                 raise UserError(f"unknown budget {v!r}: use some of {', '.join(BUDGETS)} or none")
     if args.steps:
         settings.steps = args.steps
+    if args.seeds:
+        settings.seeds = tuple(int(x) for x in args.seeds.split(","))
+    if args.final_seeds:
+        names = args.final_seeds.split(",")
+        settings.final_seeds = () if names == ["none"] else tuple(int(x) for x in names)
     out = run_study(args.data, args.out, args.preset, settings, progress=not args.no_progress)
     name, ranking = choose_recipe(study_table(out))
     print(ranking.round(3).to_string())
@@ -536,21 +652,19 @@ def preset_variant(preset: str | Path) -> str | None:
 
 
 def variant_of(cfg: Any) -> str | None:
-    """Which study variant a :class:`vit1d.config.Config`'s recipe switches match."""
+    """Which study variant a :class:`vit1d.config.Config`'s recipe switches match: every one of
+    :data:`SWITCHES` equal, and the learning rate where the variant sets it (presets tune it
+    to their step count)."""
     from vit1d.config import Config, load_config
 
-    base = Config()
-    # the most specific variant first; the learning rate counts only where a variant sets it
-    # (presets tune it to their step count)
-    for name, overrides in reversed(VARIANTS.items()):
-        want = load_config(base, overrides)
-        if (
-            cfg.data.group_by == want.data.group_by
-            and cfg.data.max_distance_s == want.data.max_distance_s
-            and cfg.augment == want.augment
-            and cfg.loss.temperature == want.loss.temperature
-            and ("optim" not in overrides or cfg.optim.lr == want.optim.lr)
-        ):
+    def switches(c: Any) -> tuple:
+        return tuple(getattr(getattr(c, n.split(".")[0]), n.split(".")[1]) for n in SWITCHES)
+
+    mine = switches(cfg)
+    # a variant that sets the learning rate first: it is the more specific match
+    for name, overrides in sorted(VARIANTS.items(), key=lambda kv: "optim" not in kv[1]):
+        want = load_config(Config(), _on_paper(overrides))
+        if switches(want) == mine and ("optim" not in overrides or cfg.optim.lr == want.optim.lr):
             return name
     return None
 

@@ -3,8 +3,9 @@
 :func:`pretrain` is the whole loop; ``vit1d pretrain`` and ``notebooks/03_pretrain.ipynb``
 both call it. One step: draw ``batch_size`` tracks (from as few groups of ``data.group_by``
 as possible when it is set: hard negatives), two crops of 4 s each at most
-``data.max_distance_s`` apart (a positive pair), each view augmented on its own (``augment``,
-:mod:`vit1d.augment`), embed both views, project the class token,
+``data.max_distance_s`` apart (a positive pair; with ``data.twin_prob`` the second crop may
+come from a twin render of the track, :mod:`vit1d.corpus.twins`), each view augmented on
+its own (``augment``, :mod:`vit1d.augment`), embed both views, project the class token,
 NT-Xent against the other tracks of the batch, AdamW. With ``loss.objective: masked`` (the
 foil, :mod:`vit1d.masked`) the same views, steps and sequence length train the same backbone
 to predict the quantised codes of masked frames instead: equal compute by construction.
@@ -49,7 +50,14 @@ from vit1d import __version__
 from vit1d.augment import augment_views, is_active
 from vit1d.checkpoint import atomic_write_text, save_checkpoint_folder, save_pretrained
 from vit1d.config import Config, load_config
-from vit1d.data import PairSampler, build_mel_cache, read_manifest, read_manifest_column
+from vit1d.data import (
+    PairSampler,
+    build_mel_cache,
+    read_manifest,
+    read_manifest_column,
+    read_twins,
+    twin_pool,
+)
 from vit1d.device import (
     autocast,
     choose_fused_attention,
@@ -267,6 +275,16 @@ def pretrain(
     )
     if groups is not None:  # the labels of the files the cache holds, in its order
         groups = [groups[i] for i in cache.kept]
+    twins = None
+    if cfg.data.twin_prob > 0:
+        per_track = read_twins(data, cfg.data.twin, cfg.data.split)
+        per_track = [per_track[i] for i in cache.kept]
+        if rank == 0:
+            twins = twin_pool(per_track, cache_dir, progress=show, **decode)
+        if world > 1:
+            torch.distributed.barrier()
+        if rank != 0:
+            twins = twin_pool(per_track, cache_dir, progress=False, **decode)
     sampler = PairSampler(
         cache.lengths,
         tc.batch_size,
@@ -274,6 +292,9 @@ def pretrain(
         round(cfg.data.max_distance_s * FRAME_RATE),
         cfg.seed,
         groups=groups,
+        twin_counts=None if twins is None else twins.counts,
+        twin_prob=cfg.data.twin_prob,
+        twin_max_distance=round(cfg.data.twin_max_distance_s * FRAME_RATE),
     )
 
     torch.manual_seed(cfg.seed)
@@ -345,12 +366,15 @@ def pretrain(
 
     def make_batch(step: int) -> tuple[int, torch.Tensor]:
         # a pure function of the step, so building it ahead in a thread changes no result
-        tracks, starts_a, starts_b = sampler.batch(step)
+        b = sampler.batch(step)
         mine = slice(rank, None, world)
-        tracks, starts_a, starts_b = tracks[mine], starts_a[mine], starts_b[mine]
-        views = np.concatenate(
-            [cache.crops(tracks, starts_a, frames), cache.crops(tracks, starts_b, frames)]
-        )
+        tracks, starts_a, starts_b, source = (v[mine] for v in b)
+        second = cache.crops(tracks, starts_b, frames)
+        rows = np.flatnonzero(source)
+        if len(rows):  # second views from twin renders: same score time, other players
+            at = twins.positions(tracks[rows], source[rows])
+            second[rows] = twins.cache.crops(at, starts_b[rows], frames)
+        views = np.concatenate([cache.crops(tracks, starts_a, frames), second])
         if is_active(cfg.augment):  # per-rank draws: each rank's views differ
             augment_views(views, cfg.augment, cfg.seed * 1000 + rank, step)
         x = torch.from_numpy(views)
@@ -466,6 +490,8 @@ def pretrain(
                 "tracks": len(cache),
                 "hours": round(cache.hours, 3),
                 "skipped_unreadable": len(cache.skipped or []),
+                "tracks_with_twins": 0 if twins is None else int((twins.counts > 0).sum()),
+                "twin_renders": 0 if twins is None else int(twins.counts.sum()),
             },
             "hardware": hardware_summary(device),
             "precision": precision,

@@ -8,7 +8,8 @@
    parsing only what the cache lacks;
 3. give each work a split (:func:`vit1d.corpus.tasks.assign_split`), and list the jobs:
    one or more *music* renders per work (probe tasks), *pretrain* renders of train and
-   valid works, and the isolated *notes*;
+   valid works with their *twins* (``pretrain.twins``, :mod:`vit1d.corpus.twins`), and the
+   isolated *notes*;
 4. run the jobs that have no record yet on ``workers`` processes; each job writes its
    audio, annotations and finally its record, atomically;
 5. write the task manifests, the label statistics (:mod:`vit1d.corpus.stats`) and
@@ -29,13 +30,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vit1d.corpus import jobs, scores, tasks
+from vit1d.corpus import jobs, scores, tasks, twins
 from vit1d.corpus.config import check_values, preset_digest
 from vit1d.corpus.render import renderer_version, resolve_soundfont
 from vit1d.errors import UserError
 from vit1d.provenance import file_sha256
 
 FORMAT_VERSION = 1
+#: Render kinds, in the order the build lists them (``twin``: :mod:`vit1d.corpus.twins`).
+KINDS = ("pretrain", "twin", "music", "notes")
 
 
 def default_cache_dir() -> Path:
@@ -91,11 +94,14 @@ def _planned_jobs(
         for _ in range(reps):
             out.append(("music", f"music/{n_music:05d}", w["id"]))
             n_music += 1
+    names = twins.twin_names(cfg["pretrain"]["twins"])
     for w in works:
         if split_of[w["id"]] == "test":
             continue
         for _ in range(cfg["pretrain"]["renders_per_work"]):
-            out.append(("pretrain", f"pretrain/{n_pre:05d}", w["id"]))
+            original = f"pretrain/{n_pre:05d}"
+            out.append(("pretrain", original, w["id"]))
+            out += [("twin", twins.twin_id(original, n), w["id"], original) for n, _r in names]
             n_pre += 1
     nsp = cfg["notes"]["splits"]
     for render_id, ins, midi, dyn in jobs.note_jobs(cfg["notes"]):
@@ -117,6 +123,11 @@ def _run_batch(
                 ins, midi, dyn, split = job[2]
                 rec = jobs.run_note(
                     Path(root), render_id, ins, midi, dyn, split, seed, cfg, soundfont, ext
+                )
+            elif kind == "twin":
+                work, split, original = job[2], job[3], job[4]
+                rec = twins.run_twin(
+                    Path(root), render_id, original, work, split, seed, cfg, soundfont, ext
                 )
             else:
                 work, split = job[2], job[3]
@@ -195,7 +206,7 @@ def build_corpus(
         if job[0] == "notes":
             todo.append(job)
         else:
-            todo.append((job[0], job[1], by_id[job[2]], split_of[job[2]]))
+            todo.append((job[0], job[1], by_id[job[2]], split_of[job[2]], *job[3:]))
     log(f"render: {len(planned)} jobs, {len(planned) - len(todo)} already done, {len(todo)} to go")
 
     # 3. render
@@ -219,7 +230,7 @@ def build_corpus(
     log(summary["table"])
     hours = {
         kind: round(sum(r["duration"] for r in records if r["kind"] == kind) / 3600, 3)
-        for kind in ("pretrain", "music", "notes")
+        for kind in KINDS
     }
     elapsed = time.perf_counter() - t_start
     prov = {
@@ -244,9 +255,7 @@ def build_corpus(
             "pretrain": len({r["work"] for r in records if r["kind"] == "pretrain"}),
             "music": len({r["work"] for r in records if r["kind"] == "music"}),
         },
-        "renders": {
-            kind: sum(r["kind"] == kind for r in records) for kind in ("pretrain", "music", "notes")
-        },
+        "renders": {kind: sum(r["kind"] == kind for r in records) for kind in KINDS},
         "failed_renders": errors,
         "missing_renders": missing,
         "counts": counts,

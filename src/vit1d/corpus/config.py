@@ -36,7 +36,11 @@ SCHEMA: dict[str, Any] = {
     "render_rate": ("int", 32000),
     "splits": {"valid": ("prob", 0.1), "test": ("prob", 0.2)},
     "collections": "collections",
-    "pretrain": {"renders_per_work": ("int", 1), "clip_s": ("float", 24.0)},
+    "pretrain": {
+        "renders_per_work": ("int", 1),
+        "clip_s": ("float", 24.0),
+        "twins": ("strlist", []),
+    },
     "music": {
         "renders_per_work": ("int", 1),
         "renders_per_polyphonic_work": ("int", 2),
@@ -76,6 +80,8 @@ SCHEMA: dict[str, Any] = {
 }
 
 DEFAULT_COLLECTIONS = {"bach": {"works": "all"}}
+#: What a twin render may redraw (``pretrain.twins``; :mod:`vit1d.corpus.twins`).
+REDRAWS = ("orchestration", "production", "both")
 DYNAMIC_NAMES = ("pp", "p", "mf", "f", "ff")
 
 
@@ -219,6 +225,12 @@ def check_values(cfg: dict[str, Any], source: str = "preset") -> None:
             )
     if cfg["render_rate"] < 16000:
         raise UserError(f"{source}: render_rate must be at least 16000 (the output rate)")
+    for name in cfg["pretrain"]["twins"]:
+        if name not in REDRAWS:
+            raise UserError(
+                f"{source}: pretrain.twins has {name!r}; each twin redraws one of "
+                f"{', '.join(REDRAWS)}"
+            )
     for k in ("pretrain", "music"):
         if cfg[k]["clip_s"] <= 1.0 or cfg[k]["renders_per_work"] < 0:
             raise UserError(f"{source}: {k}.clip_s must be > 1 s and renders_per_work >= 0")

@@ -181,7 +181,8 @@ def music_notes(
     in seconds). Timing humanisation is a per-note Gaussian shift (``humanize_ms``,
     clipped at 2.5 sigma); velocities get a uniform jitter around each channel's level.
     """
-    rng = np.random.default_rng([int(seed), stable_hash("notes", render_id)])
+    # a twin that keeps its original's production keeps its humanisation too (corpus.twins)
+    rng = np.random.default_rng([int(seed), stable_hash("notes", s.get("notes_id", render_id))])
     sec_per_q = 60.0 / (s["bpm"] * s["beat_q"])
     start_q, end_q = s["start_q"], s["end_q"]
     channels = [Channel(**c) for c in s["channels"]]
@@ -271,14 +272,17 @@ def run_music(
     audio_ext: str = "flac",
     adjust: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     channels: set[int] | None = None,
+    settings: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Plan, render and label one excerpt of ``work``; writes files and returns the record.
 
     ``adjust`` may rewrite the planned settings and ``channels`` keep only the notes of
     some synthesiser channels (9: the drum track) in the audio; the label checks use both
-    (:func:`plain`) to test the written labels against simpler audio.
+    (:func:`plain`) to test the written labels against simpler audio. ``settings`` replaces
+    the plan (a twin's, :mod:`vit1d.corpus.twins`) and ``extra`` adds keys to the record.
     """
-    s = plan_music(work, render_id, seed, cfg, clip_s)
+    s = plan_music(work, render_id, seed, cfg, clip_s) if settings is None else settings
     if adjust is not None:
         s = adjust(s)
     notes, nominal, onsets, length = music_notes(work, s, seed, render_id)
@@ -294,6 +298,7 @@ def run_music(
     write_audio(root / rel_audio, audio)
     rec = _music_record(root, render_id, work, split, s, nominal, onsets, duration, len(audio))
     rec["audio"] = rel_audio
+    rec.update(extra or {})
     _write_record(root, render_id, rec)
     return rec
 

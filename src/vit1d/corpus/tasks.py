@@ -22,7 +22,10 @@ pitch        isolated notes                                     ``pitch`` (MIDI 
 instrument   isolated notes                                     ``instrument``
 ===========  =================================================  ==========================
 
-Splits are by work (:func:`assign_split`), and the pretraining pool holds no test work.
+Splits are by work (:func:`assign_split`), and the pretraining pool holds no test work. The
+pool's twin renders, when the preset asks for them, are listed in ``pretrain/twins.csv``
+(:func:`twin_manifest_text`), not in the pool's manifest: a sampler that ignores them trains on
+the pool as before.
 Used by :mod:`vit1d.corpus.build`.
 """
 
@@ -59,6 +62,9 @@ SETTING_COLUMNS = (
     "noise",
     "snr_db",
 )
+
+#: The pretraining pool's twin renders (:mod:`vit1d.corpus.twins`), beside its manifest.
+TWINS_CSV = "twins.csv"
 
 LABEL_COLUMNS: dict[str, tuple[str, ...]] = {
     "pretrain": (),
@@ -151,6 +157,21 @@ def manifest_text(task: str, rows: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def twin_manifest_text(records: list[dict[str, Any]]) -> str:
+    """``pretrain/twins.csv``: ``audio`` (relative to the manifest), ``split``, ``twin_of``
+    (the original's ``render_id``), ``twin`` (its name), ``redraw``, ``work``,
+    ``render_id``, ``duration`` and the render settings of each twin, sorted by id."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    head = ["audio", "split", "twin_of", "twin", "redraw", "work", "render_id", "duration"]
+    w.writerow([*head, *SETTING_COLUMNS])
+    for r in sorted(records, key=lambda r: r["render_id"]):
+        row = [f"../{r['audio']}", r["split"], r["twin_of"], r["twin"], r["redraw"]]
+        row += [r["work"], r["render_id"], r["duration"]]
+        w.writerow(row + [r["settings"][c] for c in SETTING_COLUMNS])
+    return buf.getvalue()
+
+
 def write_manifests(root: Path, records: list[dict[str, Any]], cfg: dict[str, Any]) -> dict:
     """Write every task's manifest atomically; returns ``{task: {split: count}}``."""
     rows = task_rows(records, cfg)
@@ -162,4 +183,10 @@ def write_manifests(root: Path, records: list[dict[str, Any]], cfg: dict[str, An
         tmp.write_text(manifest_text(task, rs), encoding="utf-8")
         os.replace(tmp, path)
         counts[task] = {s: sum(r["split"] == s for r in rs) for s in ("train", "valid", "test")}
+    twin_rows = [r for r in records if r["kind"] == "twin"]
+    path = root / "pretrain" / TWINS_CSV
+    if twin_rows:
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text(twin_manifest_text(twin_rows), encoding="utf-8")
+        os.replace(tmp, path)
     return counts
