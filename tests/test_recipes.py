@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -255,13 +256,17 @@ def study_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pretraining pool with an instrumentation column and a pitch task."""
     root = tmp_path_factory.mktemp("corpus")
     (root / "audio").mkdir()
-    pool, notes = [], []
+    pool, notes, twins = [], [], []
     for i in range(8):
         name = f"audio/pool{i}.wav"
         f0s = 220 * 2 ** (np.arange(6) * (i + 1) / 12)
         wave = np.concatenate([_tone(f, 0.7, i % 2 == 1) for f in f0s])
         sf.write(root / name, wave, SAMPLE_RATE)
-        pool.append(f"../{name},train,{'odd' if i % 2 else 'sine'}")
+        pool.append(f"../{name},train,{'odd' if i % 2 else 'sine'},pretrain/{i:05d}")
+        # its twin: the same notes in the other timbre
+        twin = f"audio/twin{i}.wav"
+        sf.write(root / twin, np.concatenate([_tone(f, 0.7, i % 2 == 0) for f in f0s]), SAMPLE_RATE)
+        twins.append(f"../{twin},train,pretrain/{i:05d},both")
     for midi in (48, 55, 60, 67):
         for v, split in enumerate(["train", "train", "train", "valid", "test", "test"]):
             name = f"audio/n{midi}_{v}.wav"
@@ -269,19 +274,21 @@ def study_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
             sf.write(root / name, _tone(f0, 1.0, v % 2 == 1), SAMPLE_RATE)
             notes.append(f"../{name},{split},{midi},n{midi}_{v}")
     for folder, header, rows in (
-        ("pretrain", "audio,split,instrumentation", pool),
+        ("pretrain", "audio,split,instrumentation,render_id", pool),
         ("pitch", "audio,split,pitch,work", notes),
     ):
         (root / folder).mkdir()
         (root / folder / "manifest.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    header = "audio,split,twin_of,redraw"
+    (root / "pretrain" / "twins.csv").write_text(header + "\n" + "\n".join(twins) + "\n")
     return root
 
 
 def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path: Path) -> None:
     settings = recipes.StudySettings(
-        variants=("paper", "hard-negatives+augment"),
+        variants=("paper", "hard-negatives+augment", "twins"),
         budgets=("batch-x0.5",),
-        seeds=(0, 1),
+        seeds=(0,),
         final_seeds=(0, 1),
         finalists=1,
         steps=4,
@@ -298,8 +305,27 @@ def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path
     )
     table = recipes.study_table(out)
     runs = table[table.seed >= 0]
-    assert set(runs.variant) == {"paper", "hard-negatives+augment", "batch-x0.5"}
-    assert set(runs.seed) == {0, 1} and set(runs.step) == {2, 4, 8}  # budget: 8 steps
+    assert set(runs.variant) == {"paper", "hard-negatives+augment", "twins", "batch-x0.5"}
+    assert set(runs.step) == {2, 4, 8}  # budget: 8 steps
+    study = json.loads((out / recipes.STUDY_JSON).read_text())
+    finals = study["finalists"]
+    assert finals[0] == "paper" and len(finals) == 2 and finals[1] in settings.variants
+    seeds = {v: set(runs[runs.variant == v].seed) for v in set(runs.variant)}
+    assert all(seeds[v] == {0, 1} for v in finals)  # the finals ran every final seed
+    assert all(seeds[v] == {0} for v in set(runs.variant) - set(finals))
+    # each run trained with exactly its variant's switches over the paper's recipe
+    for variant in settings.variants:
+        ran = json.loads((out / variant / "seed-0" / "run.json").read_text())["config"]
+        want = load_config(str(preset), recipes.variant_overrides(variant, 0, settings))
+        for name in recipes.SWITCHES:
+            section, key = name.split(".")
+            assert ran[section][key] == getattr(getattr(want, section), key), (variant, name)
+    twin_run = json.loads((out / "twins" / "seed-0" / "run.json").read_text())
+    assert (
+        twin_run["data"]["tracks_with_twins"] == 8 and twin_run["config"]["data"]["twin_prob"] == 1
+    )
+    paper_run = json.loads((out / "paper" / "seed-0" / "run.json").read_text())
+    assert paper_run["data"]["tracks_with_twins"] == 0
     assert {"random-init", "logmel"} <= set(table.variant)
     assert (out / recipes.STUDY_JSON).is_file()
     best, ranking = recipes.choose_recipe(table)
@@ -308,7 +334,8 @@ def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path
     budgets = recipes.budget_table(out)
     assert list(budgets.index) == [recipes.BUDGET_RECIPE, "batch-x0.5"]
     assert list(budgets.batch) == [4, 2] and list(budgets.steps) == [4, 8]
-    assert budgets.seeds.tolist() == [2, 2] and (budgets.train_minutes > 0).all()
+    assert budgets.seeds.tolist() == [2 if recipes.BUDGET_RECIPE in finals else 1, 1]
+    assert (budgets.train_minutes > 0).all()
     # equal compute: the FLOPs counted by the runs themselves agree
     pflops = budgets.train_pflops.to_numpy()
     assert pflops[0] > 0 and abs(pflops[1] / pflops[0] - 1) < 0.02

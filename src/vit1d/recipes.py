@@ -121,8 +121,6 @@ SCREENED = (
     "twins-within-4s",
     "twins-half",
     "production-twins+hard-negatives",
-    "twins+hard-negatives",
-    "twins+augment",
 )
 #: The recipe the budget variants start from (the one the default preset uses).
 BUDGET_RECIPE = "hard-negatives+augment"
@@ -158,7 +156,7 @@ class StudySettings:
     budgets: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (0,)
     final_seeds: tuple[int, ...] = (0, 1, 2)
-    finalists: int = 2
+    finalists: int = 1
     steps: int = 300
     snapshot_fractions: tuple[float, ...] = (0.5, 1.0)
     tasks: tuple[str, ...] = ("key", "tagging", "instrument", "tempo", "chords", "beats")
