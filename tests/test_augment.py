@@ -73,6 +73,15 @@ def test_augment_config_is_validated() -> None:
         load_config("smoke", ["augment.pitch_shift=2"])
 
 
+def test_an_empty_override_is_the_empty_string() -> None:
+    hard = {"data": {"group_by": "instrumentation"}}
+    assert load_config(hard, ["data.group_by="]).data.group_by == ""
+    with pytest.raises(UserError, match=r"must be float.*empty string.*max_distance_s=0.5"):
+        load_config("smoke", ["data.max_distance_s="])
+    with pytest.raises(UserError, match=r"must be int, got 'x'.*train.steps=3"):
+        load_config("smoke", ["train.steps=x"])
+
+
 def test_grouped_batches_fill_from_as_few_groups_as_possible() -> None:
     groups = [f"g{i % 5}" for i in range(100)]  # 5 groups of 20 tracks
     sampler = PairSampler(np.full(100, 500), 16, 126, 10, seed=0, groups=groups)

@@ -162,9 +162,12 @@ def _check_value(value: Any, hint: Any, where: str, source: str) -> Any:
         except ValueError:
             pass
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        example = {bool: "true", int: "3", float: "0.5", str: "text"}.get(hint, "...")
+        empty = " (an empty value is the empty string, which only text keys take)"
         raise UserError(
             f"config key '{where}' in {source} must be {hint.__name__}, got {value!r} "
-            f"({type(value).__name__}); fix the value in the preset or the --set override"
+            f"({type(value).__name__}){empty if value == '' else ''}; fix the value in the "
+            f"preset or the --set override, written like {where}={example}"
         )
     return value
 
@@ -230,7 +233,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         parts = key.strip().split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(raw)
+        # an empty value is the empty string (``data.group_by=`` turns hard negatives off),
+        # not YAML's null
+        node[parts[-1]] = "" if not raw.strip() else yaml.safe_load(raw)
     return out
 
 
