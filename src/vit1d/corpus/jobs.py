@@ -109,14 +109,7 @@ def plan_music(
         (int(parts[i][:, 2].min()) + transpose, int(parts[i][:, 2].max()) + transpose) for i in keep
     ]
     monophonic = len(keep) == 1 and _max_polyphony(parts[keep[0]]) <= 1
-    ensemble, channels, part_channel = assign_ensemble(
-        rng,
-        ranges,
-        monophonic,
-        alt_prob=r["alt_program_prob"],
-        keyboard_prob=r["keyboard_prob"],
-        double_prob=r["double_prob"],
-    )
+    ensemble, channels, part_channel = draw_ensemble(rng, ranges, monophonic, r)
     drums = bool(work["measures"]) and rng.random() < r["drums_prob"]
     humanize_ms = _uniform(rng, r["humanize_ms"])
     settings: dict[str, Any] = {
@@ -137,6 +130,23 @@ def plan_music(
     settings.update(_plan_effects(rng, fx))
     settings["noise_seed"] = int(rng.integers(0, 2**31 - 1))
     return settings
+
+
+def draw_ensemble(
+    rng: np.random.Generator,
+    ranges: list[tuple[int, int]],
+    monophonic: bool,
+    render: dict[str, Any],
+) -> tuple[str, list[Channel], list[int]]:
+    """:func:`assign_ensemble` with the probabilities of a preset's ``render`` section."""
+    return assign_ensemble(
+        rng,
+        ranges,
+        monophonic,
+        alt_prob=render["alt_program_prob"],
+        keyboard_prob=render["keyboard_prob"],
+        double_prob=render["double_prob"],
+    )
 
 
 def _plan_effects(rng: np.random.Generator, fx: dict[str, Any]) -> dict[str, Any]:

@@ -40,7 +40,6 @@ import numpy as np
 
 from vit1d.corpus import jobs
 from vit1d.corpus.config import REDRAWS
-from vit1d.corpus.palette import assign_ensemble
 
 __all__ = ["REDRAWS", "plan_twin", "redraw_of", "run_twin", "twin_id", "twin_names"]
 #: Instrumentation draws an orchestration twin makes before it accepts the original's.
@@ -90,14 +89,7 @@ def plan_twin(
         ranges, monophonic = _part_ranges(work, s)
         before = _instruments(s["channels"])
         for _ in range(TRIES):
-            ensemble, channels, part_channel = assign_ensemble(
-                rng,
-                ranges,
-                monophonic,
-                alt_prob=r["alt_program_prob"],
-                keyboard_prob=r["keyboard_prob"],
-                double_prob=r["double_prob"],
-            )
+            ensemble, channels, part_channel = jobs.draw_ensemble(rng, ranges, monophonic, r)
             if _instruments([c.__dict__ for c in channels]) != before:
                 break
         s.update(
