@@ -211,6 +211,9 @@ def test_beating_both_baselines_comes_before_the_mean_rank() -> None:
         },
         baselines={"key": 0.52, "tagging": 0.52},
     )
+    # the prior-only rows are shown beside the runs, not a bar to clear
+    chance = dict(variant="chance", seed=-1, step=0, task="key", metric="weighted", layer=0)
+    table = pd.concat([table, pd.DataFrame([{**chance, "value": 0.9, "ci_high": 0.95}])])
     wins = recipes.beats_baselines(table).set_index(["variant", "seed"])["wins"]
     assert wins[("paper", 0)] == 1 and wins[("augment", 0)] == 0  # 0.53-0.01 < 0.52+0.01
     best, ranking = recipes.choose_recipe(table)

@@ -513,7 +513,12 @@ def explorer_figure(
 
 #: Line colour of each pooling, and the style of each baseline.
 POOLING_COLOURS = {"cls": "C0", "seq": "C1", "avg": "C2", "frame": "C3", "meanstd": "0.3"}
-BASELINE_STYLE = {"random-init": {"ls": "--", "alpha": 0.9}, "logmel": {"ls": ":", "alpha": 0.9}}
+BASELINE_STYLE = {
+    "random-init": {"ls": "--", "alpha": 0.9},
+    "logmel": {"ls": ":", "alpha": 0.9},
+    "chance": {"ls": "-.", "alpha": 0.6, "lw": 0.8},
+}
+BASELINE_LABEL = {"random-init": "random init", "logmel": "log-mel", "chance": "chance"}
 
 
 def _main_checkpoint(rows: Any) -> Any:
@@ -789,7 +794,7 @@ def recipe_curves(
     against training step (or another column ``x`` of the table, such as the training
     compute of :func:`vit1d.recipes.with_compute`), one colour per variant, one thin line per
     seed and a thick line for their mean; the random-init (dashed, mean over init seeds) and
-    log-mel (dotted) baselines as horizontal lines. ``table`` is
+    log-mel (dotted) baselines and chance (dash-dot) as horizontal lines. ``table`` is
     :func:`vit1d.recipes.study_table`, ``metrics`` maps task -> metric."""
 
     panels = [(t, m) for t, m in metrics.items() if ((table.task == t) & (table.metric == m)).any()]
@@ -806,11 +811,10 @@ def recipe_curves(
                 ax.plot(rs[x], rs["value"], color=colours[v], lw=0.8, alpha=0.45, marker=".")
             mean = rv.groupby(x)["value"].mean()
             ax.plot(mean.index, mean.values, color=colours[v], lw=2, label=v)
-        for name, key in (("random-init", "random-init"), ("logmel", "logmel")):
+        for name, style in BASELINE_STYLE.items():
             b = t[t.variant == name]
             if not b.empty:
-                label = "random init" if name == "random-init" else "log-mel"
-                ax.axhline(b["value"].mean(), color="0.3", label=label, **BASELINE_STYLE[key])
+                ax.axhline(b["value"].mean(), color="0.3", label=BASELINE_LABEL[name], **style)
         ax.set_title(task, fontsize=10)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{metric.replace('_', ' ')} (best layer)")
@@ -844,6 +848,9 @@ def recipe_layers(summary: Any, metrics: dict[str, str], ncols: int = 4) -> Any:
             ax.plot(
                 g.index, g.values, color="0.3", label="random init", **BASELINE_STYLE["random-init"]
             )
+        c = s[(s.variant == "chance") & (s.task == task) & (s.metric == metric)]
+        if not c.empty:
+            ax.axhline(c["mean"].mean(), color="0.3", label="chance", **BASELINE_STYLE["chance"])
         ax.set_title(task, fontsize=10)
         ax.set_xlabel("layer (0 = embeddings)")
         ax.set_ylabel(metric.replace("_", " "))
