@@ -289,7 +289,7 @@ def study_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path: Path) -> None:
     settings = recipes.StudySettings(
-        variants=("paper", "hard-negatives+augment", "twins"),
+        variants=("paper", "hard-negatives+augment", "twins-within-4s"),
         budgets=("batch-x0.5",),
         seeds=(0,),
         final_seeds=(0, 1),
@@ -308,7 +308,7 @@ def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path
     )
     table = recipes.study_table(out)
     runs = table[table.seed >= 0]
-    assert set(runs.variant) == {"paper", "hard-negatives+augment", "twins", "batch-x0.5"}
+    assert set(runs.variant) == {"paper", "hard-negatives+augment", "twins-within-4s", "batch-x0.5"}
     assert set(runs.step) == {2, 4, 8}  # budget: 8 steps
     study = json.loads((out / recipes.STUDY_JSON).read_text())
     finals = study["finalists"]
@@ -323,7 +323,7 @@ def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path
         for name in recipes.SWITCHES:
             section, key = name.split(".")
             assert ran[section][key] == getattr(getattr(want, section), key), (variant, name)
-    twin_run = json.loads((out / "twins" / "seed-0" / "run.json").read_text())
+    twin_run = json.loads((out / "twins-within-4s" / "seed-0" / "run.json").read_text())
     assert (
         twin_run["data"]["tracks_with_twins"] == 8 and twin_run["config"]["data"]["twin_prob"] == 1
     )

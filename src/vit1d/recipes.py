@@ -123,7 +123,7 @@ SCREENED = (
     "production-twins+hard-negatives",
 )
 #: The recipe the budget variants start from (the one the default preset uses).
-BUDGET_RECIPE = "hard-negatives+augment"
+BUDGET_RECIPE = "twins-within-4s"
 #: Budget variant -> (config field, factor): that field of the base preset is scaled by the
 #: factor and the steps by its inverse, at the same training compute.
 BUDGETS: dict[str, tuple[str, float]] = {
@@ -181,7 +181,7 @@ class StudySettings:
 STUDIES = {
     "smoke": StudySettings(
         steps=8,
-        variants=("paper", "twins"),
+        variants=("paper", BUDGET_RECIPE),
         budgets=("batch-x0.5",),
         final_seeds=(0,),
         finalists=1,
