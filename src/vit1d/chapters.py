@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from vit1d.corpus.tasks import TWINS_CSV
+
 #: Folder names under the runs folder.
 MASKED_RUN = "pretrain-masked"
 EMBED_CACHE = "embed-cache"
@@ -679,10 +681,10 @@ def twin_examples(data: str | Path, n: int = 1, min_duration: float = 8.0) -> li
     import pandas as pd
 
     folder = Path(data) / "pretrain"
-    if not (folder / "twins.csv").is_file():
+    if not (folder / TWINS_CSV).is_file():
         return []
     pool = pd.read_csv(folder / "manifest.csv", keep_default_na=False)
-    twins = pd.read_csv(folder / "twins.csv", keep_default_na=False)
+    twins = pd.read_csv(folder / TWINS_CSV, keep_default_na=False)
 
     def facts(row: Any) -> dict:
         room = f"RT60 {row.reverb_rt60:.1f} s" if row.reverb_rt60 else "dry"

@@ -19,6 +19,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from vit1d import model as _model
+from vit1d.corpus.config import REDRAWS
 from vit1d.errors import UserError
 
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -320,10 +321,7 @@ def validate(cfg: Config) -> None:
         (cfg.data.max_distance_s >= 0, "data.max_distance_s must be >= 0"),
         (cfg.data.decode_workers >= 0, "data.decode_workers must be >= 0"),
         (0 <= cfg.data.twin_prob <= 1, "data.twin_prob must lie in [0, 1]"),
-        (
-            cfg.data.twin in ("orchestration", "production", "both"),
-            "data.twin must be orchestration, production or both",
-        ),
+        (cfg.data.twin in REDRAWS, f"data.twin must be one of {', '.join(REDRAWS)}"),
         (cfg.data.twin_max_distance_s >= 0, "data.twin_max_distance_s must be >= 0"),
         (
             min(cfg.augment.gain_db, cfg.augment.eq_db, cfg.augment.noise_snr_db) >= 0,

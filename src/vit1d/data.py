@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from vit1d.corpus.tasks import TWINS_CSV
 from vit1d.errors import UserError
 from vit1d.frontend import AMIN, FRAME_RATE, N_MELS, LogMel, load_audio
 
@@ -108,7 +109,7 @@ def read_twins(path: str | Path, redraw: str, split: str = "") -> list[list[Path
     """
     path = Path(path)
     manifest = path / "manifest.csv" if path.is_dir() else path
-    twins_csv = manifest.parent / "twins.csv"
+    twins_csv = manifest.parent / TWINS_CSV
     fix = (
         f"build the corpus with `pretrain: {{twins: [{redraw}]}}` in its preset, or set "
         "data.twin_prob=0 (two crops of one render)"

@@ -305,10 +305,11 @@ def run_study(
         say=say,
     )
     timings: dict[str, Any] = {}
+    runs: dict[str, Path] = {}  # label -> run folder, of every run this study holds
 
     def train_and_probe(variant: str, seed: int) -> None:
         label = run_label(variant, seed)
-        run = out / variant / f"seed-{seed}"
+        run = runs[label] = out / variant / f"seed-{seed}"
         started = time.perf_counter()
         if not _finished(run):
             overrides = variant_overrides(variant, seed, settings, preset)
@@ -357,17 +358,9 @@ def run_study(
     for variant in finals:
         for seed in settings.final_seeds:
             train_and_probe(variant, seed)
-    labels = {
-        run_label(v, seed)
-        for v in (*settings.variants, *settings.budgets)
-        for seed in settings.seeds
-    } | {run_label(v, seed) for v in finals for seed in settings.final_seeds}
     study = {
         "preset": preset,
-        "runs": {
-            label: run_facts(out / parse_label(label)[0] / f"seed-{parse_label(label)[1]}")
-            for label in sorted(labels)
-        },
+        "runs": {label: run_facts(run) for label, run in sorted(runs.items())},
         "settings": asdict(settings),
         "finalists": finals,
         "variants": {v: VARIANTS[v] for v in settings.variants},

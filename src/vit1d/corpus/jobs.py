@@ -94,21 +94,13 @@ def plan_music(
         starts = starts or [0.0]
     start_q = 0.0 if rng.random() < 0.25 else float(rng.choice(starts))
     end_q = min(start_q + clip_q, work["length"])
-    parts = []
-    for p in work["parts"]:
-        arr = np.asarray(p, dtype=float)
-        sel = arr[(arr[:, 0] >= start_q - 1e-9) & (arr[:, 0] < end_q - 1e-9)]
-        parts.append(sel)
+    parts = excerpt_parts(work, start_q, end_q)
     keep = [i for i, p in enumerate(parts) if len(p)]
     if not keep:  # an excerpt of pure rests: start at the top
         start_q, end_q = 0.0, min(clip_q, work["length"])
-        parts = [np.asarray(p, dtype=float) for p in work["parts"]]
-        parts = [p[p[:, 0] < end_q - 1e-9] for p in parts]
+        parts = excerpt_parts(work, start_q, end_q)
         keep = [i for i, p in enumerate(parts) if len(p)]
-    ranges = [
-        (int(parts[i][:, 2].min()) + transpose, int(parts[i][:, 2].max()) + transpose) for i in keep
-    ]
-    monophonic = len(keep) == 1 and _max_polyphony(parts[keep[0]]) <= 1
+    ranges, monophonic = ensemble_inputs([parts[i] for i in keep], transpose)
     ensemble, channels, part_channel = draw_ensemble(rng, ranges, monophonic, r)
     drums = bool(work["measures"]) and rng.random() < r["drums_prob"]
     humanize_ms = _uniform(rng, r["humanize_ms"])
@@ -130,6 +122,23 @@ def plan_music(
     settings.update(_plan_effects(rng, fx))
     settings["noise_seed"] = int(rng.integers(0, 2**31 - 1))
     return settings
+
+
+def excerpt_parts(work: dict[str, Any], start_q: float, end_q: float) -> list[np.ndarray]:
+    """The note events ``(onset_q, duration_q, midi)`` of every part of ``work`` whose onsets
+    lie in ``[start_q, end_q)``."""
+    out = []
+    for p in work["parts"]:
+        arr = np.asarray(p, dtype=float)
+        out.append(arr[(arr[:, 0] >= start_q - 1e-9) & (arr[:, 0] < end_q - 1e-9)])
+    return out
+
+
+def ensemble_inputs(parts: list[np.ndarray], transpose: int) -> tuple[list[tuple[int, int]], bool]:
+    """What :func:`draw_ensemble` needs of the parts an excerpt plays: each one's transposed
+    (lowest, highest) pitch, and whether the excerpt is a single monophonic line."""
+    ranges = [(int(p[:, 2].min()) + transpose, int(p[:, 2].max()) + transpose) for p in parts]
+    return ranges, len(parts) == 1 and _max_polyphony(parts[0]) <= 1
 
 
 def draw_ensemble(

@@ -177,16 +177,16 @@ def write_manifests(root: Path, records: list[dict[str, Any]], cfg: dict[str, An
     rows = task_rows(records, cfg)
     counts: dict[str, dict[str, int]] = {}
     for task, rs in rows.items():
-        path = root / task / "manifest.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(manifest_text(task, rs), encoding="utf-8")
-        os.replace(tmp, path)
+        _write_atomic(root / task / "manifest.csv", manifest_text(task, rs))
         counts[task] = {s: sum(r["split"] == s for r in rs) for s in ("train", "valid", "test")}
     twin_rows = [r for r in records if r["kind"] == "twin"]
-    path = root / "pretrain" / TWINS_CSV
     if twin_rows:
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(twin_manifest_text(twin_rows), encoding="utf-8")
-        os.replace(tmp, path)
+        _write_atomic(root / "pretrain" / TWINS_CSV, twin_manifest_text(twin_rows))
     return counts
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

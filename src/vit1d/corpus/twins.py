@@ -86,7 +86,12 @@ def plan_twin(
     r, fx = cfg["render"], cfg["effects"]
     n_before = len(s["channels"])
     if redraw in ("orchestration", "both"):
-        ranges, monophonic = _part_ranges(work, s)
+        parts = jobs.excerpt_parts(work, s["start_q"], s["end_q"])
+        # s holds the window rounded to 1e-6: a part can only come back empty at its edge
+        used = [parts[i] if len(parts[i]) else work["parts"][i] for i in s["parts_used"]]
+        ranges, monophonic = jobs.ensemble_inputs(
+            [np.asarray(p, float) for p in used], s["transpose"]
+        )
         before = _instruments(s["channels"])
         for _ in range(TRIES):
             ensemble, channels, part_channel = jobs.draw_ensemble(rng, ranges, monophonic, r)
@@ -110,21 +115,6 @@ def plan_twin(
 
 def _instruments(channels: list[dict[str, Any]]) -> tuple[str, ...]:
     return tuple(sorted(c["instrument"] for c in channels))
-
-
-def _part_ranges(work: dict[str, Any], s: dict[str, Any]) -> tuple[list[tuple[int, int]], bool]:
-    """Each used part's transposed (lowest, highest) pitch in the excerpt, and whether the
-    excerpt is one monophonic line: what :func:`assign_ensemble` needs (as in ``plan_music``)."""
-    parts = []
-    for i in s["parts_used"]:
-        arr = np.asarray(work["parts"][i], dtype=float)
-        sel = arr[(arr[:, 0] >= s["start_q"] - 1e-9) & (arr[:, 0] < s["end_q"] - 1e-9)]
-        parts.append(sel if len(sel) else arr)
-    ranges = [
-        (int(p[:, 2].min()) + s["transpose"], int(p[:, 2].max()) + s["transpose"]) for p in parts
-    ]
-    monophonic = len(parts) == 1 and jobs._max_polyphony(parts[0]) <= 1
-    return ranges, monophonic
 
 
 def run_twin(
