@@ -14,7 +14,7 @@ SYSTEM_STAMP := $(VENV)/.system-packages
 # Debian packages the tests and the book need (Chromium drives the browser test).
 APT_PACKAGES ?= chromium
 
-.PHONY: help install system-packages test test-book test-all lint format bench corpus pretrain recipe-study reference book site clean
+.PHONY: help install system-packages test test-book test-all lint format bench corpus pretrain recipe-study recipe-finals reference book site clean
 
 help:
 	@echo "make book [PRESET=smoke|default|long|paper]   the whole pipeline and the book"
@@ -23,6 +23,7 @@ help:
 	@echo "make test-all                                  every test, slow ones included"
 	@echo "make bench                                     throughput benchmark (JSON + table)"
 	@echo "make recipe-study                              the recipe study (about 13 min a run, 10 runs)"
+	@echo "make recipe-finals                             only its finals, on the committed screening (4 runs)"
 	@echo "make reference                                 train/resume + export checkpoints/reference"
 	@echo "make lint                                      ruff"
 
@@ -61,6 +62,13 @@ test-book: install system-packages
 recipe-study: corpus
 	$(BIN)/vit1d recipe-study --preset $(PRESET) --data data/$(PRESET) \
 		--out runs/$(PRESET)/recipe-study
+
+# the finals only: start from the committed screening (checkpoints/reference/recipe-study)
+# and train just the runs it lacks (the finalists and the paper's recipe with every final seed)
+recipe-finals: corpus
+	$(BIN)/vit1d recipe-study --preset $(PRESET) --data data/$(PRESET) \
+		--out runs/$(PRESET)/recipe-study \
+		$(if $(wildcard runs/$(PRESET)/recipe-study/results),,--from checkpoints/reference/recipe-study)
 
 # the reference checkpoint under checkpoints/reference/: the long preset (10x the default's
 # steps, about 65 min on a 2-core CPU with native bf16, 3 h without); resumable: interrupt it

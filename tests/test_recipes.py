@@ -1,7 +1,8 @@
-"""The recipe study (issue 7): labels, the ranking rule, and a miniature resumable study."""
+"""The recipe study: labels, the ranking rule, and a miniature resumable study."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -333,6 +334,9 @@ def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path
     assert (out / recipes.STUDY_JSON).is_file()
     best, ranking = recipes.choose_recipe(table)
     assert best in settings.variants and list(ranking.columns) == ["pitch", "wins", "mean_rank"]
+    # the winner comes from the finals: only finalists are ranked once they ran
+    winner, final_ranking = recipes.study_choice(out, table)
+    assert winner in finals and set(final_ranking.index) == set(finals)
     assert "batch-x0.5" not in ranking.index  # budgets are compared on their own
     budgets = recipes.budget_table(out)
     assert list(budgets.index) == [recipes.BUDGET_RECIPE, "batch-x0.5"]
@@ -354,6 +358,28 @@ def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path
     recipes.run_study(study_corpus, out, str(preset), settings, progress=False, say=lambda *_: None)
     after = (weights.stat().st_mtime_ns, len(pd.read_csv(out / "results" / "probes.csv")))
     assert before == after
+    # seeded from the finished study (results and study.json only, no runs): a third final
+    # seed trains just the finalists' seed 2 and keeps every earlier run's results and facts
+    seeded = tmp_path / "seeded"
+    recipes.seed_study(seeded, out)
+    more = dataclasses.replace(settings, final_seeds=(0, 1, 2))
+    recipes.run_study(study_corpus, seeded, str(preset), more, progress=False, say=lambda *_: None)
+    trained = sorted(str(p.parent.relative_to(seeded)) for p in seeded.glob("*/seed-*/run.json"))
+    assert trained == sorted(f"{v}/seed-2" for v in finals)
+    again = recipes.study_table(seeded)
+    old = table.merge(again, on=["variant", "seed", "step", "task", "metric", "layer"])
+    assert len(old) == len(table) and np.allclose(old.value_x, old.value_y)
+    assert set(again[again.variant == finals[1]].seed) == {0, 1, 2}
+    facts = json.loads((seeded / recipes.STUDY_JSON).read_text())["runs"]
+    assert set(facts) == set(study["runs"]) | {f"{v}/seed-2" for v in finals}
+    with pytest.raises(UserError, match="exists"):
+        recipes.seed_study(seeded, out)
+    with pytest.raises(UserError, match="not a recipe study"):
+        recipes.seed_study(tmp_path / "fresh", tmp_path / "nowhere")
+    # other probe settings: nothing is taken from the earlier study
+    other = dataclasses.replace(settings, probe={**settings.probe, "n_boot": 21})
+    assert recipes._held_runs(seeded, other) == {}
+    assert set(recipes._held_runs(seeded, more)) == set(facts)
 
 
 def test_default_preset_follows_the_committed_study() -> None:
@@ -362,6 +388,6 @@ def test_default_preset_follows_the_committed_study() -> None:
     committed = root / "checkpoints" / "reference" / "recipe-study"
     if not (committed / "results" / "probes_summary.csv").is_file():
         pytest.skip("no recipe study committed yet (make recipe-study, then make reference)")
-    best, _ = recipes.choose_recipe(recipes.study_table(committed))
+    best, _ = recipes.study_choice(committed)
     assert recipes.preset_variant("default") == best
     assert recipes.preset_variant("long") == best

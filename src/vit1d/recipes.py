@@ -42,8 +42,9 @@ the screening seeds, its snapshots and final model probed (one linear probe per 
 pooling for the global tasks, frame tokens for chords and beats, one probe seed) beside the
 random-init and log-mel baselines: emergence curves at a fraction of the cost of the book's
 full probing. Then the best screened variants (:func:`finalists`) and ``paper`` run with
-every final seed. :func:`choose_recipe` ranks the variants by a stated rule; the ``default``
-preset uses the winner.
+every final seed. :func:`choose_recipe` ranks the variants by a stated rule, on the screening
+to pick the finalists and on the finals to pick the winner (:func:`study_choice`); the
+``default`` preset uses the winner.
 
 Resumable: a finished run is not retrained and a probed one is not probed again (a
 ``probed.json`` marker beside each run). Results go to ``<out>/results`` in the probing
@@ -276,6 +277,58 @@ def _marker_ok(marker: Path, expected: dict[str, Any]) -> bool:
         return False
 
 
+def _probe_settings(settings: StudySettings | dict[str, Any]) -> dict[str, Any]:
+    """The settings a run's probe results depend on, as read back from JSON."""
+    d = asdict(settings) if isinstance(settings, StudySettings) else settings
+    keys = ("tasks", "probe", "steps", "snapshot_fractions", "baseline_seeds")
+    return json.loads(json.dumps({k: d.get(k) for k in keys}))
+
+
+def seed_study(out: str | Path, source: str | Path) -> None:
+    """Start the study folder ``out`` from an earlier study's results (``source``, e.g. the
+    committed ``checkpoints/reference/recipe-study``): its ``results/`` and ``study.json`` are
+    copied in, so :func:`run_study` keeps every run they hold (:func:`_held_runs`) instead of
+    training it again, and only the missing runs (say, the finals) are computed. Refuses an
+    ``out`` that already holds results, whose runs would be mixed with the source's."""
+    import shutil
+
+    out, source = Path(out), Path(source)
+    if (
+        not (source / RESULTS / "probes_summary.csv").is_file()
+        or not (source / STUDY_JSON).is_file()
+    ):
+        raise UserError(
+            f"{source} is not a recipe study (no {RESULTS}/probes_summary.csv and {STUDY_JSON}): "
+            "pass the folder of a finished study, e.g. checkpoints/reference/recipe-study"
+        )
+    if (out / RESULTS).exists():
+        raise UserError(
+            f"{out / RESULTS} exists: seed a new study folder, or drop --from to resume this one"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{RESULTS}.seeding"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source / RESULTS, tmp)
+    shutil.copy2(source / STUDY_JSON, out / STUDY_JSON)
+    tmp.rename(out / RESULTS)  # atomic: a half-copied folder is never taken for results
+
+
+def _held_runs(out: Path, settings: StudySettings) -> dict[str, Any]:
+    """Runs an earlier study in ``out`` probed with the same settings (``study.json``'s facts by
+    label, :func:`run_facts`) whose probe results are in ``out/results``: they need neither
+    their checkpoint nor a rerun. Empty when the settings differ."""
+    import pandas as pd
+
+    try:
+        study = json.loads((out / STUDY_JSON).read_text())
+        models = set(pd.read_csv(out / RESULTS / "probes_summary.csv")["model"])
+    except (OSError, ValueError, KeyError):
+        return {}
+    if _probe_settings(study.get("settings", {})) != _probe_settings(settings):
+        return {}
+    return {label: f for label, f in study.get("runs", {}).items() if label in models}
+
+
 def run_study(
     data: str | Path,
     out: str | Path,
@@ -285,7 +338,9 @@ def run_study(
     say: Any = print,
 ) -> Path:
     """Pretrain and probe every (variant, seed) of ``settings`` and the baselines; returns
-    ``out``. ``data`` is the corpus root (``<data>/pretrain`` and the task folders)."""
+    ``out``. ``data`` is the corpus root (``<data>/pretrain`` and the task folders). Runs
+    whose results an earlier study left in ``out`` with the same settings are kept
+    (:func:`seed_study`)."""
     from vit1d.checkpoint import atomic_write_text
     from vit1d.device import hardware_summary, select_device
     from vit1d.probe import ExtractOptions, ProbeConfig, probe_corpus
@@ -306,10 +361,17 @@ def run_study(
     )
     timings: dict[str, Any] = {}
     runs: dict[str, Path] = {}  # label -> run folder, of every run this study holds
+    held = _held_runs(out, settings)
+    facts: dict[str, Any] = {}  # label -> run_facts of the runs taken from an earlier study
 
     def train_and_probe(variant: str, seed: int) -> None:
         label = run_label(variant, seed)
-        run = runs[label] = out / variant / f"seed-{seed}"
+        run = out / variant / f"seed-{seed}"
+        if label in held and not _finished(run):
+            say(f"recipe study: {label} kept from the earlier study's results")
+            facts[label] = held[label]
+            return
+        runs[label] = run
         started = time.perf_counter()
         if not _finished(run):
             overrides = variant_overrides(variant, seed, settings, preset)
@@ -341,6 +403,11 @@ def run_study(
     if not _marker_ok(marker, expected):
         say("recipe study: probe the random-init and log-mel baselines")
         first = out / settings.variants[0] / f"seed-{settings.seeds[0]}"
+        if not _finished(first):
+            raise UserError(
+                f"the baselines need the architecture of {first}, which is not there: rerun "
+                "the study in a fresh folder without --from"
+            )
         kwargs = {**probe_kwargs, "seeds": tuple(range(settings.baseline_seeds))}
         probe_corpus(
             data,
@@ -360,7 +427,9 @@ def run_study(
             train_and_probe(variant, seed)
     study = {
         "preset": preset,
-        "runs": {label: run_facts(run) for label, run in sorted(runs.items())},
+        "runs": dict(
+            sorted({**facts, **{label: run_facts(run) for label, run in runs.items()}}.items())
+        ),
         "settings": asdict(settings),
         "finalists": finals,
         "variants": {v: VARIANTS[v] for v in settings.variants},
@@ -499,6 +568,17 @@ def choose_recipe(table: Any) -> tuple[str, Any]:
     return str(ranking.index[0]), ranking
 
 
+def study_choice(study_dir: str | Path, table: Any | None = None) -> tuple[str, Any]:
+    """The study's winner and ranking: :func:`choose_recipe` over the finalists' runs (every
+    final seed) when the study ran its finals, else over every screened run. A winner of one
+    screening seed never overtakes a finalist judged on three."""
+    table = study_table(study_dir) if table is None else table
+    finals = json.loads((Path(study_dir) / STUDY_JSON).read_text()).get("finalists") or []
+    if finals:
+        table = table[table["variant"].isin(finals) | (table["seed"] < 0)]
+    return choose_recipe(table)
+
+
 def variant_spread(table: Any) -> Any:
     """Per task, at each run's final step on the primary metric: how far apart the recipe
     variants' seed means lie (``between``: best minus worst variant mean), against how far
@@ -602,6 +682,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--steps", type=int, default=0, help="steps per run (0: the preset's)")
     p.add_argument("--seeds", default="", help="comma-separated screening seeds")
     p.add_argument("--final-seeds", default="", help="comma-separated seeds of the finals, or none")
+    p.add_argument(
+        "--from",
+        dest="source",
+        default="",
+        help="start from this study's results (e.g. checkpoints/reference/recipe-study): its "
+        "runs are kept, only the missing ones (the finals) are trained",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cli)
 
@@ -626,8 +713,10 @@ def _cli(args: Any) -> int:
     if args.final_seeds:
         names = args.final_seeds.split(",")
         settings.final_seeds = () if names == ["none"] else tuple(int(x) for x in names)
+    if args.source:
+        seed_study(args.out, args.source)
     out = run_study(args.data, args.out, args.preset, settings, progress=not args.no_progress)
-    name, ranking = choose_recipe(study_table(out))
+    name, ranking = study_choice(out)
     print(ranking.round(3).to_string())
     print(f"best recipe: {name}")
     budgets = budget_table(out)
