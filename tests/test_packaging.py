@@ -3,20 +3,25 @@
 The conda file is written by hand; this test is what keeps it from drifting: every core and
 extra requirement of ``pyproject.toml`` appears in it with the same version specifier, and it
 asks for nothing the project does not declare, except the few entries listed (with the
-reason) in :data:`CONDA_ONLY`.
+reason) in :data:`CONDA_ONLY`. The README's library snippet states the model's parameter
+counts, checked against the model.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+import vit1d
+
 tomllib = pytest.importorskip("tomllib")
 requirements = pytest.importorskip("packaging.requirements")
 
 ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
 #: conda-forge names of PyPI packages
 CONDA_NAMES = {"pytorch": "torch", "pysoundfile": "soundfile", "soxr-python": "soxr"}
 #: what environment.yml may hold beyond pyproject.toml, and why
@@ -92,3 +97,14 @@ def test_the_check_notices_drift() -> None:
     assert _differences({"dependencies": fewer}) == ["seaborn>=0.13 is missing"]
     more = [*deps, "requests>=2"]
     assert _differences({"dependencies": more}) == ["requests is not in pyproject.toml"]
+
+
+def test_readme_states_the_models_parameter_counts() -> None:
+    """The library snippet's counts: the backbone alone and with the default projection head."""
+    line = next(ln for ln in README.read_text().splitlines() if "vit1d.ViT1D()" in ln)
+    backbone, with_head = (float(x) for x in re.findall(r"(\d+\.\d) M", line))
+    model = vit1d.ViT1D()
+    total = sum(p.numel() for p in model.parameters())
+    head = sum(p.numel() for p in model.head.parameters())
+    assert round((total - head) / 1e6, 1) == backbone
+    assert round(total / 1e6, 1) == with_head
