@@ -3,9 +3,11 @@
 The protocol (DESIGN section 2, issue 4): a frozen backbone, one linear layer per (task,
 layer, pooling, seed), trained with Adam (lr 1e-3, batch 128) in epochs of 128 steps, at most
 50 epochs, early stopping on the validation loss (patience 5 epochs; the weights of the best
-epoch are kept). Features are standardised with the training split's mean and standard
-deviation. Global tasks use pooled vectors (``cls``, ``seq``, ``avg``; ``meanstd`` for the
-log-mel baseline); local tasks apply the probe to every frame token (pooling ``frame``).
+epoch are kept). ``ProbeConfig(solver="lbfgs")`` instead solves each probe exactly for a few
+L2 weights and keeps the one of lowest validation loss (:class:`LinearProbes`). Features are
+standardised with the training split's mean and standard deviation. Global tasks use pooled
+vectors (``cls``, ``seq``, ``avg``; ``meanstd`` for the log-mel baseline); local tasks apply
+the probe to every frame token (pooling ``frame``).
 
 =========  ========================================================  =====================
 task       target and loss                                           decoded for the metric
@@ -412,6 +414,14 @@ class ProbeConfig:
     # tasks fitted at once, each in its own thread with ``threads`` torch threads (the
     # matrix products release the GIL); 0 = one per CPU core. Results do not depend on it.
     workers: int = 0
+    solver: str = "adam"  # "adam" (the protocol above) or "lbfgs" (exact, LinearProbes docs)
+    l2: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)  # lbfgs: L2 weights tried, best on valid
+    max_iter: int = 100  # lbfgs: L-BFGS iterations at most per L2 weight
+
+
+# L-BFGS curvature pairs kept by the exact solver: its memory is 2 x this many copies of the
+# stacked weights (torch's default of 100 would hold 200, over 100 MB for a large stack)
+LBFGS_HISTORY = 20
 
 
 def standardise(x: Any) -> tuple[Any, Any]:
@@ -427,6 +437,13 @@ class LinearProbes:
     initialisation (PyTorch's ``nn.Linear`` default, uniform in +-1/sqrt(D)) and its batch
     order. ``loss``: ``softmax`` (cross-entropy, targets -1 ignored) or ``sigmoid`` (binary
     cross-entropy on targets in [0, 1], optionally with a positive weight).
+
+    :meth:`fit` with ``solver="lbfgs"`` solves each group exactly instead: for every ``l2`` of
+    ``cfg.l2``, ``min_{W,b} mean_n loss(x_n W + b, y_n) + l2 * ||W||_F^2`` (bias not
+    penalised) by full-batch L-BFGS, keeping the ``l2`` of lowest validation loss. The problem
+    is convex, so it can be solved to convergence rather than approached by epochs of Adam
+    (the L2 weight chosen on valid takes the place of early stopping); the groups' objectives
+    are separable, so one L-BFGS over their sum solves them all at once.
     """
 
     def __init__(
@@ -457,13 +474,18 @@ class LinearProbes:
         self.bias = torch.stack(biases)
         self.best_epoch = np.zeros(len(self.seeds), dtype=int)
         self.epochs_run = 0
+        self.chosen_l2 = np.full(len(self.seeds), np.nan)  # lbfgs only: the L2 weight kept
 
     @property
     def n_groups(self) -> int:
         return len(self.seeds)
 
-    def _group_loss(self, logits: Any, y: Any) -> Any:
-        """Mean loss per group: ``logits`` ``(G, B, C)``, targets ``(G, B)`` or ``(G, B, C)``."""
+    def _group_loss(self, logits: Any, y: Any, dtype: Any = None) -> Any:
+        """Mean loss per group: ``logits`` ``(G, B, C)``, targets ``(G, B)`` or ``(G, B, C)``.
+
+        ``dtype``: average the per-example losses in this dtype (the exact solver's float64:
+        near the minimum, a float32 mean cannot resolve the decreases L-BFGS looks for).
+        """
         import torch.nn.functional as F
 
         if self.loss == "softmax":
@@ -472,12 +494,16 @@ class LinearProbes:
                 logits.reshape(g * b, c), y.reshape(-1), ignore_index=-1, reduction="none"
             ).reshape(g, b)
             valid = (y >= 0).float()
+            if dtype is not None:
+                per, valid = per.to(dtype), valid.to(dtype)
             return (per * valid).sum(1) / valid.sum(1).clamp_min(1.0)
         if y.dim() == logits.dim() - 1:
             y = y.unsqueeze(-1)
         per = F.binary_cross_entropy_with_logits(
             logits, y, pos_weight=self.pos_weight, reduction="none"
         )
+        if dtype is not None:
+            per = per.to(dtype)
         return per.mean(dim=(1, 2))
 
     def logits(self, x: Any, groups: Sequence[int]) -> Any:
@@ -503,17 +529,26 @@ class LinearProbes:
     def fit(
         self, xtr: Any, ytr: Any, xva: Any, yva: Any, cfg: ProbeConfig, desc: str | None = None
     ) -> None:
-        """Adam on every group at once, epochs of ``steps_per_epoch`` batches, early stopping
-        per group on the validation loss; each group ends with its best epoch's weights.
+        """Train every group at once with ``cfg.solver``.
+
+        ``adam``: epochs of ``steps_per_epoch`` batches, early stopping per group on the
+        validation loss; each group ends with its best epoch's weights. ``lbfgs``: the exact
+        solution for each L2 weight of ``cfg.l2``; each group ends with the one of lowest
+        validation loss (``chosen_l2``; ``best_epoch`` and ``epochs_run`` then count L-BFGS
+        iterations).
 
         ``xtr`` ``(V, N, D)`` and ``xva`` standardised float32; ``ytr``/``yva`` targets.
-        ``desc``: show a progress bar over epochs with this label. Runs with
-        ``cfg.threads`` torch threads.
+        ``desc``: show a progress bar with this label. Runs with ``cfg.threads`` torch threads.
         """
         from vit1d.device import torch_threads
 
+        if cfg.solver not in ("adam", "lbfgs"):
+            raise ValueError(f"unknown probe solver {cfg.solver!r}; use 'adam' or 'lbfgs'")
         with torch_threads(cfg.threads):
-            self._fit(xtr, ytr, xva, yva, cfg, desc)
+            if cfg.solver == "adam":
+                self._fit(xtr, ytr, xva, yva, cfg, desc)
+            else:
+                self._fit_exact(xtr, ytr, xva, yva, cfg, desc)
 
     def _fit(self, xtr: Any, ytr: Any, xva: Any, yva: Any, cfg: ProbeConfig, desc: str | None):
         import torch
@@ -567,6 +602,80 @@ class LinearProbes:
             bar.set_postfix(active=int((~stopped).sum()))
             if stopped.all():
                 break
+        bar.close()
+        self.weight, self.bias = best_w, best_b
+
+    def _fit_exact(
+        self, xtr: Any, ytr: Any, xva: Any, yva: Any, cfg: ProbeConfig, desc: str | None
+    ) -> None:
+        """Full-batch L-BFGS of every group's penalised mean loss, once per L2 weight.
+
+        The weights go from the largest L2 weight to the smallest, each solve warm-started
+        from the previous solution (the first from the seeded initialisation): a strongly
+        penalised problem is well conditioned and its solution is a good start for the next.
+        """
+        import torch
+        from tqdm.auto import tqdm
+
+        grid = sorted({float(a) for a in cfg.l2}, reverse=True)
+        if not grid or grid[-1] < 0 or not all(math.isfinite(a) for a in grid):
+            raise ValueError(f"lbfgs needs finite L2 weights >= 0, got {cfg.l2!r}")
+        if cfg.max_iter < 1:
+            raise ValueError(f"lbfgs needs max_iter >= 1, got {cfg.max_iter}")
+        weight = torch.nn.Parameter(self.weight.clone())
+        bias = torch.nn.Parameter(self.bias.clone())
+        # groups that read the same view share its input: one product per view, and the
+        # graph of one view at a time (backward per view), never a (G, N, D) gather
+        members = [
+            (v, torch.nonzero(self.views == v).flatten()) for v in torch.unique(self.views).tolist()
+        ]
+
+        def objective(l2: float) -> Any:
+            # float32 products, float64 sums: the value's rounding must stay below the
+            # decreases of the last iterations, or the line search stops L-BFGS early
+            loss = torch.zeros((), dtype=torch.float64)
+            for v, idx in members:
+                logits = torch.einsum("nd,gdc->gnc", xtr[v], weight[idx]) + bias[idx][:, None, :]
+                y = ytr.unsqueeze(0).expand(len(idx), *ytr.shape)
+                part = self._group_loss(logits, y, torch.float64).sum()
+                part.backward()
+                loss += part.detach()
+            penalty = l2 * weight.double().pow(2).sum()
+            penalty.backward()
+            return loss + penalty.detach()
+
+        best_w, best_b = self.weight.clone(), self.bias.clone()
+        best = torch.full((self.n_groups,), float("inf"))
+        self.chosen_l2 = np.full(self.n_groups, np.nan)
+        iterations = 0
+        bar = tqdm(total=len(grid), desc=desc, unit="l2", disable=desc is None, leave=False)
+        for l2 in grid:
+            # a fresh curvature history: the objective changed with the L2 weight
+            opt = torch.optim.LBFGS(
+                [weight, bias],
+                lr=1.0,
+                max_iter=cfg.max_iter,
+                history_size=LBFGS_HISTORY,
+                line_search_fn="strong_wolfe",
+            )
+
+            def closure(l2: float = l2, opt: Any = opt) -> Any:
+                opt.zero_grad(set_to_none=True)
+                return objective(l2)
+
+            # torch's tolerances: stops when the gradient (1e-7) or the change of the value or
+            # of the step (1e-9) vanishes, or after max_iter iterations
+            opt.step(closure)
+            iterations += int(opt.state[weight].get("n_iter", 0))
+            self.weight, self.bias = weight.detach(), bias.detach()
+            current = self.valid_loss(xva, yva)
+            for g in torch.nonzero(current < best).flatten().tolist():
+                best[g] = current[g]
+                best_w[g], best_b[g] = weight.detach()[g], bias.detach()[g]
+                self.chosen_l2[g] = l2
+                self.best_epoch[g] = iterations
+            self.epochs_run = iterations
+            bar.update(1)
         bar.close()
         self.weight, self.bias = best_w, best_b
 
@@ -712,7 +821,11 @@ def probe_task(
     groups = _groups(views, len(embeddings), seeds)
     tr, va = task.indices("train"), task.indices("valid")
     scores: dict[tuple[int, str, str], list[tuple[int, np.ndarray, np.ndarray | None]]] = {}
-    info: dict[str, Any] = {"epochs": {}, "best_epoch": {}}
+    # with lbfgs, "epochs" and "best_epoch" count L-BFGS iterations (over the L2 weights, the
+    # largest first) and "l2" holds the L2 weight each probe kept
+    info: dict[str, Any] = {"solver": cfg.solver, "epochs": {}, "best_epoch": {}}
+    if cfg.solver == "lbfgs":
+        info["l2"] = {}
     if task.spec.local:
         chunks = _local_chunks(task, embeddings, views, tr, cfg)
     else:
@@ -932,9 +1045,10 @@ def _train_and_score(
     probes.fit(xtr_t, ytr_t, xva_t, yva_t, cfg, desc=f"probe {task.name}" if progress else None)
     for k, g in enumerate(chunk_groups):
         v, seed = groups[g]
-        info["best_epoch"][f"{views[v].layer}/{views[v].pooling}/{seed}"] = int(
-            probes.best_epoch[k]
-        )
+        key = f"{views[v].layer}/{views[v].pooling}/{seed}"
+        info["best_epoch"][key] = int(probes.best_epoch[k])
+        if "l2" in info:
+            info["l2"][key] = float(probes.chosen_l2[k])
     info["epochs"][f"chunk{chunk[0]}"] = probes.epochs_run
     del xtr_t, xva_t
     for split in splits:
@@ -1357,6 +1471,12 @@ def register(subparsers: Any) -> None:
     g.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch, help="(128)")
     g.add_argument("--patience", type=int, default=d.patience, help="early stopping (5)")
     g.add_argument(
+        "--solver",
+        choices=("adam", "lbfgs"),
+        default=d.solver,
+        help="adam (the protocol, default) or lbfgs (exact solution, L2 weight chosen on valid)",
+    )
+    g.add_argument(
         "--max-train-frames",
         type=int,
         default=d.max_train_frames,
@@ -1470,6 +1590,7 @@ def _cli(args: argparse.Namespace) -> int:
         max_epochs=args.max_epochs,
         steps_per_epoch=args.steps_per_epoch,
         patience=args.patience,
+        solver=args.solver,
         max_train_frames=args.max_train_frames,
         max_local_files=parse_file_caps(args.max_local_files),
         max_global_files=parse_file_caps(args.max_global_files),
