@@ -235,6 +235,9 @@ def test_variant_spread_compares_variants_with_their_seeds() -> None:
     assert spread.loc["key", "within"] == pytest.approx(0.02)
     assert spread.loc["tagging", "within"] == pytest.approx(0.10)
     assert list(spread["separable"]) == [True, False]  # key, tagging
+    # one seed per variant: the seeds' spread is not measured, nothing is separable
+    single = recipes.variant_spread(_table({"paper": {"key": [0.5]}, "augment": {"key": [0.7]}}))
+    assert np.isnan(single.loc["key", "within"]) and not single.loc["key", "separable"]
 
 
 def test_preset_variant_recognises_the_switches(tmp_path: Path) -> None:

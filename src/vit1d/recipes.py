@@ -584,7 +584,8 @@ def variant_spread(table: Any) -> Any:
     variants' seed means lie (``between``: best minus worst variant mean), against how far
     the seeds of one variant lie apart (``within``: the largest seed range of any variant).
     A ``between`` no wider than ``within`` means the study cannot tell the variants apart on
-    that task (``notebooks/03b_recipe.ipynb``)."""
+    that task (``notebooks/03b_recipe.ipynb``); with one seed per variant ``within`` is not
+    measured (NaN) and no task counts as ``separable``."""
     import pandas as pd
 
     runs = table[(table["seed"] >= 0) & table["variant"].isin(list(VARIANTS))]
@@ -593,12 +594,13 @@ def variant_spread(table: Any) -> Any:
     for task, g in primary.groupby("task"):
         per = g.groupby("variant")["value"]
         means, ranges = per.mean(), per.max() - per.min()
+        seeded = per.size() > 1  # the variants run with two seeds or more
         rows.append(
             {
                 "task": task,
                 "best": str(means.idxmax()),
                 "between": float(means.max() - means.min()),
-                "within": float(ranges.max()),
+                "within": float(ranges[seeded].max()) if seeded.any() else float("nan"),
             }
         )
     out = pd.DataFrame(rows, columns=["task", "best", "between", "within"])
@@ -661,7 +663,9 @@ def budget_table(study_dir: str | Path, table: Any | None = None) -> Any:
                 "seeds": len(per_seed),
             }
         )
-    return pd.DataFrame(rows).set_index("variant") if rows else pd.DataFrame()
+    if not any(r["variant"] != BUDGET_RECIPE for r in rows):
+        return pd.DataFrame()  # no budget variant ran: nothing to compare the recipe with
+    return pd.DataFrame(rows).set_index("variant")
 
 
 def register(subparsers: Any) -> None:
