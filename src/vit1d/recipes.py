@@ -313,6 +313,16 @@ def seed_study(out: str | Path, source: str | Path) -> None:
     tmp.rename(out / RESULTS)  # atomic: a half-copied folder is never taken for results
 
 
+def _result_models(out: Path) -> set[str]:
+    """The ``model`` names in ``out``'s probe summary (empty when there is none)."""
+    import pandas as pd
+
+    try:
+        return set(pd.read_csv(out / RESULTS / "probes_summary.csv")["model"])
+    except (OSError, ValueError, KeyError):
+        return set()
+
+
 def _held_runs(out: Path, settings: StudySettings) -> dict[str, Any]:
     """Runs an earlier study in ``out`` probed with the same settings (``study.json``'s facts by
     label, :func:`run_facts`) whose probe results are in ``out/results``: they need neither
@@ -400,7 +410,9 @@ def run_study(
             }
         )
     )
-    if not _marker_ok(marker, expected):
+    # a study seeded from committed results (which keep no markers) holds its baselines too
+    baselines_held = bool(held) and set(BASELINES) <= _result_models(out)
+    if not _marker_ok(marker, expected) and not baselines_held:
         say("recipe study: probe the random-init and log-mel baselines")
         first = out / settings.variants[0] / f"seed-{settings.seeds[0]}"
         if not _finished(first):
