@@ -382,8 +382,8 @@ def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path
         recipes.seed_study(tmp_path / "fresh", tmp_path / "nowhere")
     # other probe settings: nothing is taken from the earlier study
     other = dataclasses.replace(settings, probe={**settings.probe, "n_boot": 21})
-    assert recipes._held_runs(seeded, other) == {}
-    assert set(recipes._held_runs(seeded, more)) == set(facts)
+    assert recipes._held_runs(seeded, other) == ({}, set())
+    assert set(recipes._held_runs(seeded, more)[0]) == set(facts)
 
 
 def test_default_preset_follows_the_committed_study() -> None:

@@ -480,6 +480,16 @@ class LinearProbes:
     def n_groups(self) -> int:
         return len(self.seeds)
 
+    def view_groups(self) -> list[tuple[int, list[int]]]:
+        """``(view, groups reading it)`` for every view: groups of one view share its input,
+        so their logits come from one product."""
+        import torch
+
+        return [
+            (v, torch.nonzero(self.views == v).flatten().tolist())
+            for v in torch.unique(self.views).tolist()
+        ]
+
     def _group_loss(self, logits: Any, y: Any, dtype: Any = None) -> Any:
         """Mean loss per group: ``logits`` ``(G, B, C)``, targets ``(G, B)`` or ``(G, B, C)``.
 
@@ -519,8 +529,7 @@ class LinearProbes:
 
         out = torch.empty(self.n_groups)
         with torch.no_grad():
-            for v in torch.unique(self.views).tolist():
-                groups = torch.nonzero(self.views == v).flatten().tolist()
+            for v, groups in self.view_groups():
                 logits = self.logits(xva[v], groups)
                 y = yva.unsqueeze(0).expand(len(groups), *yva.shape)
                 out[groups] = self._group_loss(logits, y)
@@ -626,9 +635,7 @@ class LinearProbes:
         bias = torch.nn.Parameter(self.bias.clone())
         # groups that read the same view share its input: one product per view, and the
         # graph of one view at a time (backward per view), never a (G, N, D) gather
-        members = [
-            (v, torch.nonzero(self.views == v).flatten()) for v in torch.unique(self.views).tolist()
-        ]
+        members = self.view_groups()
 
         def objective(l2: float) -> Any:
             # float32 products, float64 sums: the value's rounding must stay below the

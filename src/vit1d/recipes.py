@@ -59,6 +59,7 @@ import copy
 import datetime as _dt
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -323,20 +324,19 @@ def _result_models(out: Path) -> set[str]:
         return set()
 
 
-def _held_runs(out: Path, settings: StudySettings) -> dict[str, Any]:
-    """Runs an earlier study in ``out`` probed with the same settings (``study.json``'s facts by
-    label, :func:`run_facts`) whose probe results are in ``out/results``: they need neither
-    their checkpoint nor a rerun. Empty when the settings differ."""
-    import pandas as pd
-
+def _held_runs(out: Path, settings: StudySettings) -> tuple[dict[str, Any], set[str]]:
+    """What an earlier study in ``out`` probed with the same settings: the runs whose probe
+    results are in ``out/results`` (``study.json``'s facts by label, :func:`run_facts`), which
+    need neither their checkpoint nor a rerun, and every model of those results (the runs'
+    labels and the baselines). Empty when the settings differ."""
     try:
         study = json.loads((out / STUDY_JSON).read_text())
-        models = set(pd.read_csv(out / RESULTS / "probes_summary.csv")["model"])
-    except (OSError, ValueError, KeyError):
-        return {}
+    except (OSError, ValueError):
+        return {}, set()
     if _probe_settings(study.get("settings", {})) != _probe_settings(settings):
-        return {}
-    return {label: f for label, f in study.get("runs", {}).items() if label in models}
+        return {}, set()
+    models = _result_models(out)
+    return {label: f for label, f in study.get("runs", {}).items() if label in models}, models
 
 
 def run_study(
@@ -371,7 +371,7 @@ def run_study(
     )
     timings: dict[str, Any] = {}
     runs: dict[str, Path] = {}  # label -> run folder, of every run this study holds
-    held = _held_runs(out, settings)
+    held, held_models = _held_runs(out, settings)
     facts: dict[str, Any] = {}  # label -> run_facts of the runs taken from an earlier study
 
     def train_and_probe(variant: str, seed: int) -> None:
@@ -411,8 +411,7 @@ def run_study(
         )
     )
     # a study seeded from committed results (which keep no markers) holds its baselines too
-    baselines_held = bool(held) and set(BASELINES) <= _result_models(out)
-    if not _marker_ok(marker, expected) and not baselines_held:
+    if not _marker_ok(marker, expected) and not set(BASELINES) <= held_models:
         say("recipe study: probe the random-init and log-mel baselines")
         first = out / settings.variants[0] / f"seed-{settings.seeds[0]}"
         if not _finished(first):
@@ -458,10 +457,16 @@ def run_study(
     return out
 
 
+def screening(table: Any, seeds: Sequence[int]) -> Any:
+    """The rows of ``table`` (:func:`study_table`) the screening ranks: the runs of the
+    screening ``seeds`` and the baselines."""
+    return table[table["seed"].isin(list(seeds)) | (table["seed"] < 0)]
+
+
 def finalists(table: Any, settings: StudySettings) -> list[str]:
     """The variants the finals run: ``paper`` and the ``settings.finalists`` best of the
     screened variants by :func:`choose_recipe` on the screening seeds."""
-    screened = table[table["seed"].isin(settings.seeds) | (table["seed"] < 0)]
+    screened = screening(table, settings.seeds)
     screened = screened[screened["variant"].isin([*settings.variants, *BASELINES])]
     _, ranking = choose_recipe(screened)
     best = [v for v in ranking.index if v != "paper"][: settings.finalists]
