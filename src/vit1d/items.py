@@ -20,7 +20,8 @@ logit in ``value`` and the label (0/1) in ``target``. Only the test split is kep
 chosen on the validation split's summary rows).
 
 A run replaces the rows of the (model, checkpoint, corpus, task, layer, pooling) it computed,
-as ``probes.csv`` does; each file is written atomically. Used by :mod:`vit1d.probe` (writing)
+as ``probes.csv`` does; each file is written atomically, under the results folder's lock
+(:func:`vit1d.results.results_lock`). Used by :mod:`vit1d.probe` (writing)
 and :mod:`vit1d.claims` (reading, through :class:`ItemStore`).
 """
 
@@ -36,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 # rows a new run replaces: the same key as probes.csv
-from vit1d.results import REPLACE_KEY
+from vit1d.results import REPLACE_KEY, results_lock
 
 ITEMS_DIR = "probe_items"
 ITEM_COLUMNS = [
@@ -139,21 +140,22 @@ def write_items(results_dir: str | Path, frames: Sequence[pd.DataFrame]) -> list
         return []
     new = _normalise(pd.concat(frames, ignore_index=True))
     folder = Path(results_dir) / ITEMS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for (model, ckpt, corpus, task), part in new.groupby(
-        ["model", "checkpoint", "corpus", "task"], sort=False
-    ):
-        path = folder / _file_name(model, ckpt, corpus, task)
-        if path.is_file():
-            old = pd.read_parquet(path)
-            keys = set(map(tuple, part[REPLACE_KEY].astype(str).drop_duplicates().to_numpy()))
-            keep = [tuple(r) not in keys for r in old[REPLACE_KEY].astype(str).to_numpy()]
-            part = pd.concat([_normalise(old.loc[keep]), part], ignore_index=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        part.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-        written.append(path)
+    with results_lock(results_dir):  # the lock of probes.csv: one writer at a time
+        folder.mkdir(parents=True, exist_ok=True)
+        for (model, ckpt, corpus, task), part in new.groupby(
+            ["model", "checkpoint", "corpus", "task"], sort=False
+        ):
+            path = folder / _file_name(model, ckpt, corpus, task)
+            if path.is_file():
+                old = pd.read_parquet(path)
+                keys = set(map(tuple, part[REPLACE_KEY].astype(str).drop_duplicates().to_numpy()))
+                keep = [tuple(r) not in keys for r in old[REPLACE_KEY].astype(str).to_numpy()]
+                part = pd.concat([_normalise(old.loc[keep]), part], ignore_index=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            part.to_parquet(tmp, index=False)
+            os.replace(tmp, path)
+            written.append(path)
     return written
 
 

@@ -1185,7 +1185,7 @@ def run_probes(
     from vit1d import __version__
     from vit1d.device import hardware_summary, select_device
     from vit1d.embed import load_model
-    from vit1d.results import SUMMARY_COLUMNS, SUMMARY_CSV, upsert_csv, write_results
+    from vit1d.results import SUMMARY_COLUMNS, SUMMARY_CSV, results_lock, upsert_csv, write_results
 
     cfg = config or ProbeConfig()
     ext = extract or ExtractOptions()
@@ -1283,8 +1283,9 @@ def run_probes(
             "seconds": round(time.perf_counter() - started, 1),
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        paths = write_results(out_dir, rows, summary, run_id, provenance)
-        write_items(out_dir, items)
+        with results_lock(out_dir):  # a run's rows and its items appear together
+            paths = write_results(out_dir, rows, summary, run_id, provenance)
+            write_items(out_dir, items)
         written["run_ids"].append(run_id)
         written.update({k: str(v) for k, v in paths.items()})
         say(

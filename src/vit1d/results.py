@@ -13,7 +13,9 @@ Files in a results folder (every later figure and verdict reads these, never typ
 
 A run replaces the rows of the (model, checkpoint, corpus, task, layer, pooling) it computed
 and keeps every other row, so baselines, checkpoints and tasks can be probed separately.
-Writes are atomic (temporary file, then rename).
+Writes are atomic (temporary file, then rename). Each write reads the file, merges and
+writes it back while holding :func:`results_lock` on the folder, so two runs writing one
+results folder at once (two ``vit1d probe`` commands, say) keep the rows of both.
 
 **Bootstrap.** The metric of a probe is a weighted mean over units (clips, or tracks weighted
 by duration): ``m_s = sum_i w_i x_si / sum_i w_i`` for seed ``s``. The summary's point
@@ -26,12 +28,20 @@ recomputes them on the resampled clips (:func:`bootstrap_tagging`).
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+import os
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; writers in one process still take turns
+    fcntl = None
 
 COLUMNS = [
     "model",
@@ -73,6 +83,52 @@ REPLACE_KEY = ["model", "checkpoint", "corpus", "task", "layer", "pooling"]
 PROBES_CSV = "probes.csv"
 SUMMARY_CSV = "probes_summary.csv"
 RUNS_JSON = "probes_runs.json"
+#: The file in a results folder that writers lock (empty; safe to delete when no run writes).
+LOCK_FILE = ".results.lock"
+
+
+class _FolderLock:
+    """One process's hold on a folder's lock file: the threads of the process take turns
+    (``turn``), and the first to enter takes the inter-process ``flock``."""
+
+    def __init__(self) -> None:
+        self.turn = threading.RLock()
+        self.depth = 0
+        self.fd: int | None = None
+
+
+_held: dict[str, _FolderLock] = {}
+_held_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def results_lock(folder: str | Path) -> Iterator[None]:
+    """Hold the results folder's lock (``fcntl.flock`` on :data:`LOCK_FILE`) for a
+    read-merge-write of its files. Reentrant within a process, so the writers below can
+    take it inside one another (an ``flock`` on a second descriptor would wait on itself)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = str(folder.resolve())
+    with _held_guard:
+        lock = _held.setdefault(key, _FolderLock())
+    with lock.turn:
+        if lock.depth == 0:
+            fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(fd)
+                    raise
+            lock.fd = fd
+        lock.depth += 1
+        try:
+            yield
+        finally:
+            lock.depth -= 1
+            if lock.depth == 0 and lock.fd is not None:
+                os.close(lock.fd)  # closing the descriptor releases the flock
+                lock.fd = None
 
 
 def bootstrap_ci(
@@ -223,18 +279,18 @@ def upsert_csv(path: str | Path, rows: Sequence[dict[str, Any]], columns: list[s
 
     path = Path(path)
     new = pd.DataFrame(list(rows), columns=columns)
-    if path.is_file() and path.stat().st_size > 0:
-        old = pd.read_csv(path, dtype={"checkpoint": str, "run_id": str})
-        for col in columns:
-            if col not in old.columns:
-                old[col] = np.nan
-        key_new = set(map(tuple, new[REPLACE_KEY].astype(str).to_numpy()))
-        keep = [tuple(r) not in key_new for r in old[REPLACE_KEY].astype(str).to_numpy()]
-        merged = pd.concat([old.loc[keep, columns], new], ignore_index=True)
-    else:
-        merged = new
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_csv(merged, path)
+    with results_lock(path.parent):
+        if path.is_file() and path.stat().st_size > 0:
+            old = pd.read_csv(path, dtype={"checkpoint": str, "run_id": str})
+            for col in columns:
+                if col not in old.columns:
+                    old[col] = np.nan
+            key_new = set(map(tuple, new[REPLACE_KEY].astype(str).to_numpy()))
+            keep = [tuple(r) not in key_new for r in old[REPLACE_KEY].astype(str).to_numpy()]
+            merged = pd.concat([old.loc[keep, columns], new], ignore_index=True)
+        else:
+            merged = new
+        _atomic_csv(merged, path)
     return merged
 
 
@@ -244,14 +300,14 @@ def record_run(results_dir: str | Path, run_id: str, provenance: dict[str, Any])
 
     path = Path(results_dir) / RUNS_JSON
     runs: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            runs = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            runs = {}
-    runs[run_id] = provenance
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(runs, indent=2, sort_keys=True, default=str))
+    with results_lock(path.parent):
+        if path.is_file():
+            try:
+                runs = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                runs = {}
+        runs[run_id] = provenance
+        atomic_write_text(path, json.dumps(runs, indent=2, sort_keys=True, default=str))
 
 
 def write_results(
@@ -263,10 +319,10 @@ def write_results(
 ) -> dict[str, Path]:
     """Merge a run's rows and summary rows into the results folder and record provenance."""
     folder = Path(results_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    upsert_csv(folder / PROBES_CSV, rows, COLUMNS)
-    upsert_csv(folder / SUMMARY_CSV, summary, SUMMARY_COLUMNS)
-    record_run(folder, run_id, provenance)
+    with results_lock(folder):  # the three files of one run go in together
+        upsert_csv(folder / PROBES_CSV, rows, COLUMNS)
+        upsert_csv(folder / SUMMARY_CSV, summary, SUMMARY_COLUMNS)
+        record_run(folder, run_id, provenance)
     return {
         "probes": folder / PROBES_CSV,
         "summary": folder / SUMMARY_CSV,
