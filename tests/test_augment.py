@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vit1d.augment import augment_views, eq_curves
-from vit1d.config import AugmentConfig, load_config
+from vit1d.config import AugmentConfig, Config, TrainConfig, load_config
 from vit1d.data import FLOOR_DB, PairSampler, read_manifest_column
 from vit1d.errors import UserError
 
@@ -76,10 +76,53 @@ def test_augment_config_is_validated() -> None:
 def test_an_empty_override_is_the_empty_string() -> None:
     hard = {"data": {"group_by": "instrumentation"}}
     assert load_config(hard, ["data.group_by="]).data.group_by == ""
-    with pytest.raises(UserError, match=r"must be float.*empty string.*max_distance_s=0.5"):
+    # YAML's null (`group_by:` with nothing after it, or ~) means the same for a text key
+    assert load_config({"data": {"group_by": None}}).data.group_by == ""
+    assert load_config(hard, ["data.group_by=~"]).data.group_by == ""
+    with pytest.raises(UserError, match=r"expects a number.*empty string"):
         load_config("smoke", ["data.max_distance_s="])
-    with pytest.raises(UserError, match=r"must be int, got 'x'.*train.steps=3"):
-        load_config("smoke", ["train.steps=x"])
+    with pytest.raises(UserError, match=r"expects an int, got None"):
+        load_config("smoke", ["train.steps=~"])
+
+
+def test_a_wrong_value_says_how_to_write_it() -> None:
+    smoke = load_config("smoke")  # the example is the value the key had before the bad one
+    cases = {
+        "train.batch_size=": "expects an int, got '' (str) (an empty value is the empty "
+        f"string, which only text keys take); fix the value, e.g. --set "
+        f"train.batch_size={smoke.train.batch_size}",
+        "train.batch_size=ten": "expects an int, got 'ten' (str); fix the value, e.g. --set "
+        f"train.batch_size={smoke.train.batch_size}",
+        "optim.lr=fast": f"expects a number, got 'fast' (str); fix the value, e.g. --set "
+        f"optim.lr={smoke.optim.lr}",
+        "train.compile=maybe": "expects true or false, got 'maybe' (str); fix the value, e.g. "
+        f"--set train.compile={str(smoke.train.compile).lower()}",
+        "model.head_dims=256": "expects a list of ints, got 256; write it as [a,b,...], e.g. "
+        f"--set model.head_dims=[{','.join(map(str, smoke.model.head_dims))}]",
+        "optim.betas=[0.9,x]": "expects a list of numbers, got 'x' (str) at position 1; fix "
+        f"the value, e.g. --set optim.betas=[{','.join(map(str, smoke.optim.betas))}]",
+        "data.group_by=3": "expects text, got 3 (int); fix the value, e.g. --set "
+        "data.group_by=<text> (--set data.group_by= for none)",
+    }
+    assert smoke.data.group_by == ""  # the case above shows the way to write "none"
+    for override, expected in cases.items():
+        with pytest.raises(UserError) as err:
+            load_config("smoke", [override])
+        key = override.split("=")[0]
+        assert str(err.value) == f"config key '{key}' in the overrides {expected}", override
+
+
+def test_a_wrong_value_in_a_preset_file_says_how_to_write_it(tmp_path: Path) -> None:
+    preset = tmp_path / "mine.yaml"
+    preset.write_text("seed: one\ntrain:\n  steps: ten\n")
+    with pytest.raises(
+        UserError, match=rf"'seed' in .*mine.yaml expects an int.*'seed: {Config().seed}'"
+    ):
+        load_config(preset)
+    preset.write_text("train:\n  steps: ten\n")
+    steps = TrainConfig().steps
+    with pytest.raises(UserError, match=rf"expects an int.*e.g. 'steps: {steps}' under 'train:'"):
+        load_config(preset)
 
 
 def test_grouped_batches_fill_from_as_few_groups_as_possible() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from vit1d import badinputs
 from vit1d.badinputs import CASES, PICKLE_MARKER, run_catalogue, unsafe_loads, unsafe_loads_in
+from vit1d.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +36,10 @@ EXPECT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("unknown config key 'model.dimm'", "my_preset.yaml"),
         ("did you mean 'model.dim'",),
     ),
-    "config_wrong_type": (("'train.steps'", "must be int", "'ten'"), ("fix the value",)),
+    "config_wrong_type": (
+        ("'train.steps'", "expects an int", "'ten'"),
+        ("fix the value", f"'steps: {TrainConfig().steps}' under 'train:'"),
+    ),
     "config_heads_not_dividing": (
         ("model.dim (100)", "divisible by model.heads (3)"),
         ("divisor of 100", "multiple of 3 (e.g. 99, 102)"),

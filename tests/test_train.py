@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from vit1d import load_pretrained
+from vit1d.cli import main
 from vit1d.config import load_config
 from vit1d.train import lr_at, pretrain, weight_decay_at
 
@@ -139,6 +141,40 @@ def test_cli_user_errors(audio_dir: Path, tmp_path: Path, args: list[str], needl
     assert proc.returncode == 2
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_an_empty_value_turns_hard_negatives_off(
+    audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--set data.group_by=`` on a preset with hard negatives: a folder of audio (no
+    manifest column to group by) then trains instead of being refused."""
+    preset = tmp_path / "hard.yaml"
+    preset.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"dim": 32, "depth": 1, "heads": 2, "head_dims": [32]},
+                "data": {"group_by": "instrumentation"},
+                "train": {"steps": 1, "batch_size": 2, "num_threads": 1, "precision": "fp32"},
+            }
+        )
+    )
+    common = ["pretrain", "--preset", str(preset), "--data", str(audio_dir), "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "hard")]) == 2
+    assert "data.group_by='instrumentation' needs a manifest.csv" in capsys.readouterr().err
+    assert main([*common, "--out", str(tmp_path / "off"), "--set", "data.group_by="]) == 0
+    run = json.loads((tmp_path / "off" / "run.json").read_text())
+    assert run["config"]["data"]["group_by"] == ""
+
+
+def test_a_wrong_value_on_the_command_line_says_how_to_write_it(
+    audio_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = load_config("smoke").train.batch_size
+    args = ["pretrain", "--preset", "smoke", "--data", str(audio_dir), "--out", str(tmp_path)]
+    assert main([*args, "--set", "train.batch_size="]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "train.batch_size' in the overrides expects an int, got ''" in err
+    assert err.endswith(f"e.g. --set train.batch_size={batch}") and len(err.splitlines()) == 1
 
 
 def test_manifest_with_missing_files(tmp_path: Path) -> None:

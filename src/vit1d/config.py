@@ -4,7 +4,9 @@ A configuration is a YAML file with the sections ``model``, ``data``, ``optim``,
 ``augment`` and ``train`` (see ``src/vit1d/presets/default.yaml``, every key commented).
 :func:`load_config` starts from the built-in defaults, applies a preset (a name such as
 ``smoke`` or a path to a YAML file), then ``section.key=value`` overrides. An unknown key or a value of the wrong
-type raises :class:`vit1d.errors.UserError` naming the key, the file and the fix.
+type raises :class:`vit1d.errors.UserError` naming the key, the file and how to write the value.
+For a text key, an empty value (``--set data.group_by=``) and a YAML null (``group_by:`` with
+nothing after it) are the empty string, which text keys use for "none".
 """
 
 from __future__ import annotations
@@ -144,32 +146,93 @@ class Config:
 assert set(asdict(ModelConfig())) == set(_model.DEFAULTS), "ModelConfig and ViT1D disagree"
 
 
-def _check_value(value: Any, hint: Any, where: str, source: str) -> Any:
-    """Return ``value`` converted to the type ``hint`` or raise a UserError."""
-    origin = get_origin(hint)
-    if origin is list:
+#: The source name of ``section.key=value`` overrides (``--set``) in error messages.
+OVERRIDES = "the overrides"
+_KINDS = {bool: "true or false", int: "an int", float: "a number", str: "text"}
+
+
+def _kind(hint: Any) -> str:
+    if get_origin(hint) is list:
+        (item,) = get_args(hint)
+        return f"a list of {'numbers' if item is float else item.__name__ + 's'}"
+    return _KINDS.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _as_text(value: Any) -> str:
+    """``value`` as one would type it after ``=`` (no spaces, so the shell keeps it whole)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + ",".join(_as_text(v) for v in value) + "]"
+    if isinstance(value, str):
+        return value or "<text>"
+    return str(value)
+
+
+def _how_to_write(where: str, example: Any, source: str) -> str:
+    """How to write ``where`` correctly, with ``example`` (its value before the bad one)."""
+    none = example == ""
+    if source == OVERRIDES:
+        return f"e.g. --set {where}={_as_text(example)}" + (
+            f" (--set {where}= for none)" if none else ""
+        )
+    section, _, leaf = where.rpartition(".")
+    under = f" under '{section}:'" if section else ""
+    return f"e.g. '{leaf}: {_as_text(example)}'{under}" + (
+        f" ('{leaf}: \"\"' for none)" if none else ""
+    )
+
+
+def _check_value(value: Any, hint: Any, where: str, source: str, example: Any) -> Any:
+    """Return ``value`` converted to the type ``hint`` or raise a UserError that shows how to
+    write it (``example``: the key's value before this one)."""
+    if get_origin(hint) is list:
         (item,) = get_args(hint)
         if not isinstance(value, list):
             raise UserError(
-                f"config key '{where}' in {source} must be a list of {item.__name__}, "
-                f"got {value!r}; write it as [a, b, ...]"
+                f"config key '{where}' in {source} expects {_kind(hint)}, got {value!r}; "
+                f"write it as [a,b,...], {_how_to_write(where, example, source)}"
             )
-        return [_check_value(v, item, f"{where}[{i}]", source) for i, v in enumerate(value)]
+        out = []
+        for i, v in enumerate(value):
+            checked = _checked_scalar(v, item)
+            if checked is _REFUSED:
+                raise UserError(
+                    f"config key '{where}' in {source} expects {_kind(hint)}, got {v!r} "
+                    f"({type(v).__name__}) at position {i}; fix the value, "
+                    f"{_how_to_write(where, example, source)}"
+                )
+            out.append(checked)
+        return out
+    checked = _checked_scalar(value, hint)
+    if checked is _REFUSED:
+        empty = " (an empty value is the empty string, which only text keys take)"
+        raise UserError(
+            f"config key '{where}' in {source} expects {_kind(hint)}, got {value!r} "
+            f"({type(value).__name__}){empty if value == '' else ''}; fix the value, "
+            f"{_how_to_write(where, example, source)}"
+        )
+    return checked
+
+
+_REFUSED = object()
+
+
+def _checked_scalar(value: Any, hint: Any) -> Any:
+    """``value`` as a ``hint`` (bool, int, float or str), or ``_REFUSED``."""
+    if hint is str and value is None:
+        # YAML reads `key:` with nothing after it (and `--set key=~`) as null; for a text key
+        # that means "none", which text keys spell "" (data.group_by "" = no hard negatives)
+        return ""
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint is float and isinstance(value, str):
         try:  # YAML 1.1 reads "1e-3" as a string
             return float(value)
         except ValueError:
-            pass
+            return _REFUSED
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        example = {bool: "true", int: "3", float: "0.5", str: "text"}.get(hint, "...")
-        empty = " (an empty value is the empty string, which only text keys take)"
-        raise UserError(
-            f"config key '{where}' in {source} must be {hint.__name__}, got {value!r} "
-            f"({type(value).__name__}){empty if value == '' else ''}; fix the value in the "
-            f"preset or the --set override, written like {where}={example}"
-        )
+        return _REFUSED
     return value
 
 
@@ -195,7 +258,7 @@ def _merge(obj: Any, updates: dict[str, Any], prefix: str, source: str) -> None:
         if is_dataclass(current):
             _merge(current, value, f"{where}.", source)
         else:
-            setattr(obj, key, _check_value(value, hints[key], where, source))
+            setattr(obj, key, _check_value(value, hints[key], where, source, current))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -257,7 +320,7 @@ def load_config(
     if overrides:
         if isinstance(overrides, list):
             overrides = parse_overrides(overrides)
-        _merge(cfg, overrides, "", "the overrides")
+        _merge(cfg, overrides, "", OVERRIDES)
     validate(cfg)
     return cfg
 
