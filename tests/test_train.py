@@ -22,6 +22,8 @@ from vit1d.cli import main
 from vit1d.config import load_config
 from vit1d.train import lr_at, pretrain, weight_decay_at
 
+# precision is beside the point of the tests that use it, and auto measures for seconds
+FP32 = "train.precision=fp32"
 TINY = [
     "model.dim=32",
     "model.depth=2",
@@ -93,6 +95,10 @@ def test_sigkill_resume_is_exact(audio_dir: Path, tmp_path: Path) -> None:
         "train.checkpoint_every=4",
         "--set",
         "train.num_threads=1",
+        # not auto: two processes measuring bf16 on a busy CPU can choose differently, and
+        # then the two runs could not end with the same weights
+        "--set",
+        "train.precision=fp32",
     ]
     _run_cli("pretrain", *common, "--out", str(tmp_path / "straight"))
 
@@ -216,7 +222,7 @@ def test_bad_audio_in_pool(audio_dir: Path, tmp_path: Path) -> None:
         "--out",
         str(tmp_path / "r"),
         "--no-progress",
-        *sum((["--set", o] for o in [*TINY, "train.steps=2", "train.batch_size=2"]), []),
+        *sum((["--set", o] for o in [*TINY, "train.steps=2", "train.batch_size=2", FP32]), []),
     )
     assert "1 of 4 audio files could not be decoded" in proc.stderr
     with open(tmp_path / "r" / "skipped_files.csv") as fh:

@@ -251,13 +251,15 @@ def pretrain(
     rank, world = _dist_info()
     if tc.batch_size % world:
         raise UserError(f"train.batch_size ({tc.batch_size}) must be divisible by {world} ranks")
+    # before choose_precision, whose measurement on a CPU takes seconds: a bad manifest is
+    # reported at once
+    files = read_manifest(data, cfg.data.split)
     precision = choose_precision(device, tc.precision)
     if checkpoint is not None and resume is not False and tc.precision == "auto":
         # the run-time choice is a measurement and may differ on a busy machine: a resumed
         # run keeps the precision it started with, or it would not end with the same weights
         precision = json.loads((checkpoint / "config.json").read_text()).get("precision", precision)
 
-    files = read_manifest(data, cfg.data.split)
     manifest_dir = Path(data) if Path(data).is_dir() else Path(data).parent
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else manifest_dir / ".vit1d_cache"
     decode = {"skip_unreadable": cfg.data.skip_unreadable, "workers": cfg.data.decode_workers}
