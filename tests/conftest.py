@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+
+from vit1d import faults
 
 SR = 16_000
 
@@ -48,3 +55,33 @@ def _grad_mode_is_restored():
     leaked = not torch.is_grad_enabled()
     torch.set_grad_enabled(True)
     assert not leaked, "this test (or the code it calls) left torch gradients disabled"
+
+
+@dataclass
+class FaultPoint:
+    """A fault point armed for a subprocess (:mod:`vit1d.faults`): run the process with
+    ``env``, then :meth:`wait` until it stands at the point."""
+
+    marker: Path
+    env: dict[str, str]
+
+    def wait(self, proc: subprocess.Popen, timeout: float = 300.0) -> None:
+        """Return once the process wrote the marker; it then waits at the point to be killed.
+        No race: the process cannot get past the point before the kill."""
+        deadline = time.monotonic() + timeout
+        while not self.marker.exists():
+            assert proc.poll() is None, f"exited ({proc.returncode}) before its fault point"
+            assert time.monotonic() < deadline, f"no fault point within {timeout:.0f} s"
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def fault_point(tmp_path: Path) -> Callable[[str], FaultPoint]:
+    """``fault_point("checkpoint@2")``: the environment that stops a subprocess the second
+    time it reaches the point ``checkpoint``, and the marker that says it is there."""
+
+    def arm(spec: str) -> FaultPoint:
+        marker = tmp_path / f"fault-{spec.replace('@', '-')}.marker"
+        return FaultPoint(marker, {**os.environ, faults.ENV: f"{spec}={marker}"})
+
+    return arm

@@ -11,6 +11,9 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import mir_eval
@@ -212,33 +215,33 @@ def test_killed_build_resumes_to_the_same_corpus(tiny_ref, tmp_path: Path, cache
     assert _digest(out) == _digest(ref)
 
 
-def test_sigkilled_build_resumes_to_the_same_corpus(tiny_ref, tmp_path: Path, cache: Path):
-    """Fault test (issue 10): the build process and its workers killed with SIGKILL once a
-    third of the renders are on disk; running it again ends with the reference corpus, file
-    for file."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
+def test_sigkilled_build_resumes_to_the_same_corpus(
+    tiny_ref, tmp_path: Path, cache: Path, fault_point
+):
+    """Fault test: the build process and its workers killed with SIGKILL once a third to
+    two thirds of the renders are on disk; running it again ends with the reference corpus,
+    file for file."""
     base, ref = tiny_ref
     total = len(list((ref / "records").rglob("*.json")))
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "vit1d", "corpus", "--preset", str(base / "tiny.yaml")]
     cmd += ["--out", str(out), "--cache", str(cache)]
+    # each of the two render workers stands still after its own total // 3 renders
+    assert TINY["workers"] == 2
+    point = fault_point(f"render@{total // 3}")
     # its own process group, so that the kill takes the render workers too, as a real one would
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=point.env,
     )
-    deadline = time.time() + 300
-    while proc.poll() is None and time.time() < deadline:
-        if len(list((out / "records").rglob("*.json"))) >= total // 3:
-            break
-        time.sleep(0.01)
+    point.wait(proc)
     os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the build finished before it could be killed"
+    assert proc.wait() == -signal.SIGKILL
     done = len(list((out / "records").rglob("*.json")))
-    assert total // 3 <= done < total
+    assert total // 3 <= done <= 2 * (total // 3) < total
     assert not (out / "corpus.json").exists()  # the completion marker is written last
 
     prov = build_corpus(_tiny(base), out, cache_dir=cache, log=lambda m: None)

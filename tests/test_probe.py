@@ -1,10 +1,14 @@
 """Probes: they succeed when the label is linearly in the features and fall to chance when it
-is not (issue 4, item 3); manifests are read with clear errors; the CLI writes the results
+is not; manifests are read with clear errors; the CLI writes the results
 files for a checkpoint, its baselines and its snapshots on a tiny corpus made here."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import mir_eval
@@ -653,16 +657,11 @@ def test_results_upsert_and_best_layers(tmp_path: Path) -> None:
 
 
 def test_sigkill_mid_extraction_then_rerun_gives_identical_results(
-    tiny_corpus: Path, tiny_run: Path, tmp_path: Path
+    tiny_corpus: Path, tiny_run: Path, tmp_path: Path, fault_point
 ) -> None:
-    """Fault test (issue 10): ``vit1d probe`` killed with SIGKILL while it extracts features,
+    """Fault test: ``vit1d probe`` killed with SIGKILL while it extracts features,
     then run again, ends with the results CSVs of an uninterrupted run, byte for byte but for
     ``run_id`` (a run's own timestamped identifier)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
 
     def args(out: Path) -> list[str]:
         return [
@@ -677,16 +676,14 @@ def test_sigkill_mid_extraction_then_rerun_gives_identical_results(
     subprocess.run(args(straight), check=True, env=env, capture_output=True, timeout=600)
 
     killed = tmp_path / "killed"
+    point = fault_point("shard@1")  # stands still once the first shard is complete
     proc = subprocess.Popen(
-        args(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        args(killed), env={**point.env, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    deadline = time.time() + 300
-    while proc.poll() is None and time.time() < deadline:
-        if any((killed / "cache").rglob("shard-*/index.json")):
-            break  # at least one shard complete: extraction is under way
-        time.sleep(0.002)
+    point.wait(proc)
     os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert proc.wait() == -signal.SIGKILL
+    assert len(list((killed / "cache").rglob("shard-*/index.json"))) == 1
     assert not (killed / "results" / "probes_summary.csv").exists()
 
     subprocess.run(args(killed), check=True, env=env, capture_output=True, timeout=600)

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -82,7 +81,7 @@ def _latest_step(run: Path) -> int:
         return 0
 
 
-def test_sigkill_resume_is_exact(audio_dir: Path, tmp_path: Path) -> None:
+def test_sigkill_resume_is_exact(audio_dir: Path, tmp_path: Path, fault_point) -> None:
     common = [
         "--preset",
         "smoke",
@@ -103,18 +102,17 @@ def test_sigkill_resume_is_exact(audio_dir: Path, tmp_path: Path) -> None:
     _run_cli("pretrain", *common, "--out", str(tmp_path / "straight"))
 
     killed = tmp_path / "killed"
+    point = fault_point("checkpoint@2")  # stands still once the step-8 checkpoint is written
     proc = subprocess.Popen(
         [sys.executable, "-m", "vit1d", "pretrain", *common, "--out", str(killed)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=point.env,
     )
-    deadline = time.time() + 240
-    while _latest_step(killed) < 8 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
+    point.wait(proc)
     os.kill(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
-    stopped_at = _latest_step(killed)
-    assert 8 <= stopped_at < 24
+    assert proc.wait() == -signal.SIGKILL
+    assert _latest_step(killed) == 8
     assert not (killed / "model.safetensors").exists()
 
     again = _run_cli("pretrain", *common, "--out", str(killed), check=False)

@@ -52,6 +52,7 @@ from typing import Any
 
 import numpy as np
 
+from vit1d import faults
 from vit1d.errors import UserError
 from vit1d.frontend import FRAME_RATE, HOP_LENGTH, SAMPLE_RATE
 
@@ -296,6 +297,7 @@ class EmbeddingStore:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         self.reload()
+        faults.reached("shard")
 
 
 @dataclass

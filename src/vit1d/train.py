@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vit1d import __version__
+from vit1d import __version__, faults
 from vit1d.augment import augment_views, is_active
 from vit1d.checkpoint import atomic_write_text, save_checkpoint_folder, save_pretrained
 from vit1d.config import Config, load_config
@@ -544,6 +544,7 @@ def _write_checkpoint(
     old = sorted(p for p in ckpt_dir.glob("step-*") if p.name != name)
     for p in old[: max(0, len(old) - (KEEP_CHECKPOINTS - 1))]:
         shutil.rmtree(p, ignore_errors=True)
+    faults.reached("checkpoint")
 
 
 def register(subparsers: Any) -> None:

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vit1d import faults
 from vit1d.corpus import jobs, scores, tasks, twins
 from vit1d.corpus.config import check_values, preset_digest
 from vit1d.corpus.render import renderer_version, resolve_soundfont
@@ -140,6 +141,7 @@ def _run_batch(
             raise
         except Exception as exc:  # one bad score must not sink the build
             out.append((render_id, 0.0, f"{type(exc).__name__}: {exc}"[:300]))
+        faults.reached("render")
     return out
 
 
