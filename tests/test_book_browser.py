@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+# the first test may build the smoke book (html_dir) before the browser starts
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("VIT1D_CHROMIUM", "/usr/bin/chromium"))

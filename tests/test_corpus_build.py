@@ -32,6 +32,9 @@ from vit1d.corpus.build import build_corpus  # noqa: E402
 from vit1d.corpus.config import load_preset  # noqa: E402
 from vit1d.errors import UserError  # noqa: E402
 
+# whole corpora rendered with the SoundFont, several times over
+pytestmark = pytest.mark.slow
+
 LOCAL = {"chords", "beats", "onsets"}
 
 

@@ -1,4 +1,4 @@
-"""Labels against the audio itself (issue 3, acceptance 2).
+"""Labels against the audio itself.
 
 A handful of real scores are rendered by the builder's own job code (solo piano, or the drum
 track alone, without room or noise) and the labels it *writes* (record, ``.lab`` and event
@@ -32,6 +32,9 @@ from vit1d.corpus import jobs, labels, scores  # noqa: E402
 from vit1d.corpus.config import load_preset  # noqa: E402
 from vit1d.corpus.render import resolve_soundfont  # noqa: E402
 from vit1d.corpus.scores import stable_hash  # noqa: E402
+
+# every test renders real scores with the SoundFont
+pytestmark = pytest.mark.slow
 
 SR = 16000
 UNITS = [

@@ -63,6 +63,7 @@ def test_nothing_readable_is_an_error(tmp_path):
         build_mel_cache([tmp_path / "x.wav"], tmp_path / "c", progress=False, skip_unreadable=True)
 
 
+@pytest.mark.slow  # spawns decoding processes, each importing the library
 def test_worker_processes_give_the_same_cache(audio_dir, tmp_path):
     files = _pool(audio_dir, tmp_path / "pool")
     inline = build_mel_cache(files, tmp_path / "c1", progress=False, skip_unreadable=True)

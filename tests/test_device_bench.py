@@ -98,6 +98,7 @@ def test_activation_memory_grows_linearly_with_the_batch() -> None:
     assert model(torch.randn(1, 10, 128)).cls.requires_grad
 
 
+@pytest.mark.slow  # the profiler and every benchmark of the quick suite
 def test_bench_suite_writes_every_part(tmp_path) -> None:
     from vit1d.bench import run_suite
 

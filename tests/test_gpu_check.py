@@ -40,6 +40,7 @@ def test_synthetic_pool_is_audible_music_like_audio(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # it compiles the model (torch.compile), minutes on a small CPU
 def test_gpu_check_runs_on_a_cpu(tmp_path: Path) -> None:
     code = _script().main(
         [

@@ -352,11 +352,13 @@ def _single_process(name: str) -> dict[str, torch.Tensor]:
     }
 
 
+@pytest.mark.slow  # dist_results spawns two gloo processes
 def test_distributed_scale(dist_results):
     for res in dist_results:
         assert int(res["scale"]) == WORLD
 
 
+@pytest.mark.slow  # dist_results spawns two gloo processes
 @pytest.mark.parametrize("name", list(SPLITS))
 def test_distributed_matches_single_process(dist_results, name: str):
     ref = _single_process(name)

@@ -251,6 +251,7 @@ def test_book_step_checks_the_toc(project):
     pipe.check_toc()
 
 
+@pytest.mark.slow  # starts real Jupyter kernels
 def test_real_kernel_failure_names_notebook_and_cell(project):
     """papermill end to end: parameters arrive, and a failing cell is reported by number."""
     pytest.importorskip("papermill", reason="the book extra: pip install -e '.[book]'")

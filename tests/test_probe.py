@@ -656,6 +656,7 @@ def test_results_upsert_and_best_layers(tmp_path: Path) -> None:
     assert sorted(probes["value"]) == [0.5, 0.9] and summary.empty
 
 
+@pytest.mark.slow  # three probe runs in subprocesses
 def test_sigkill_mid_extraction_then_rerun_gives_identical_results(
     tiny_corpus: Path, tiny_run: Path, tmp_path: Path, fault_point
 ) -> None:

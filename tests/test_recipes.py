@@ -291,6 +291,7 @@ def study_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow  # trains and probes every run of a small study
 def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path: Path) -> None:
     settings = recipes.StudySettings(
         variants=("paper", "hard-negatives+augment", "twins-within-4s"),

@@ -154,6 +154,7 @@ def test_code_revision_of_a_copy_without_git(tmp_path, monkeypatch) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # probes the default corpus, extracting it if its cache is gone
 def test_rerunning_the_reference_probes_reproduces_the_book(tmp_path: Path) -> None:
     """Probing the committed reference again on the default corpus (the key task at its best
     layer and pooling, the book's probe settings and seeds) gives the numbers the default

@@ -41,6 +41,7 @@ def _run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
+@pytest.mark.slow  # trains the smoke model for 30 steps
 def test_smoke_pretrain_loss_decreases(audio_dir: Path, tmp_path: Path) -> None:
     out = pretrain(
         "smoke",
@@ -81,6 +82,7 @@ def _latest_step(run: Path) -> int:
         return 0
 
 
+@pytest.mark.slow  # four pretraining runs in subprocesses
 def test_sigkill_resume_is_exact(audio_dir: Path, tmp_path: Path, fault_point) -> None:
     common = [
         "--preset",
@@ -190,6 +192,7 @@ def test_manifest_with_missing_files(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow  # two pretraining runs in subprocesses
 def test_bad_audio_in_pool(audio_dir: Path, tmp_path: Path) -> None:
     pool = tmp_path / "pool"
     pool.mkdir()
@@ -230,6 +233,7 @@ def test_bad_audio_in_pool(audio_dir: Path, tmp_path: Path) -> None:
     assert run["data"]["tracks"] == 3 and run["data"]["skipped_unreadable"] == 1
 
 
+@pytest.mark.slow  # a torchrun run of two processes, and one of one
 def test_torchrun_two_ranks_match_single_process(audio_dir: Path, tmp_path: Path) -> None:
     """Two gloo ranks each see half of the batch; the global loss and weights match one
     process on the whole batch (fp32, so only summation order differs)."""

@@ -78,6 +78,7 @@ def _events(root: Path, rec: dict, name: str) -> np.ndarray:
     return mir_eval.io.load_events(str(root / rec["annotations"][name]))
 
 
+@pytest.mark.slow  # the pairs are rendered with the SoundFont
 def test_twin_chroma_follows_the_original_aligned_not_a_bar_apart(pairs) -> None:
     root, found = pairs
     aligned, shifted = [], []
@@ -95,6 +96,7 @@ def test_twin_chroma_follows_the_original_aligned_not_a_bar_apart(pairs) -> None
     assert aligned.mean() > 0.75 and shifted.mean() < 0.4, (aligned.mean(), shifted.mean())
 
 
+@pytest.mark.slow  # the pairs are rendered with the SoundFont
 def test_twins_redraw_what_they_say_and_keep_the_rest(pairs) -> None:
     _root, found = pairs
     for rec, twin in found:
@@ -118,6 +120,7 @@ def test_twins_redraw_what_they_say_and_keep_the_rest(pairs) -> None:
             assert moved, twin["render_id"]
 
 
+@pytest.mark.slow  # the pairs are rendered with the SoundFont
 def test_twin_labels_are_the_originals(pairs) -> None:
     root, found = pairs
     scores_ = []
@@ -139,6 +142,7 @@ def test_twin_labels_are_the_originals(pairs) -> None:
     assert np.mean(scores_) > 0.9, scores_
 
 
+@pytest.mark.slow  # the pairs are rendered with the SoundFont
 def test_a_twin_is_reproducible_and_its_own_draw(pairs, tmp_path: Path) -> None:
     root, found = pairs
     rec, twin = found[0]
