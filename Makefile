@@ -14,11 +14,12 @@ SYSTEM_STAMP := $(VENV)/.system-packages
 # Debian packages the tests and the book need (Chromium drives the browser test).
 APT_PACKAGES ?= chromium
 
-.PHONY: help install system-packages test test-book test-all lint format bench corpus pretrain recipe-study recipe-finals reference book site clean
+.PHONY: help install system-packages test test-slow test-book test-all lint format bench corpus pretrain recipe-study recipe-finals reference book site clean
 
 help:
 	@echo "make book [PRESET=smoke|default|long|paper]   the whole pipeline and the book"
 	@echo "make test                                      the test suite (fast tests)"
+	@echo "make test-slow                                 the slow tests (over about 5 s each)"
 	@echo "make test-book                                 smoke book + browser test"
 	@echo "make test-all                                  every test, slow ones included"
 	@echo "make bench                                     throughput benchmark (JSON + table)"
@@ -50,6 +51,11 @@ $(SYSTEM_STAMP): | $(STAMP)
 
 test: install system-packages
 	$(BIN)/python -m pytest
+
+# The tests marked slow (rendering, training, subprocess runs), but the browser test, which
+# needs the smoke book (test-book); CI runs them after `make test`.
+test-slow: install system-packages
+	$(BIN)/python -m pytest -m slow --ignore=tests/test_book_browser.py
 
 # The smoke book end to end, then the browser test on it (headless Chromium, no network).
 test-book: install system-packages

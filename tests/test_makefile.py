@@ -45,3 +45,23 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make test" in readme and "make test\n" in ci
+
+
+def _recipe(target: str) -> str:
+    """The recipe lines of ``target`` in the Makefile."""
+    text = (ROOT / "Makefile").read_text()
+    match = re.search(rf"^{re.escape(target)}:.*\n((?:\t.*\n)+)", text, flags=re.M)
+    assert match, f"no rule for {target}"
+    return match.group(1)
+
+
+def test_ci_runs_the_slow_tests_too():
+    """No test is left out of CI: ``make test`` runs the fast ones, ``make test-slow`` the
+    slow ones but what ``make test-book`` runs after building the book they need."""
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test-slow\n" in ci and "make test-book\n" in ci
+    slow = _recipe("test-slow")
+    assert "pytest -m slow" in slow
+    book = _recipe("test-book")
+    for left_out in re.findall(r"--ignore=(\S+)", slow):
+        assert left_out in book, left_out
