@@ -1,4 +1,4 @@
-"""Recipe switches of issue 7: view augmentations and hard-negative batches."""
+"""Recipe switches: view augmentations and hard-negative batches."""
 
 from __future__ import annotations
 

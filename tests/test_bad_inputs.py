@@ -1,4 +1,4 @@
-"""The bad-input catalogue (issue 10): every case refused with a message naming the problem and
+"""The bad-input catalogue: every case refused with a message naming the problem and
 the fix, or converted correctly, and nothing written before the failure lost; no code path that
 could unpickle untrusted data."""
 

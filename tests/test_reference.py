@@ -1,4 +1,4 @@
-"""The committed reference checkpoint and its export (issue 7)."""
+"""The committed reference checkpoint and its export."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Linear probes on frozen features: every task, every layer, every pooling, several seeds.
 
-The protocol (DESIGN section 2, issue 4): a frozen backbone, one linear layer per (task,
+The protocol (DESIGN section 2): a frozen backbone, one linear layer per (task,
 layer, pooling, seed), trained with Adam (lr 1e-3, batch 128) in epochs of 128 steps, at most
 50 epochs, early stopping on the validation loss (patience 5 epochs; the weights of the best
 epoch are kept). ``ProbeConfig(solver="lbfgs")`` instead solves each probe exactly for a few
