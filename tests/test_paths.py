@@ -61,9 +61,7 @@ def test_an_installed_package_needs_the_variable(tmp_path: Path, monkeypatch) ->
     assert paths.reference_checkpoint(package) == ckpt
 
 
-def test_a_checkout_without_its_reference_says_how_to_make_it(
-    tmp_path: Path, monkeypatch
-) -> None:
+def test_a_checkout_without_its_reference_says_how_to_make_it(tmp_path: Path, monkeypatch) -> None:
     package = _package(tmp_path / "repo", checkout=True)
     monkeypatch.delenv(paths.REFERENCE_ENV, raising=False)
     with pytest.raises(UserError, match="VIT1D_REFERENCE.*make reference"):
