@@ -9,9 +9,10 @@ BIN := $(VENV)/bin
 PRESET ?= default
 # The CPU wheel on this project's machines; GPU users install their own torch into .venv first.
 TORCH_SPEC ?= torch==2.13.0
-# Every Python package at the version of the lock (`make lock` refreshes it); `LOCK=` installs
-# from the lower bounds of pyproject.toml instead (e.g. beside a CUDA torch of another version).
-LOCK ?= requirements.lock
+# Every Python package at the version of the lock (`make lock` refreshes it), which is resolved
+# for CPython 3.11; `LOCK=` (and any other Python) installs from pyproject.toml's lower bounds.
+PY_VERSION := $(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+LOCK ?= $(if $(filter 3.11,$(PY_VERSION)),requirements.lock)
 CONSTRAIN := $(if $(LOCK),-c $(LOCK))
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-packages
