@@ -229,3 +229,18 @@ def test_a_missing_extra_is_named(module: str, absent: str) -> None:
 def test_the_core_imports_without_plotting(module: str) -> None:
     done = _import_without(module, "matplotlib")
     assert done.returncode == 0, done.stderr
+
+
+def test_figures_without_the_viz_extra_are_a_user_error(tmp_path: Path) -> None:
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "from vit1d import analyses\n"
+        "from vit1d.errors import UserError\n"
+        "try:\n"
+        f"    analyses.write_figures({{}}, __import__('pathlib').Path({str(tmp_path)!r}))\n"
+        "except UserError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "needs matplotlib" in done.stdout and 'pip install "vit1d[viz]"' in done.stdout
