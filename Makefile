@@ -9,12 +9,17 @@ BIN := $(VENV)/bin
 PRESET ?= default
 # The CPU wheel on this project's machines; GPU users install their own torch into .venv first.
 TORCH_SPEC ?= torch==2.13.0
+# Every Python package at the version of the lock (`make lock` refreshes it), which is resolved
+# for CPython 3.11; `LOCK=` (and any other Python) installs from pyproject.toml's lower bounds.
+PY_VERSION := $(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+LOCK ?= $(if $(filter 3.11,$(PY_VERSION)),requirements.lock)
+CONSTRAIN := $(if $(LOCK),-c $(LOCK))
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := $(VENV)/.system-packages
 # Debian packages the tests and the book need (Chromium drives the browser test).
 APT_PACKAGES ?= chromium
 
-.PHONY: help install system-packages test test-slow test-book test-all lint format bench corpus pretrain recipe-study recipe-finals reference book site clean
+.PHONY: help install lock system-packages test test-slow test-book test-all test-wheel lint format bench corpus pretrain recipe-study recipe-finals reference book site clean
 
 help:
 	@echo "make book [PRESET=smoke|default|long|paper]   the whole pipeline and the book"
@@ -22,22 +27,37 @@ help:
 	@echo "make test-slow                                 the slow tests (over about 5 s each)"
 	@echo "make test-book                                 smoke book + browser test"
 	@echo "make test-all                                  every test, slow ones included"
+	@echo "make test-wheel                                the wheel, installed from the lock in a fresh venv"
+	@echo "make lock                                      refresh requirements.lock from pyproject.toml"
 	@echo "make bench                                     throughput benchmark (JSON + table)"
 	@echo "make recipe-study                              the recipe study (about 13 min a run, 10 runs)"
 	@echo "make recipe-finals                             only its finals, on the committed screening (4 runs)"
 	@echo "make reference                                 train/resume + export checkpoints/reference"
 	@echo "make lint                                      ruff"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[book,corpus,datasets,dev]"
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(CONSTRAIN) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q $(CONSTRAIN) -e ".[book,corpus,datasets,dev]"
 	@# tinysoundfont declares pyaudio (PortAudio headers), which offline rendering never uses
-	$(BIN)/python -m pip install -q --no-deps "tinysoundfont>=0.3"
+	$(BIN)/python -m pip install -q --no-deps $(CONSTRAIN) "tinysoundfont>=0.3"
 	@touch $@
 
 install: $(STAMP)
+
+# requirements.lock: every extra of pyproject.toml and requirements.in, resolved by pip-compile
+# (pip-tools, installed on demand) for this Python on Linux x86-64; commit the result.
+lock: $(STAMP)
+	$(BIN)/python -m pip install -q pip-tools
+	$(BIN)/pip-compile -q --upgrade --allow-unsafe --strip-extras --no-emit-index-url \
+		--no-emit-find-links --extra book --extra corpus --extra datasets --extra dev --extra viz \
+		-o requirements.lock pyproject.toml requirements.in
+	$(BIN)/python scripts/tidy_lock.py requirements.lock
+
+# the wheel, built and installed with the lock into a fresh venv outside the tree, then used
+test-wheel: install
+	$(BIN)/python -m pytest -m slow tests/test_wheel.py
 
 # System packages: installed when running as root with apt-get; otherwise the tests that
 # need them skip with a message saying what to install.

@@ -225,10 +225,10 @@ def test_checkpoint_paths(checkpoint: Path, tmp_path: Path, monkeypatch) -> None
         hear.load_model(str(tmp_path / "nowhere"))
     with pytest.raises(UserError, match="no config.json"):
         hear.load_model(str(tmp_path))
-    monkeypatch.setattr(hear, "REFERENCE_CHECKPOINT", tmp_path / "checkpoints" / "reference")
-    with pytest.raises(UserError, match="make reference"):
+    monkeypatch.setenv("VIT1D_REFERENCE", str(tmp_path / "checkpoints" / "reference"))
+    with pytest.raises(UserError, match="VIT1D_REFERENCE=.* holds no checkpoint"):
         hear.load_model()
-    monkeypatch.setattr(hear, "REFERENCE_CHECKPOINT", checkpoint)
+    monkeypatch.setenv("VIT1D_REFERENCE", str(checkpoint))
     assert hear.load_model().scene_embedding_size == 32  # "" -> the reference checkpoint
     assert hear.load_model(str(checkpoint / "model.safetensors")).layer == 1
 

@@ -712,7 +712,10 @@ def write_figures(results: dict[str, Any], out: Path) -> dict[str, Path]:
     """PNG figures of the summaries (layer x head onset heatmap, layer x dimension SSM
     heatmap, novelty per layer) into ``out``. Each figure is closed once saved; no backend is
     forced (headless, matplotlib falls back to Agg by itself)."""
-    from vit1d import plots
+    try:
+        from vit1d import plots
+    except ImportError as exc:  # the viz extra is optional: say so in one line
+        raise UserError(f"figures: {exc}") from None
 
     written = {}
     if "onsets" in results:

@@ -8,11 +8,17 @@ or used by any code written for that API.
     import torch
     from vit1d import hear
 
-    model = hear.load_model()                     # checkpoints/reference, layer 8, avg pooling
+    model = hear.load_model()                     # the reference checkpoint, layer 8, avg pooling
     model = hear.load_model("runs/default/pretrain", layer=6, pooling="cls")   # or any folder
     audio = torch.zeros(3, 10 * model.sample_rate)                 # (n_sounds, n_samples)
     scene = hear.get_scene_embeddings(audio, model)                # (3, 192)
     emb, ts = hear.get_timestamp_embeddings(audio, model)          # (3, 313, 192), (3, 313) ms
+
+**Reference checkpoint.** ``load_model()`` with no path loads the committed reference
+checkpoint, found by :func:`vit1d.paths.reference_checkpoint`: the folder named by the
+environment variable ``VIT1D_REFERENCE``, else ``checkpoints/reference`` of the source
+checkout the package runs from. An installed wheel does not carry it: set
+``VIT1D_REFERENCE`` to the ``checkpoints/reference`` folder of a clone of the repository.
 
 Audio is mono float at 16 kHz, one row per sound (HEAR gives every sound of a batch the same
 length). ``model`` is a :class:`torch.nn.Module`: ``model.to("cuda")`` moves the log-mel front
@@ -69,9 +75,8 @@ from vit1d.embed import POOLINGS, pool_window, window_starts
 from vit1d.errors import UserError
 from vit1d.frontend import HOP_LENGTH, SAMPLE_RATE, LogMel
 from vit1d.model import ViT1D
+from vit1d.paths import reference_checkpoint
 
-#: The committed reference checkpoint, the default of :func:`load_model`.
-REFERENCE_CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "reference"
 #: Frame ``i`` is centred on sample ``i * HOP_LENGTH + FRAME_OFFSET`` (centred STFT).
 FRAME_OFFSET = 0
 
@@ -167,14 +172,7 @@ class HEARModel(nn.Module):
 def _resolve_checkpoint(model_file_path: str | Path) -> Path:
     """The checkpoint folder meant by ``model_file_path`` (see :func:`load_model`)."""
     if not str(model_file_path):
-        if (REFERENCE_CHECKPOINT / "config.json").is_file():
-            return REFERENCE_CHECKPOINT
-        raise UserError(
-            f"no model_file_path given and no reference checkpoint at {REFERENCE_CHECKPOINT}: "
-            "run `make reference` in the repository (trains and exports it; resumable), or "
-            "pass a checkpoint folder written by `vit1d pretrain` (model.safetensors + "
-            "config.json), e.g. load_model('runs/default/pretrain')"
-        )
+        return reference_checkpoint()
     path = Path(model_file_path).expanduser()
     if path.is_file() and path.name in ("model.safetensors", "config.json"):
         path = path.parent  # HEAR passes a "model file": accept a file of the folder too
@@ -190,9 +188,9 @@ def load_model(
     model_file_path: str = "", layer: int | None = None, pooling: str = "avg"
 ) -> HEARModel:
     """A :class:`HEARModel` from a checkpoint folder (or its ``model.safetensors``); ``""``
-    loads the committed reference checkpoint. ``layer`` defaults to :func:`default_layer`;
-    ``pooling`` (``avg``, ``cls``, ``seq``) chooses the scene embedding. On the CPU, in eval
-    mode: move it with ``.to(device)``."""
+    loads the committed reference checkpoint (``VIT1D_REFERENCE``, else the checkout's).
+    ``layer`` defaults to :func:`default_layer`; ``pooling`` (``avg``, ``cls``, ``seq``)
+    chooses the scene embedding. On the CPU, in eval mode: move it with ``.to(device)``."""
     from vit1d.checkpoint import load_pretrained
 
     backbone = load_pretrained(_resolve_checkpoint(model_file_path), head=False)

@@ -79,6 +79,7 @@ from pathlib import Path
 from typing import Any
 
 from vit1d.errors import UserError
+from vit1d.paths import source_checkout
 from vit1d.provenance import file_sha256
 
 #: Pipeline presets and the corpus preset each one reads.
@@ -123,8 +124,8 @@ def find_root(start: Path | None = None) -> Path:
     for folder in (here, *here.parents):
         if (folder / "_toc.yml").is_file() and (folder / "notebooks").is_dir():
             return folder
-    fallback = Path(__file__).resolve().parents[2]
-    if (fallback / "_toc.yml").is_file():
+    fallback = source_checkout()
+    if fallback is not None and (fallback / "_toc.yml").is_file():
         return fallback
     raise UserError(
         f"cannot find the book's repository root from {here}: run from the checkout "

@@ -18,15 +18,24 @@ from typing import Any
 
 import numpy as np
 
+from vit1d.extras import missing
+
+try:
+    import ipywidgets as w
+    import matplotlib as mpl
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker as mpl_ticker
+    import seaborn as sns
+    from IPython.display import HTML
+except ImportError as exc:  # the viz extra is optional
+    raise missing("vit1d.plots", "viz", exc) from exc
+
 #: Figure width in inches that fills the book's text column.
 WIDTH = 9.0
 
 
 def style() -> None:
     """The book's look: seaborn's ``ticks`` theme, a readable size, tight PNGs."""
-    import matplotlib as mpl
-    import seaborn as sns
-
     sns.set_theme(context="notebook", style="ticks", font_scale=0.9)
     mpl.rcParams.update(
         {
@@ -49,8 +58,6 @@ def _np(x: Any) -> np.ndarray:
 
 def fig_to_png(fig: Any, dpi: int = 100) -> bytes:
     """PNG bytes of a figure, which is then closed (for :func:`image_stack`)."""
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
@@ -69,8 +76,6 @@ def logmel_figure(
     """A log-mel spectrogram ``(T, n_mels)`` in dB over time, optionally under its waveform,
     with optional event times (onsets, beats) drawn as lines and labelled segments (chords)
     written above it."""
-    import matplotlib.pyplot as plt
-
     mel = _np(mel)
     if mel.ndim == 3:
         mel = mel[0]
@@ -122,8 +127,6 @@ def logmel_figure(
 def training_figure(log: Any, smooth: int | None = None) -> Any:
     """Pretraining curves from ``log.csv`` (columns step, loss, lr, views_per_s): the loss
     (raw and a rolling mean), the learning rate, and the throughput in views per second."""
-    import matplotlib.pyplot as plt
-
     steps = np.asarray(log["step"])
     loss = np.asarray(log["loss"], dtype=float)
     n = len(steps)
@@ -167,8 +170,6 @@ def matrix_figure(
 ) -> Any:
     """A square matrix (attention map, self-similarity matrix) with time axes in seconds when
     ``frame_rate`` is given."""
-    import matplotlib.pyplot as plt
-
     m = _np(mat)
     fig, ax = plt.subplots(figsize=(size + 0.8, size))
     extent = None
@@ -192,7 +193,6 @@ def audio_player(wave: Any, sample_rate: int, title: str | None = None) -> Any:
     import html
 
     import soundfile as sf
-    from IPython.display import HTML
 
     w = _np(wave).astype(np.float32).reshape(-1)
     peak = float(np.max(np.abs(w))) if w.size else 0.0
@@ -231,8 +231,6 @@ def image_stack(
     """A static explorer: a slider ``jslink``-ed to an ``ipywidgets.Stack`` of pre-rendered
     PNG images (and a second Stack of captions). The link runs in the browser, so it works in
     the built HTML book without a kernel (DESIGN section 5)."""
-    import ipywidgets as w
-
     if len(images) != len(labels) or not images:
         raise ValueError("image_stack needs one label per image and at least one image")
     pictures = [w.Image(value=png, format="png", layout=w.Layout(width=width)) for png in images]
@@ -278,9 +276,6 @@ def onset_heatmap(
     model's best on the test ``metric``; the attention chapter passes the curve chosen on the
     validation clips), one panel per model on a shared colour scale; the spectral-flux score
     is given in the title. ``summary``: ``onsets_summary.csv`` of :mod:`vit1d.analyses`."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     s = summary.copy()
     s["head"] = s["head"].astype(str)
     if method is None:
@@ -332,8 +327,6 @@ def onset_curves_figure(
 ) -> Any:
     """Onset curves (each min-max normalised) stacked over time, with the labelled onsets as
     vertical lines and each curve's picked peaks as dots."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(WIDTH, 0.7 * len(curves) + 1.2))
     for i, (label, curve) in enumerate(curves.items()):
         c = _np(curve).astype(float)
@@ -363,9 +356,6 @@ def ssm_score_heatmap(
     """Layer x dimension heatmaps of SSM agreement (Spearman score minus its time-shift
     chance level by default), one panel per model on a shared, zero-centred colour scale.
     ``summary``: ``ssm_summary.csv`` of :mod:`vit1d.analyses`."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     models = [m for m in models if m in set(summary["model"])]
     dims = list(dict.fromkeys(summary["dimension"]))
     sel = summary[summary["model"].isin(models)]
@@ -409,8 +399,6 @@ def ssm_panels(
 ) -> Any:
     """A grid of SSMs (layers and references of one clip window), each on its own colour
     scale, time in seconds when ``frame_rate`` is given."""
-    import matplotlib.pyplot as plt
-
     n = len(matrices)
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
@@ -437,8 +425,6 @@ def ssm_panels(
 def novelty_layers_figure(novelty_summary: Any, metric: str = "f") -> Any:
     """Chord-change detection per layer from SSM novelty: one line per model with layers,
     horizontal lines for the one-layer references (chroma, log-mel input)."""
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(WIDTH * 0.7, 3.2))
     i = 0
     for name, g in novelty_summary.groupby("model", sort=False):
@@ -448,9 +434,8 @@ def novelty_layers_figure(novelty_summary: Any, metric: str = "f") -> Any:
         else:
             ax.axhline(float(g[metric].iloc[0]), ls="--", label=name, color=f"C{i}")
         i += 1
-    from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(mpl_ticker.MaxNLocator(integer=True))
     ax.set_xlabel("layer (0 = embeddings)")
     ax.set_ylabel(f"chord-change {metric}")
     ax.set_ylim(0, 1)
@@ -472,8 +457,6 @@ def explorer_figure(
     """The explorer's view of one clip window, layer and head: the log-mel with labelled
     onsets, the frame-to-frame attention map, the onset curve read from it (peaks as dots)
     against the labels, and the layer's token SSM."""
-    import matplotlib.pyplot as plt
-
     mel, a, c, s = _np(mel), _np(attention), _np(curve).astype(float), _np(ssm)
     end = mel.shape[0] / frame_rate
     fig = plt.figure(figsize=(WIDTH, 6.4))
@@ -549,8 +532,6 @@ def layer_curves(
     ``model`` (its final checkpoint unless ``checkpoint`` is given), dashed random-init lines
     per pooling, and the log-mel baseline as a dotted horizontal line; bands are the 95 %
     bootstrap intervals. Returns the figure."""
-    import matplotlib.pyplot as plt
-
     s = summary[(summary["task"] == task) & (summary["metric"] == metric)]
     s = s[s["split"] == split]
     if ax is None:
@@ -634,8 +615,6 @@ def comparison_forest(details: Any, title: str | None = None) -> Any:
     """The comparisons of the claims ledger as a forest plot: per comparison ``a - b`` its
     95 % interval (paired where the per-item results exist), coloured by what it says about
     its claim (for, against, unclear), with the number of test items in the label."""
-    import matplotlib.pyplot as plt
-
     d = details.reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(WIDTH, 0.26 * max(len(d), 1) + 1.0))
     y = np.arange(len(d))[::-1]
@@ -669,8 +648,6 @@ def layer_curves_grid(
 ) -> Any:
     """:func:`layer_curves` for several ``(task, metric)`` panels side by side (tasks
     missing from the summary are skipped)."""
-    import matplotlib.pyplot as plt
-
     have = set(zip(summary["task"], summary["metric"], strict=True))
     panels = [p for p in panels if tuple(p) in have]
     n = max(1, len(panels))
@@ -712,8 +689,6 @@ def emergence_curve(
     """Score against training step for one (task, metric, layer, pooling) of ``model``'s
     checkpoints, with the random-init model (same layer and pooling, dashed) and the log-mel
     baseline (dotted) as horizontal lines with their 95 % bands. Returns the figure."""
-    import matplotlib.pyplot as plt
-
     s = summary[(summary["task"] == task) & (summary["metric"] == metric)]
     s = s[s["split"] == split]
     if ax is None:
@@ -763,8 +738,6 @@ def _variant_colours(names: Any) -> dict[str, str]:
 
 def _panel_grid(n_panels: int, ncols: int) -> tuple[Any, Any]:
     """A figure of ``n_panels`` small panels, ``ncols`` per row, the book's width."""
-    import matplotlib.pyplot as plt
-
     n = max(1, n_panels)
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
@@ -796,7 +769,6 @@ def recipe_curves(
     seed and a thick line for their mean; the random-init (dashed, mean over init seeds) and
     log-mel (dotted) baselines and chance (dash-dot) as horizontal lines. ``table`` is
     :func:`vit1d.recipes.study_table`, ``metrics`` maps task -> metric."""
-
     panels = [(t, m) for t, m in metrics.items() if ((table.task == t) & (table.metric == m)).any()]
     fig, axes = _panel_grid(len(panels), ncols)
     runs = table[table["seed"] >= 0]
@@ -826,8 +798,6 @@ def recipe_layers(summary: Any, metrics: dict[str, str], ncols: int = 4) -> Any:
     seeds, the seeds' range shaded), random-init dashed: where in the network each recipe
     keeps a task's information (``notebooks/03b_recipe.ipynb``). ``summary`` is the study's
     ``probes_summary.csv`` with ``variant`` and ``seed`` columns added."""
-    import matplotlib.ticker as mpl_ticker
-
     s = summary[summary["split"] == "test"]
     panels = [(t, m) for t, m in metrics.items() if ((s.task == t) & (s.metric == m)).any()]
     fig, axes = _panel_grid(len(panels), ncols)
@@ -861,8 +831,6 @@ def bench_scaling(rows: Sequence[dict[str, Any]]) -> Any:
     """The benchmark's scaling curves (``notebooks/99_reproducibility.ipynb``): training
     views/s (solid, left axis) and the activation memory a step saves for backward (dashed,
     right axis) against the batch (pairs per step) and against the sequence length (frames)."""
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.0))
     for ax, axis, key, label in (
         (axes[0], "batch", "pairs", "pairs per step (at 126 frames)"),

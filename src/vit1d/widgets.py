@@ -26,6 +26,12 @@ import numpy as np
 
 from vit1d import attention as att
 from vit1d import ssm as sm
+from vit1d.extras import missing
+
+try:
+    import ipywidgets as w
+except ImportError as exc:  # the viz extra is optional
+    raise missing("vit1d.widgets", "viz", exc) from exc
 
 #: Frames per second of the model's front end.
 FRAME_RATE = 16_000 / 512
@@ -136,8 +142,6 @@ def live_explorer(
     """The kernel-backed explorer over prepared clips (:func:`prepare_clip`): dropdowns
     for clip, head and onset curve, sliders for window and layer; every change re-renders
     the picture and the audio player."""
-    import ipywidgets as w
-
     if not clips:
         raise ValueError("live_explorer needs at least one clip")
     by_name = {c.name: c for c in clips}
@@ -181,8 +185,6 @@ def static_explorer(
     """The kernel-free explorer: one pre-rendered picture per layer of one window and head,
     a layer slider ``jslink``-ed to an ``ipywidgets.Stack`` (:func:`vit1d.plots.image_stack`),
     and the window's audio player above it."""
-    import ipywidgets as w
-
     from vit1d import plots
 
     layers = list(layers) if layers is not None else list(range(1, view.n_layers + 1))

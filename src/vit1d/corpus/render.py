@@ -28,8 +28,9 @@ from vit1d.errors import UserError
 from vit1d.frontend import SAMPLE_RATE
 
 INSTALL_HINT = (
-    "install the renderer with `pip install --no-deps tinysoundfont` "
-    "(and `pip install music21 pretty_midi` for the scores and the default SoundFont)"
+    'install the corpus builder with `pip install "vit1d[corpus]"` and the renderer with '
+    "`pip install --no-deps tinysoundfont` (it declares PyAudio, which needs PortAudio's "
+    "headers and which offline rendering never uses)"
 )
 
 
@@ -40,7 +41,7 @@ def default_soundfont() -> Path:
     except ImportError:
         raise UserError(
             "no SoundFont given and pretty_midi (which ships TimGM6mb.sf2) is not installed: "
-            "pass --soundfont PATH.sf2, or `pip install pretty_midi`"
+            'pass --soundfont PATH.sf2, or `pip install "vit1d[corpus]"`'
         ) from None
     return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
 

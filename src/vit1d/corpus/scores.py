@@ -94,7 +94,7 @@ def music21_version() -> str:
     except ImportError:
         raise UserError(
             "the corpus builder needs music21: install it with "
-            "`pip install music21 pretty_midi` and `pip install --no-deps tinysoundfont`"
+            '`pip install "vit1d[corpus]"` and `pip install --no-deps tinysoundfont`'
         ) from None
     return str(music21.__version__)
 

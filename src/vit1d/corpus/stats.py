@@ -103,6 +103,8 @@ def write_stats(
     ]
     try:
         plot_distributions(root / "stats" / "label_distributions.png", rows, lc)
+    except ImportError as exc:
+        print(f'warning: label figure not written ({exc}): pip install "vit1d[corpus]"')
     except Exception as exc:  # a figure must never sink a build
         print(f"warning: label figure not written: {exc}")
     return {"table": table, "tags": vocab}
