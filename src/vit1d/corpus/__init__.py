@@ -3,7 +3,7 @@
 The paper's datasets cannot be downloaded here, so the default data of this project are
 built from the scores that ship with ``music21`` (Bach chorales, Palestrina, Monteverdi,
 string quartets, Essen and O'Neill folk tunes, ...), rendered in-process with a
-General-MIDI SoundFont. Labels come from the scores, so they are exact (DESIGN section 3).
+General-MIDI SoundFont. Labels come from the scores, so they are exact.
 
 Modules, one concept each:
 
@@ -13,7 +13,7 @@ Modules, one concept each:
 * :mod:`~vit1d.corpus.render`: TinySoundFont synthesis and audio files;
 * :mod:`~vit1d.corpus.effects`: room, EQ, noise, loudness;
 * :mod:`~vit1d.corpus.jobs`: one seeded render job (settings, audio, labels, record);
-* :mod:`~vit1d.corpus.tasks`: splits and the task manifests (DESIGN section 4);
+* :mod:`~vit1d.corpus.tasks`: splits and the task manifests;
 * :mod:`~vit1d.corpus.stats`: counts, label distributions and their figure;
 * :mod:`~vit1d.corpus.baseline`: the log-mel baseline check;
 * :mod:`~vit1d.corpus.build`: the whole build; :mod:`~vit1d.corpus.cli`: ``vit1d corpus``.

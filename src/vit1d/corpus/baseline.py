@@ -1,16 +1,16 @@
 """The log-mel baseline check: is any task near-solved without learning anything?
 
-Issue 3 asks that no task built from rendered music be near-solved by a log-mel baseline
-(accuracy or ROC-AUC above about 0.95), otherwise the task cannot show what pretraining
+No task built from rendered music may be near-solved by a log-mel baseline (accuracy or
+ROC-AUC above about 0.95), otherwise the task cannot show what pretraining
 adds. This module fits, per task, a logistic regression (scikit-learn) on:
 
 * global tasks (tagging, key, tempo, pitch, instrument): the mean and standard deviation
-  over time of each of the 128 log-mel bands (the front end of DESIGN section 2, computed
-  with librosa) of the whole clip, standardised;
+  over time of each of the 128 log-mel bands (the front end of the method chapter, "The front end:
+  a log-mel spectrogram", computed with librosa) of the whole clip, standardised;
 * local tasks (chords, beats, onsets): each frame's 128 log-mel bands plus their difference
   from the previous frame, at 31.25 frames per second.
 
-Metrics follow DESIGN section 3: macro ROC-AUC and mAP for tagging, accuracy and the MIREX
+Metrics follow the probing chapters: macro ROC-AUC and mAP for tagging, accuracy and the MIREX
 weighted score for key, Acc1/Acc2 for tempo (a classifier over 4 %-wide log-tempo bins),
 accuracy for pitch and instrument, frame accuracy over the 25 majmin classes for chords,
 and beat/onset F-measure (mir_eval, 70 / 50 ms) after peak picking the frame

@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--baseline",
         action="store_true",
         help="after building, fit the log-mel mean/std baseline on every task and save "
-        "<out>/stats/baseline.md (issue 3: no task may be near-solved by it)",
+        "<out>/stats/baseline.md (no task may be near-solved by it)",
     )
     p.add_argument("--quiet", action="store_true", help="print only the final summary")
     p.set_defaults(func=run)
