@@ -1,11 +1,11 @@
 """The instrument palette: who plays each part of a rendered score.
 
-DESIGN section 3 asks for a TinySOL-like palette: the 14 instruments of TinySOL (tuba,
+The palette is TinySOL-like: the 14 instruments of TinySOL (tuba,
 French horn, trombone, trumpet, accordion, contrabass, violin, viola, cello, bassoon,
 clarinet, flute, oboe, alto saxophone) plus piano, organ, guitar and choir. Each instrument
 has its playing range (TinySOL's, in MIDI numbers) and one or more General-MIDI programs:
 several presets per instrument and per family are what keep instrument tags from being
-solved by one fixed spectral envelope (issue 3, "tasks must discriminate").
+solved by one fixed spectral envelope (a task must discriminate).
 
 An *ensemble* is a recipe that maps the parts of a score, highest to lowest, onto
 instruments: a string quartet, a wind quintet, a brass choir, a choir, a keyboard playing

@@ -1,7 +1,7 @@
 """Scores from the corpus bundled with ``music21``, reduced to cached note events.
 
-Parsing with music21 dominates the cost of building the corpus (issue 3: a pilot spent most
-of its time there), so every source file is parsed once, reduced to plain note events, and
+Parsing with music21 dominates the cost of building the corpus (a pilot spent most of
+its time there), so every source file is parsed once, reduced to plain note events, and
 the result is cached as gzipped JSON keyed by the file, the music21 version and
 :data:`EXTRACT_VERSION`. Re-building a corpus, or building another preset, reads the cache.
 

@@ -1,4 +1,4 @@
-"""Task manifests: which renders serve which task, in the on-disk format of DESIGN section 4.
+"""Task manifests: which renders serve which task, in the on-disk format the probes read.
 
 Every task gets ``<root>/<task>/manifest.csv``. Columns, in order: ``audio`` (relative to
 the manifest), ``split``, the task's label columns, then ``work``, ``render_id``,
