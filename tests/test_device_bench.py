@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 
 import pytest
@@ -102,7 +103,7 @@ def test_activation_memory_grows_linearly_with_the_batch() -> None:
 def test_bench_suite_writes_every_part(tmp_path) -> None:
     from vit1d.bench import run_suite
 
-    result = run_suite(tmp_path, quick=True, model_kwargs=TINY_MODEL, corpus=False)
+    result = run_suite(tmp_path, quick=True, model_kwargs=TINY_MODEL, corpus=False, variants=True)
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["suite"] == "quick" and saved["hardware"]["cpu"]["model"]
     rows = saved["scaling"]
@@ -116,8 +117,29 @@ def test_bench_suite_writes_every_part(tmp_path) -> None:
     assert pf["probes"] == 8 and pf["speedup"] == pytest.approx(
         pf["seconds"]["reference"] / pf["seconds"]["project"], rel=0.05
     )
+    tv = saved["training_variants"]
+    assert tv["ratio_to_fp32_eager"]["fp32 eager"] == 1.0
+    assert set(tv["views_per_s"]) >= {"autocast bf16", "pure bf16, fp32 masters"}
     text = table(result)
-    assert "probe fitting" in text and "activation MiB" in text
+    assert "probe fitting" in text and "activation MiB" in text and "fp32 masters" in text
+
+
+def test_pure_bf16_step_updates_fp32_masters_and_casts_them_back() -> None:
+    """After a step the bf16 weights are the fp32 masters rounded, and the masters moved."""
+    from vit1d.bench import pure_bf16_training_step
+    from vit1d.model import ViT1D
+
+    torch.manual_seed(0)
+    model = ViT1D(**TINY_MODEL)
+    before = [p.detach().clone() for p in model.parameters()]
+    step = pure_bf16_training_step(model, pairs=2, fused=False)
+    step()
+    params = list(model.parameters())
+    assert all(p.dtype == torch.bfloat16 for p in params)
+    assert all(m.dtype == torch.float32 for m in step.masters)
+    assert any(not torch.equal(m.detach(), b) for m, b in zip(step.masters, before, strict=True))
+    for m, p in zip(step.masters, params, strict=True):
+        assert torch.equal(m.detach().to(torch.bfloat16), p.detach())
 
 
 def test_torch_threads_sets_and_restores() -> None:
@@ -130,3 +152,39 @@ def test_torch_threads_sets_and_restores() -> None:
     with pytest.raises(RuntimeError), device.torch_threads(1):
         raise RuntimeError("restored even on error")
     assert torch.get_num_threads() == before
+
+
+def test_precision_env_fixes_what_auto_means_on_the_cpu(fake_cpu, monkeypatch) -> None:
+    """``VIT1D_PRECISION`` overrides the measurement (the book holds one decision for all
+    chapters); a bad value is refused with the values it takes."""
+    cpu = torch.device("cpu")
+    fake_cpu(avx512_bf16=True, amx=False, speedup=5.0)
+    monkeypatch.setenv(device.PRECISION_ENV, "fp32")
+    assert device.choose_precision(cpu) == "fp32"
+    assert device.choose_precision(cpu, "bf16") == "bf16"  # an explicit choice still wins
+    fake_cpu(avx512_bf16=True, amx=False, speedup=1.0)
+    monkeypatch.setenv(device.PRECISION_ENV, "bf16")
+    assert device.choose_precision(cpu) == "bf16"
+    monkeypatch.setenv(device.PRECISION_ENV, "half")
+    with pytest.raises(UserError, match="use fp32 or bf16"):
+        device.choose_precision(cpu)
+    monkeypatch.delenv(device.PRECISION_ENV)
+    assert device.choose_precision(cpu) == "fp32"  # measured: 1.0x is not worth bf16
+
+
+def test_pipeline_holds_one_precision_for_every_chapter(monkeypatch) -> None:
+    """The book's pipeline measures once and sets ``VIT1D_PRECISION`` while it runs; a value
+    the user set is kept."""
+    from vit1d.pipeline import _one_precision
+
+    calls = []
+    monkeypatch.setattr(device, "choose_precision", lambda d, p: calls.append(p) or "bf16")
+    monkeypatch.setattr(device, "select_device", lambda name: torch.device("cpu"))
+    monkeypatch.delenv(device.PRECISION_ENV, raising=False)
+    with _one_precision(lambda msg: None):
+        assert os.environ[device.PRECISION_ENV] == "bf16"
+    assert device.PRECISION_ENV not in os.environ and calls == ["auto"]
+    monkeypatch.setenv(device.PRECISION_ENV, "fp32")
+    with _one_precision(lambda msg: None):
+        assert os.environ[device.PRECISION_ENV] == "fp32"
+    assert calls == ["auto"]  # nothing measured when the user chose

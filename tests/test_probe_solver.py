@@ -307,3 +307,27 @@ def test_cli_solver_flag_reaches_the_probe_config(
     args = parser.parse_args(["probe", "--data", str(tmp_path), "--solver", "lbfgs"])
     assert args.func(args) == 0
     assert seen["config"].solver == "lbfgs"
+
+
+@pytest.mark.parametrize("memory_mb", [1024, 0])
+def test_batched_blocks_give_every_groups_loss(memory_mb: int) -> None:
+    """The exact solver's batched products (:meth:`LinearProbes.view_blocks`): views read by
+    three groups and a view read by one, in one block each or cut to one view per block
+    (``memory_mb=0``), give each group the mean cross-entropy NumPy computes for it."""
+    rng = np.random.default_rng(7)
+    n, d, c = 40, 5, 4
+    x = rng.standard_normal((3, n, d)).astype(np.float32)
+    y = rng.integers(0, c, n)
+    views, seeds = [0, 0, 0, 1, 1, 1, 2], [0, 1, 2, 0, 1, 2, 5]
+    probes = LinearProbes(views, seeds, d, c, "softmax")
+    blocks = probes.view_blocks(n, memory_mb)
+    assert sorted(g for _, idx in blocks for g in idx.flatten().tolist()) == list(range(7))
+    assert len(blocks) == (2 if memory_mb else 3)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    for vs, idx in blocks:
+        got = probes._block_loss(xt, yt, probes.weight, probes.bias, vs, idx).numpy()
+        for k, g in enumerate(idx.flatten().tolist()):
+            z = x[views[g]].astype(float) @ probes.weight[g].double().numpy()
+            z = z + probes.bias[g].double().numpy()
+            ref = -np.log(_softmax_np(z)[np.arange(n), y]).mean()
+            assert got[k] == pytest.approx(ref, rel=1e-5)

@@ -15,6 +15,8 @@ and, in the whole suite (:func:`run_suite`, what ``make bench`` and the book's a
 * **scaling**: training views/s of the project's path against batch size and sequence length,
   with the activation memory a step saves for its backward pass (and peak GPU memory);
 * **profile**: where a training step's time goes (top operators by self time);
+* **training variants** (CPU): fp32 eager and fused, autocast bf16 (compiled with
+  ``--compile``) and pure bf16 with fp32 master weights, each as a ratio to fp32 eager;
 * **probe fitting**: the stacked probes of :class:`vit1d.probe.LinearProbes` (every layer,
   pooling and seed fitted at once) against the same probes fitted one at a time;
 * **corpus rendering** x real time of a tiny corpus (when the ``corpus`` extra is installed).
@@ -89,6 +91,77 @@ def training_step(
         _sync(device)
 
     return step
+
+
+def pure_bf16_training_step(model: ViT1D, pairs: int, fused: bool) -> Callable[[], None]:
+    """A training step with bf16 weights and activations throughout and fp32 master copies
+    that AdamW updates (the weights are cast once per step, after the update, instead of by
+    autocast at every matmul of forward and backward). CPU only; the loss is taken in fp32."""
+    model = model.train()
+    masters = [p.detach().float().clone().requires_grad_(True) for p in model.parameters()]
+    model = model.to(torch.bfloat16)
+    params = list(model.parameters())
+    opt = torch.optim.AdamW(masters, lr=1e-4)
+    loss_fn = NTXent(0.1)
+    x = (torch.randn(2 * pairs, model.max_frames, model.n_mels) * 20 - 40).to(torch.bfloat16)
+
+    def step() -> None:
+        z = model.project(model(x, fused=fused).cls).float()
+        loss_fn(z[:pairs], z[pairs:]).backward()
+        for m, p in zip(masters, params, strict=True):
+            m.grad = p.grad.float()
+            p.grad = None
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for m, p in zip(masters, params, strict=True):
+                p.copy_(m)
+
+    step.masters = masters  # type: ignore[attr-defined]  # for inspection by tests
+    return step
+
+
+def training_variants(
+    pairs: int = 32,
+    steps: int = 5,
+    warmup: int = 2,
+    compile_model: bool = True,
+    model_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Training views/s on the CPU of each way to run a step, as ratios to the fp32 eager
+    reference timed in alternation with them: fp32 with fused attention, autocast bf16 with
+    explicit attention (the run-time default on CPUs with native bf16), the same compiled by
+    inductor, and pure bf16 with fp32 master weights (:func:`pure_bf16_training_step`)."""
+    device = torch.device("cpu")
+
+    def fresh() -> ViT1D:
+        torch.manual_seed(0)
+        return ViT1D(**(model_kwargs or {}))
+
+    steps_by_name: dict[str, Callable[[], None]] = {
+        "fp32 eager": training_step(fresh(), device, "fp32", False, pairs),
+        "fp32 fused attention": training_step(fresh(), device, "fp32", True, pairs),
+        "autocast bf16": training_step(fresh(), device, "bf16", False, pairs),
+        "pure bf16, fp32 masters": pure_bf16_training_step(fresh(), pairs, False),
+    }
+    notes = []
+    if compile_model:
+        try:
+            compiled = training_step(fresh(), device, "bf16", False, pairs, compile_model=True)
+            compiled()  # compiles here: a failure is reported, not raised
+            steps_by_name["autocast bf16, compiled"] = compiled
+        except Exception as exc:  # inductor needs a C++ compiler; report and go on
+            notes.append(f"compile failed: {type(exc).__name__}: {str(exc)[:200]}")
+    seconds = interleaved_medians(steps_by_name, steps, warmup)
+    views = {k: 2 * pairs / v for k, v in seconds.items()}
+    ref = views["fp32 eager"]
+    return {
+        "pairs": pairs,
+        "views_per_s": {k: round(v, 2) for k, v in views.items()},
+        "ratio_to_fp32_eager": {k: round(v / ref, 3) for k, v in views.items()},
+        "hardware": hardware_summary(device),
+        "notes": notes,
+    }
 
 
 def inference_step(
@@ -407,9 +480,12 @@ def run_suite(
     model_kwargs: dict[str, Any] | None = None,
     corpus: bool = True,
     progress: bool = True,
+    variants: bool = False,
 ) -> dict[str, Any]:
     """The whole benchmark (:func:`run` plus scaling, profile, probe fitting and corpus
-    rendering), written to ``out/bench.json``. ``quick``: small sizes (the smoke book)."""
+    rendering), written to ``out/bench.json``. ``quick``: small sizes (the smoke book).
+    ``variants``: also :func:`training_variants` on a CPU (``make bench``; about a minute, so
+    the book's appendix leaves it out)."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=5, desc="bench", unit="part", disable=not progress)
@@ -445,6 +521,12 @@ def run_suite(
         device,
     )
     bar.update(1)
+    if variants and device.type == "cpu":
+        result["training_variants"] = (
+            training_variants(2, 1, 1, compile_model=False, model_kwargs=model_kwargs)
+            if quick
+            else training_variants(compile_model=compile_model, model_kwargs=model_kwargs)
+        )
     result["probe_fitting"] = (
         probe_fitting(views=4, seeds=2, n=1000, epochs=1, steps_per_epoch=8)
         if quick
@@ -492,6 +574,17 @@ def table(result: dict[str, Any]) -> str:
             f"| corpus rendering x real time ({render['workers']} worker) | 1 | "
             f"{render['render_x_realtime']:.1f} | {render['render_x_realtime']:.1f}x |"
         )
+    if result.get("training_variants"):
+        tv = result["training_variants"]
+        lines += [
+            "",
+            "| training step on the CPU | views/s | ratio to fp32 eager |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {v:.1f} | {tv['ratio_to_fp32_eager'][name]:.2f}x |"
+            for name, v in tv["views_per_s"].items()
+        ]
     if result.get("scaling"):
         lines += ["", "| pairs | frames | views/s | activation MiB |", "|---|---|---|---|"]
         lines += [
@@ -540,7 +633,11 @@ def _cli(args: argparse.Namespace) -> int:
         )
     else:
         result = run_suite(
-            Path(args.out), quick=args.quick, compile_model=args.compile, device_name=args.device
+            Path(args.out),
+            quick=args.quick,
+            compile_model=args.compile,
+            device_name=args.device,
+            variants=True,
         )
     print(table(result))
     print(f"\nwritten: {Path(args.out) / 'bench.json'}")

@@ -122,8 +122,19 @@ def cpu_bf16_speedup() -> float:
     return float(sorted(ratios)[len(ratios) // 2])
 
 
+#: Environment variable that fixes what ``auto`` means on the CPU (``fp32`` or ``bf16``). The
+#: book's pipeline measures once and sets it for every chapter, so that a chapter run while
+#: the machine is busy cannot measure differently, miss the feature cache and compute the
+#: same model's features again in another precision.
+PRECISION_ENV = "VIT1D_PRECISION"
+
+
 def choose_precision(device: torch.device, preference: str = "auto") -> str:
-    """``fp32``, ``bf16`` or ``fp16`` for training/inference on ``device``."""
+    """``fp32``, ``bf16`` or ``fp16`` for training/inference on ``device``.
+
+    ``auto`` on a CPU: bf16 where the CPU has native bf16 and a transformer block measured
+    runs more than 1.3x faster in it (:func:`cpu_bf16_speedup`), unless
+    :data:`PRECISION_ENV` says which."""
     if preference not in ("auto", "fp32", "bf16", "fp16"):
         raise UserError(f"unknown precision {preference!r}; use auto, fp32, bf16 or fp16")
     if preference == "fp16" and device.type != "cuda":
@@ -133,6 +144,13 @@ def choose_precision(device: torch.device, preference: str = "auto") -> str:
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     if device.type == "cpu":
+        fixed = os.environ.get(PRECISION_ENV, "")
+        if fixed:
+            if fixed not in ("fp32", "bf16"):
+                raise UserError(
+                    f"{PRECISION_ENV}={fixed!r}: use fp32 or bf16 (or unset it to measure)"
+                )
+            return fixed
         info = cpu_info()
         native = info.amx or info.avx512_bf16
         return "bf16" if native and cpu_bf16_speedup() > 1.3 else "fp32"

@@ -619,6 +619,26 @@ def _library_on_path(root: Path):
 
 
 @contextlib.contextmanager
+def _one_precision(say: Callable[[str], None]):
+    """Decide once what precision ``auto`` means on this CPU and hold it for every chapter
+    (``VIT1D_PRECISION``, :func:`vit1d.device.choose_precision`); a value already set wins."""
+    # torch is imported here, not at the top: status and site never need it
+    from vit1d.device import PRECISION_ENV, choose_precision, select_device
+
+    old = os.environ.get(PRECISION_ENV)
+    if old is None and select_device("auto").type == "cpu":
+        os.environ[PRECISION_ENV] = choose_precision(select_device("auto"), "auto")
+        say(f"precision on this CPU: {os.environ[PRECISION_ENV]} (held for every chapter)")
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(PRECISION_ENV, None)
+        else:
+            os.environ[PRECISION_ENV] = old
+
+
+@contextlib.contextmanager
 def _heartbeat(label: str, every: float = 60.0, out=None):
     """Print ``label ... still running (Ns)`` every ``every`` seconds while the block runs."""
     stop = threading.Event()
@@ -993,7 +1013,8 @@ class Pipeline:
             f"vit1d pipeline: preset {lay.preset}, data {lay.data}, runs {lay.runs}"
             + (f", overrides {' '.join(self.overrides)}" if self.overrides else "")
         )
-        with _library_on_path(lay.root):  # subprocesses and kernels use this checkout
+        # subprocesses and kernels use this checkout, and one precision decision
+        with _library_on_path(lay.root), _one_precision(self.say):
             if assets:
                 self.timed("assets", "[assets] offline JavaScript", self.assets)
             if corpus:

@@ -523,6 +523,41 @@ class LinearProbes:
         idx = torch.as_tensor(list(groups), dtype=torch.long)
         return torch.einsum("nd,gdc->gnc", x, self.weight[idx]) + self.bias[idx][:, None, :]
 
+    def view_blocks(self, n_rows: int, memory_mb: int) -> list[tuple[Any, Any]]:
+        """The groups as ``(views (V,), groups (V, K))`` blocks: ``K`` groups read each view of
+        a block, so one batched product ``(V, N, D) x (V, D, K*C)`` gives all their logits with
+        no copy of the input. Blocks are cut so that their logits (and the gradients of them)
+        take about ``memory_mb``; views read by different numbers of groups go to different
+        blocks."""
+        import torch
+
+        by_k: dict[int, list[tuple[int, list[int]]]] = {}
+        for v, groups in self.view_groups():
+            by_k.setdefault(len(groups), []).append((v, groups))
+        blocks = []
+        for k, members in sorted(by_k.items()):
+            per_view = 3 * 4 * n_rows * k * self.n_out  # logits, their gradient, the loss terms
+            size = max(1, int(memory_mb * 2**20 // max(per_view, 1)))
+            for start in range(0, len(members), size):
+                part = members[start : start + size]
+                vs = torch.as_tensor([v for v, _ in part], dtype=torch.long)
+                blocks.append((vs, torch.as_tensor([g for _, g in part], dtype=torch.long)))
+        return blocks
+
+    def _block_loss(self, x: Any, y: Any, weight: Any, bias: Any, views: Any, groups: Any) -> Any:
+        """Float64 mean loss of every group of one :meth:`view_blocks` block, ``(V*K,)`` in
+        the order of ``groups.flatten()``: ``x`` ``(V_all, N, D)``, targets ``y`` shared."""
+        import torch
+
+        v, k = groups.shape
+        c = self.n_out
+        # (V, K, D, C) -> (V, D, K*C): the K groups' weights side by side
+        w = weight[groups].permute(0, 2, 1, 3).reshape(v, weight.shape[1], k * c)
+        logits = torch.bmm(x[views], w).reshape(v, -1, k, c) + bias[groups][:, None, :, :]
+        logits = logits.permute(0, 2, 1, 3).reshape(v * k, -1, c)
+        targets = y.unsqueeze(0).expand(v * k, *y.shape)
+        return self._group_loss(logits, targets, torch.float64)
+
     def valid_loss(self, xva: Any, yva: Any) -> Any:
         """Loss of every group on the whole validation set ``(V, N, D)``."""
         import torch
@@ -633,19 +668,15 @@ class LinearProbes:
             raise ValueError(f"lbfgs needs max_iter >= 1, got {cfg.max_iter}")
         weight = torch.nn.Parameter(self.weight.clone())
         bias = torch.nn.Parameter(self.bias.clone())
-        # groups that read the same view share its input: one product per view, and the
-        # graph of one view at a time (backward per view), never a (G, N, D) gather
-        members = self.view_groups()
+        blocks = self.view_blocks(xtr.shape[1], cfg.memory_mb)
 
         def objective(l2: float) -> Any:
             # float32 products, float64 sums: the value's rounding must stay below the
             # decreases of the last iterations, or the line search stops L-BFGS early
             loss = torch.zeros((), dtype=torch.float64)
-            for v, idx in members:
-                logits = torch.einsum("nd,gdc->gnc", xtr[v], weight[idx]) + bias[idx][:, None, :]
-                y = ytr.unsqueeze(0).expand(len(idx), *ytr.shape)
-                part = self._group_loss(logits, y, torch.float64).sum()
-                part.backward()
+            for vs, idx in blocks:
+                part = self._block_loss(xtr, ytr, weight, bias, vs, idx).sum()
+                part.backward()  # one block's graph at a time
                 loss += part.detach()
             penalty = l2 * weight.double().pow(2).sum()
             penalty.backward()
