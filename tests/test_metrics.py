@@ -81,6 +81,33 @@ def test_tempo_acc1_acc2_hand_cases() -> None:
     assert out["acc2"].tolist() == [1, 0, 1, 1, 1, 0, 1, 1]
 
 
+def test_tempo_agrees_with_mir_eval_clip_by_clip() -> None:
+    """The vectorised scores against ``mir_eval.tempo.detection`` called per clip, with
+    estimates placed exactly on and just beside the 4 % boundaries, and zero estimates."""
+    import mir_eval
+
+    rng = np.random.default_rng(5)
+    ref = np.round(rng.uniform(40, 220, 300), 2)
+    factor = rng.choice([1, 2, 3, 0.5, 1 / 3, 1.5], 300)
+    est = ref * factor * rng.choice([0.96, 1.04, 0.9599, 1.0401, 1.0, 1.03], 300)
+    est[3:5] = 0.0
+    out = M.tempo_scores(ref, est)
+
+    def hit(r: float, e: float) -> bool:
+        return mir_eval.tempo.detection(np.array([r, r]), 1.0, np.array([e, e]), 0.04)[1]
+
+    acc1 = [hit(float(r), float(e)) for r, e in zip(ref, est, strict=True)]
+    acc2 = [
+        any(hit(float(r) * f, float(e)) for f in M.ACC2_FACTORS)
+        for r, e in zip(ref, est, strict=True)
+    ]
+    assert out["acc1"].astype(bool).tolist() == acc1
+    assert out["acc2"].astype(bool).tolist() == acc2
+    assert 0 < sum(acc1) < len(acc1) and sum(acc2) > sum(acc1)
+    with pytest.raises(ValueError, match="reference tempi must be positive"):
+        M.tempo_scores([0.0], [120.0])
+
+
 def test_tempo_matches_an_independent_definition() -> None:
     rng = np.random.default_rng(1)
     ref = rng.uniform(50, 200, 400)
