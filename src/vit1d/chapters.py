@@ -638,6 +638,26 @@ def probe_config(preset: str) -> Any:
     return ProbeConfig(**probe_settings(preset).config)
 
 
+def probe_fit_text(cfg: Any, seeds: Sequence[int]) -> str:
+    """How the probes of a :class:`vit1d.probe.ProbeConfig` are fitted, as a sentence for
+    the probing chapters (04 and 05)."""
+    n = len(seeds)
+    if cfg.solver == "lbfgs":
+        l2 = ", ".join(f"{a:g}" for a in sorted(cfg.l2))
+        return (
+            "fitted exactly: each probe is the minimum of its convex loss (full-batch L-BFGS, "
+            f"at most {cfg.max_iter} iterations) for each L2 weight of {l2}, keeping the weight "
+            "of lowest validation loss; the solution does not depend on a seed, so one probe "
+            f"is fitted per layer and pooling (the random-init model: one per init seed, {n})"
+        )
+    return (
+        f"trained with Adam (learning rate {cfg.lr:g}, batches of {cfg.batch_size}), at most "
+        f"{cfg.max_epochs} epochs of {cfg.steps_per_epoch} steps with early stopping on the "
+        f"validation loss (patience {cfg.patience}), {n} probe seeds per layer and pooling "
+        "(the random-init model: one init seed per probe seed)"
+    )
+
+
 def best_view(summary: Any, task: str, model: str = "contrastive") -> tuple[int, str] | None:
     """``(layer, pooling)`` of ``model``'s final checkpoint on ``task``'s primary metric,
     chosen on the validation split (:func:`vit1d.claims.best_row`), where the emergence

@@ -1,10 +1,13 @@
 """Linear probes on frozen features: every task, every layer, every pooling, several seeds.
 
-The protocol (DESIGN section 2): a frozen backbone, one linear layer per (task,
-layer, pooling, seed), trained with Adam (lr 1e-3, batch 128) in epochs of 128 steps, at most
-50 epochs, early stopping on the validation loss (patience 5 epochs; the weights of the best
-epoch are kept). ``ProbeConfig(solver="lbfgs")`` instead solves each probe exactly for a few
-L2 weights and keeps the one of lowest validation loss (:class:`LinearProbes`). Features are
+A frozen backbone and one linear layer per (task, layer, pooling). By default
+(``ProbeConfig(solver="lbfgs")``) each probe is the exact solution of its convex problem for a
+few L2 weights, keeping the one of lowest validation loss (:class:`LinearProbes`); the solution
+does not depend on a seed, so one is fitted per view (:func:`fit_seeds`). The group's protocol
+stays an option (``solver="adam"``): one probe per seed, trained with Adam (lr 1e-3, batch 128)
+in epochs of 128 steps, at most 50 epochs, early stopping on the validation loss (patience 5
+epochs; the weights of the best epoch are kept). :mod:`vit1d.solvers` compares the two on the
+same features. Features are
 standardised with the training split's mean and standard deviation. Global tasks use pooled
 vectors (``cls``, ``seq``, ``avg``; ``meanstd`` for the log-mel baseline); local tasks apply
 the probe to every frame token (pooling ``frame``).
@@ -390,7 +393,7 @@ def frame_targets(task: Task, example: Example, n_frames: int) -> np.ndarray:
 
 @dataclass
 class ProbeConfig:
-    """Probe training settings (the group's protocol by default)."""
+    """Probe settings: the exact solver by default, the group's Adam protocol as an option."""
 
     lr: float = 1e-3
     batch_size: int = 128
@@ -414,7 +417,9 @@ class ProbeConfig:
     # tasks fitted at once, each in its own thread with ``threads`` torch threads (the
     # matrix products release the GIL); 0 = one per CPU core. Results do not depend on it.
     workers: int = 0
-    solver: str = "adam"  # "adam" (the protocol above) or "lbfgs" (exact, LinearProbes docs)
+    # "lbfgs" (exact, LinearProbes docs; one fit per view) or "adam" (the group's protocol:
+    # the epoch, batch and patience settings above, one fit per seed); vit1d.solvers compares
+    solver: str = "lbfgs"
     l2: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)  # lbfgs: L2 weights tried, best on valid
     max_iter: int = 100  # lbfgs: L-BFGS iterations at most per L2 weight
 
@@ -749,6 +754,18 @@ def _views(
     return views
 
 
+def fit_seeds(solver: str, n_sources: int, seeds: Sequence[int]) -> list[int]:
+    """The probe seeds that are fitted: all of ``seeds``, but with the exact solver on one
+    feature source only the first. Its solution is the unique minimum of a strongly convex
+    objective (L2 > 0), so another starting point gives the same probe up to the solver's
+    tolerance: fitting it again per seed would repeat the work and count one probe as
+    several. With one source per seed (random init) every seed has its own features."""
+    seeds = [int(s) for s in seeds]
+    if solver == "lbfgs" and n_sources == 1 and seeds:
+        return seeds[:1]
+    return seeds
+
+
 def _groups(views: list[View], n_sources: int, seeds: Sequence[int]) -> list[tuple[int, int]]:
     """``(view, seed)`` pairs: every seed on every view, or, with one source per seed (random
     init), seed ``k`` on the views of source ``k``."""
@@ -856,7 +873,7 @@ def probe_task(
             raise ValueError("embeddings must list the task's audio files in manifest order")
     t0 = time.perf_counter()
     views = _views(embeddings, task.spec.local, layers, poolings)
-    groups = _groups(views, len(embeddings), seeds)
+    groups = _groups(views, len(embeddings), fit_seeds(cfg.solver, len(embeddings), seeds))
     tr, va = task.indices("train"), task.indices("valid")
     scores: dict[tuple[int, str, str], list[tuple[int, np.ndarray, np.ndarray | None]]] = {}
     # with lbfgs, "epochs" and "best_epoch" count L-BFGS iterations (over the L2 weights, the
@@ -1303,7 +1320,7 @@ def run_probes(
                 else None,
             },
             "tasks": task_info,
-            "seeds": list(seeds),
+            "seeds": fit_seeds(cfg.solver, len(group), seeds),
             "seed_pairing": "init seed k <-> probe seed k" if len(group) > 1 else "all seeds",
             "layers": list(layers) if layers is not None else "all",
             "poolings": list(poolings) if poolings is not None else "all",
@@ -1513,7 +1530,8 @@ def register(subparsers: Any) -> None:
         "--solver",
         choices=("adam", "lbfgs"),
         default=d.solver,
-        help="adam (the protocol, default) or lbfgs (exact solution, L2 weight chosen on valid)",
+        help=f"lbfgs (exact solution, L2 weight chosen on valid) or adam (the group's "
+        f"protocol, one fit per seed); default {d.solver}",
     )
     g.add_argument(
         "--max-train-frames",
