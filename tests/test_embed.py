@@ -128,6 +128,38 @@ def test_cache_is_reused_and_tracks_file_changes(
     assert after.provenance["computed_files"] == 0
 
 
+def test_log_mel_is_computed_once_per_file_for_every_model(
+    audio_dir: Path, tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first model's extraction stores each file's log-mel, equal to the front end's
+    output on the decoded audio; the next models (random init, the log-mel baseline) read it
+    back without decoding, and their features equal those computed from the audio."""
+    import vit1d.frontend
+
+    files = sorted(audio_dir.glob("*.wav"))[:2]
+    cache = tmp_path / "cache"
+    embed(tiny_checkpoint, files, cache_dir=cache, precision="fp32", progress=False)
+    stored = sorted(cache.glob("mel-*/*.npz"))
+    assert len(stored) == 2
+    for f in files:
+        direct = LogMel()(torch.from_numpy(load_audio(f))[None])[0].numpy()
+        from_store = [np.load(p)["mel"] for p in stored if np.load(p)["mel"].shape == direct.shape]
+        assert any(np.array_equal(m, direct) for m in from_store)
+    spec = ModelSpec("random", config=TINY, seed=3)
+    fresh = embed(spec, files, cache_dir=tmp_path / "fresh", precision="fp32", progress=False)
+
+    def no_decoding(path):
+        raise AssertionError(f"{path} decoded again")
+
+    monkeypatch.setattr(vit1d.frontend, "load_audio", no_decoding)
+    reused = embed(spec, files, cache_dir=cache, precision="fp32", progress=False)
+    assert reused.provenance["computed_files"] == 2  # features new, log-mel read back
+    assert np.array_equal(reused.pooled(1, "avg"), fresh.pooled(1, "avg"))
+    assert [r["seconds"] for r in reused._store.shards[0].index["files"]] == [10.0, 10.0]
+    logmel = embed(ModelSpec("logmel"), files, cache_dir=cache, progress=False)
+    assert logmel.provenance["computed_files"] == 2
+
+
 def test_logmel_baseline_is_mean_and_std_of_the_frontend(audio_dir: Path, tmp_path: Path) -> None:
     files = sorted(audio_dir.glob("*.wav"))[:2]
     emb = embed(ModelSpec("logmel"), files, cache_dir=tmp_path, frames=True, progress=False)

@@ -22,6 +22,11 @@ of their own length (no padding).
 the log-mel baseline (``ModelSpec(kind="logmel")``): per frame the 128 dB bands, pooled as the
 concatenated mean and standard deviation over time (pooling ``meanstd``, one "layer" 0).
 
+**Log-mel, once per file.** Every model reads the same log-mel input, so a file's log-mel is
+computed once and kept in ``<cache>/mel-<frontend>/`` (:class:`MelStore`, float32, read back
+exactly): the book's second to ninth models of a file (masked, reference, random inits,
+snapshots, the log-mel baseline) skip decoding and the STFT.
+
 **Cache.** ``<cache>/<key>/`` per model and extraction settings (``key`` hashes the weights,
 the window, hop and precision). Each run writes shards: ``pooled.npy`` ``(L, P, N, D)`` and
 ``frames.npy`` ``(L, F, D)`` float16 (read back memory-mapped), and ``index.json`` naming each
@@ -213,6 +218,46 @@ def file_key(path: Path) -> str:
     """What identifies an audio file's content for the cache: path, size, mtime."""
     st = path.stat()
     return f"{path}|{st.st_size}|{st.st_mtime_ns}"
+
+
+class MelStore:
+    """Log-mel spectrograms of audio files, one ``.npz`` per file (the log-mel and the audio's
+    duration) under ``<cache>/mel-<frontend hash>/``, named by a hash of :func:`file_key`
+    (path, size, modification time), so an edited file is computed again. Written atomically
+    (temporary name, then rename): two processes computing one file write the same array."""
+
+    def __init__(self, cache_dir: Path, frontend: dict[str, Any]) -> None:
+        ident = json.dumps({**frontend, "version": CACHE_VERSION}, sort_keys=True)
+        self.folder = Path(cache_dir) / f"mel-{hashlib.sha256(ident.encode()).hexdigest()[:12]}"
+        self.computed = 0  # files this store computed rather than read back
+
+    def path(self, audio: Path) -> Path:
+        return self.folder / f"{hashlib.sha256(file_key(audio).encode()).hexdigest()[:24]}.npz"
+
+    def get(self, audio: Path, logmel: Any, device: Any) -> tuple[Any, float]:
+        """``(log-mel (T, n_mels) float32 tensor on the CPU, seconds of audio)`` of ``audio``:
+        read back, or computed with ``logmel`` (:class:`vit1d.LogMel`) and stored."""
+        import torch
+
+        from vit1d.frontend import load_audio
+
+        path = self.path(audio)
+        try:
+            with np.load(path) as z:
+                return torch.from_numpy(z["mel"]), float(z["seconds"])
+        except (OSError, ValueError, KeyError):
+            pass  # not stored yet, or damaged: compute it
+        wave = load_audio(audio)
+        with torch.inference_mode():
+            mel = logmel(torch.from_numpy(wave).to(device)[None])[0].float().cpu()
+        seconds = len(wave) / SAMPLE_RATE
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, mel=mel.numpy(), seconds=np.float64(seconds))
+        os.replace(tmp, path)
+        self.computed += 1
+        return mel, seconds
 
 
 @dataclass
@@ -582,9 +627,10 @@ def _compute(
     import torch
     from tqdm.auto import tqdm
 
-    from vit1d.frontend import LogMel, load_audio
+    from vit1d.frontend import LogMel
 
     logmel = LogMel().to(dev)
+    mels_store = MelStore(store.folder.parent, meta["frontend"])
     window, hop = meta.get("window", 1), meta.get("hop", 1)
     chunks = _chunks(todo, frames, max_files=512, max_seconds=shard_seconds)
     bar = tqdm(
@@ -598,10 +644,8 @@ def _compute(
         t0 = time.perf_counter()
         mels, records, offset = [], [], 0
         for p in chunk:
-            wave = load_audio(p)
-            with torch.inference_mode():
-                mel = logmel(torch.from_numpy(wave).to(dev)[None])[0]
-            mels.append(mel.cpu() if spec.kind != "logmel" else mel.cpu().numpy())
+            mel, seconds = mels_store.get(p, logmel, dev)
+            mels.append(mel if spec.kind != "logmel" else mel.numpy())
             n = int(mel.shape[0])
             records.append(
                 {
@@ -609,7 +653,7 @@ def _compute(
                     "path": str(p),
                     "offset": offset,
                     "n_frames": n,
-                    "seconds": len(wave) / SAMPLE_RATE,
+                    "seconds": seconds,
                 }
             )
             offset += n
