@@ -237,3 +237,30 @@ def test_cli_embed_twice(
     with pytest.raises(SystemExit):
         main(["embed", "--help"])
     assert "--benchmark" in capsys.readouterr().out
+
+
+def test_shallow_extraction_runs_fewer_blocks_and_gives_the_same_layers(
+    audio_dir: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """``depth=1`` stores layers 0 and 1 only, equal to those of the full extraction, in a
+    store of its own; :func:`vit1d.embed.hidden_states` matches the model's own output."""
+    from vit1d.embed import hidden_states
+
+    model = load_pretrained(tiny_checkpoint)
+    x = torch.randn(2, 40, 128) * 20 - 40
+    with torch.inference_mode():
+        full = model(x, output_hidden_states=True).hidden_states
+        short = hidden_states(model, x, 1)
+    assert len(short) == 2 and all(torch.equal(a, b) for a, b in zip(short, full, strict=False))
+    files = sorted(audio_dir.glob("*.wav"))[:2]
+    kw = dict(cache_dir=tmp_path, precision="fp32", progress=False, frames=True)
+    deep = embed(tiny_checkpoint, files, **kw)
+    shallow = embed(tiny_checkpoint, files, depth=1, **kw)
+    assert deep.layers == [0, 1, 2] and shallow.layers == [0, 1]
+    assert shallow._store.folder != deep._store.folder
+    for layer in (0, 1):
+        assert np.array_equal(shallow.pooled(layer, "avg"), deep.pooled(layer, "avg"))
+        assert all(
+            np.array_equal(a, b)
+            for a, b in zip(shallow.frames(layer), deep.frames(layer), strict=True)
+        )

@@ -423,6 +423,8 @@ class ExtractSettings:
     window_s: float = 4.0
     hop_s: float = 4.0
     precision: str = "fp32"
+    # blocks run: None = all; n = layers 0..n only (a probe of shallow layers needs no more)
+    depth: int | None = None
 
     def window_frames(self, max_frames: int) -> int:
         """Frames in a window: those of ``window_s`` seconds of audio (``1 + samples // hop``,
@@ -458,7 +460,10 @@ def _store_for(
             "frontend": frontend,
             "version": CACHE_VERSION,
         }
-        layers, poolings, dim = list(range(model.depth + 1)), list(POOLINGS), model.dim
+        depth = model.depth if settings.depth is None else min(settings.depth, model.depth)
+        if depth < model.depth:  # a store of the first layers only, apart from the full one
+            ident["depth"] = depth
+        layers, poolings, dim = list(range(depth + 1)), list(POOLINGS), model.dim
         frame_dim = model.dim
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     meta = {
@@ -559,6 +564,19 @@ def _extract_logmel(mels: list[Any], frames: bool) -> tuple[np.ndarray, np.ndarr
     )
 
 
+def hidden_states(model: Any, x: Any, depth: int | None = None) -> tuple[Any, ...]:
+    """``model(x, output_hidden_states=True).hidden_states`` of layers ``0..depth`` only
+    (all when ``None``): the same operations, with the blocks after ``depth`` not run."""
+    if depth is None or depth >= model.depth:
+        return model(x, output_hidden_states=True).hidden_states
+    h = model.embed(x)
+    out = [h]
+    for block in model.blocks[:depth]:
+        h, _ = block(h)
+        out.append(h)
+    return tuple(out)
+
+
 def _extract_vit(
     model: Any,
     mels: list[Any],
@@ -568,6 +586,7 @@ def _extract_vit(
     batch_size: int,
     device: Any,
     precision: str,
+    depth: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Run the model on every window of every file; pool per window, average over windows,
     stitch frame tokens (mean where windows overlap). Returns float16 arrays
@@ -576,7 +595,8 @@ def _extract_vit(
 
     from vit1d.device import autocast
 
-    n_layers, dim = model.depth + 1, model.dim
+    n_layers = (model.depth if depth is None else min(depth, model.depth)) + 1
+    dim = model.dim
     lengths = [m.shape[0] for m in mels]
     pooled_sum = torch.zeros(n_layers, 3, len(mels), dim)
     n_windows = torch.zeros(len(mels))
@@ -592,7 +612,7 @@ def _extract_vit(
             batch = items[b : b + batch_size]
             x = torch.stack([mels[i][s : s + length] for i, s in batch]).to(device)
             with torch.inference_mode(), autocast(device, precision):
-                hidden = model(x, output_hidden_states=True).hidden_states
+                hidden = hidden_states(model, x, depth)
             h = torch.stack(hidden).float().cpu()  # (L, B, 1 + T, D)
             pooled = pool_window(h)
             for j, (i, s) in enumerate(batch):
@@ -662,7 +682,7 @@ def _compute(
             pooled, frame_arr = _extract_logmel(mels, frames)
         else:
             pooled, frame_arr = _extract_vit(
-                model, mels, frames, window, hop, batch_size, dev, prec
+                model, mels, frames, window, hop, batch_size, dev, prec, meta["layers"][-1]
             )
         wall = time.perf_counter() - t0
         audio_s = float(sum(r["seconds"] for r in records))
@@ -692,6 +712,7 @@ def embed(
     shard_seconds: float = 600.0,
     model: Any = None,
     threads: int | None = None,
+    depth: int | None = None,
 ) -> Embeddings:
     """Features of ``paths`` from ``spec`` (a :class:`ModelSpec` or a checkpoint folder),
     computed once and cached under ``cache_dir`` (default :func:`default_cache_dir`).
@@ -699,7 +720,8 @@ def embed(
     ``frames=True`` also stores per-frame tokens (local tasks). ``window_s``/``hop_s``: the
     windows longer files are cut into. ``precision``: auto | fp32 | bf16 | fp16. Files
     already in the cache are not recomputed. ``model`` may pass an already loaded model for
-    ``spec``; ``threads``: torch threads while computing (default :func:`inference_threads`).
+    ``spec``; ``threads``: torch threads while computing (default :func:`inference_threads`);
+    ``depth``: layers ``0..depth`` only (the blocks after it are not run; all when None).
     Returns :class:`Embeddings` in the order of ``paths``.
     """
     import torch
@@ -723,7 +745,7 @@ def embed(
     else:
         prec = choose_precision(dev, precision)
         model = model.to(dev).eval()
-    settings = ExtractSettings(window_s=window_s, hop_s=hop_s, precision=prec)
+    settings = ExtractSettings(window_s=window_s, hop_s=hop_s, precision=prec, depth=depth)
     store, meta = _store_for(spec, model, settings, Path(cache_dir or default_cache_dir()))
     keys = [file_key(p) for p in paths]
     todo_keys = set(keys) - set(store.lookup(keys, frames))

@@ -1188,8 +1188,9 @@ class ExtractOptions:
         frames: bool,
         model: Any,
         progress: bool,
+        depth: int | None = None,
     ) -> Any:
-        """:func:`vit1d.embed.embed` with these settings."""
+        """:func:`vit1d.embed.embed` with these settings (``depth``: layers 0..depth only)."""
         from vit1d.embed import embed
 
         return embed(
@@ -1205,6 +1206,7 @@ class ExtractOptions:
             threads=self.threads,
             progress=progress,
             model=model,
+            depth=depth,
         )
 
 
@@ -1251,6 +1253,8 @@ def run_probes(
     )
     local_files = list(dict.fromkeys(ex.audio for t in tasks if t.spec.local for ex in t.examples))
     written: dict[str, Any] = {"run_ids": []}
+    # probing only some layers: the blocks above the deepest are not run
+    depth = max(layers) if layers else None
     for group in sources:
         run_id = f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         started = time.perf_counter()
@@ -1263,7 +1267,7 @@ def run_probes(
             for frames, files in ((True, local_files), (False, global_files)):
                 only = [f for f in files if frames or f not in local_set]
                 if only:
-                    made[frames] = ext.embed(spec, only, cache, frames, model, progress)
+                    made[frames] = ext.embed(spec, only, cache, frames, model, progress, depth)
             per_spec.append({"spec": spec, "model": model, "made": made})
         rows, summary, items, task_info = [], [], [], {}
         task_embs = [
@@ -1277,6 +1281,7 @@ def run_probes(
                     task.spec.local,
                     entry["model"],
                     progress=False,
+                    depth=depth,
                 )
                 for entry in per_spec
             ]
