@@ -438,8 +438,12 @@ def test_cli_probe_writes_results_for_model_baselines_and_snapshots(
     assert set(vit[vit["task"] == "pitch"]["pooling"]) == {"cls", "seq", "avg"}
     assert set(probes[probes["model"] == "logmel"]["pooling"]) == {"meanstd", "frame"}
     # one exact fit per view of a model; random init has an init seed per probe seed
-    seeds = probes.groupby("model")["seed"].agg(set).to_dict()
+    # global tasks: one exact fit per view of a model (random init: an init seed per probe
+    # seed); local tasks: Adam's protocol, one fit per seed (ProbeConfig.local_solver)
+    local = probes["task"].isin(["chords", "beats"])
+    seeds = probes[~local].groupby("model")["seed"].agg(set).to_dict()
     assert seeds == {"contrastive": {0}, "random-init": {0, 1}, "logmel": {0}}
+    assert probes[local].groupby("model")["seed"].agg(set).map(sorted).tolist() == [[0, 1]] * 3
     assert set(probes["corpus"]) == {"tiny"}
     assert probes["value"].notna().all()
     assert set(probes[probes["model"] == "contrastive"]["step"]) == {10}
@@ -477,9 +481,11 @@ def test_cli_probe_writes_results_for_model_baselines_and_snapshots(
     assert len(runs) == 3
     prov = next(r for r in runs.values() if r["model"] == "contrastive")
     assert prov["models"][0]["weights_sha256"] and prov["hardware"]["cpu"]
-    assert prov["models"][0]["precision"] == "fp32" and prov["seeds"] == [
-        0
-    ]  # fitted seeds (fit_seeds)
+    assert prov["models"][0]["precision"] == "fp32" and prov["seeds"] == [0, 1]
+    assert prov["tasks"]["pitch"]["seeds"] == [0] and prov["tasks"]["chords"]["seeds"] == [0, 1]
+    assert (
+        prov["tasks"]["pitch"]["solver"] == "lbfgs" and prov["tasks"]["beats"]["solver"] == "adam"
+    )
     assert prov["tasks"]["pitch"]["manifest_sha256"]
 
     # fitting the tasks one at a time instead of in parallel threads changes no number

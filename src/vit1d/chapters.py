@@ -638,11 +638,11 @@ def probe_config(preset: str) -> Any:
     return ProbeConfig(**probe_settings(preset).config)
 
 
-def probe_fit_text(cfg: Any, seeds: Sequence[int]) -> str:
-    """How the probes of a :class:`vit1d.probe.ProbeConfig` are fitted, as a sentence for
-    the probing chapters (04 and 05)."""
+def probe_fit_text(cfg: Any, seeds: Sequence[int], local: bool = False) -> str:
+    """How the probes of a :class:`vit1d.probe.ProbeConfig` are fitted (those of local tasks
+    with ``local``), as a sentence for the probing chapters (04 and 05)."""
     n = len(seeds)
-    if cfg.solver == "lbfgs":
+    if (cfg.local_solver if local else cfg.solver) == "lbfgs":
         l2 = ", ".join(f"{a:g}" for a in sorted(cfg.l2))
         return (
             "fitted exactly: each probe is the minimum of its convex loss (full-batch L-BFGS, "

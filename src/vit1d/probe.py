@@ -3,8 +3,9 @@
 A frozen backbone and one linear layer per (task, layer, pooling). By default
 (``ProbeConfig(solver="lbfgs")``) each probe is the exact solution of its convex problem for a
 few L2 weights, keeping the one of lowest validation loss (:class:`LinearProbes`); the solution
-does not depend on a seed, so one is fitted per view (:func:`fit_seeds`). The group's protocol
-stays an option (``solver="adam"``): one probe per seed, trained with Adam (lr 1e-3, batch 128)
+does not depend on a seed, so one is fitted per view (:func:`fit_seeds`). Local tasks, with
+their ~1e5 training frames, keep the group's protocol (``local_solver="adam"``), which is an
+option for every task (``solver="adam"``): one probe per seed, trained with Adam (lr 1e-3, batch 128)
 in epochs of 128 steps, at most 50 epochs, early stopping on the validation loss (patience 5
 epochs; the weights of the best epoch are kept). :mod:`vit1d.solvers` compares the two on the
 same features. Features are
@@ -420,6 +421,10 @@ class ProbeConfig:
     # "lbfgs" (exact, LinearProbes docs; one fit per view) or "adam" (the group's protocol:
     # the epoch, batch and patience settings above, one fit per seed); vit1d.solvers compares
     solver: str = "lbfgs"
+    # the solver of local (frame-level) tasks: their ~1e5 training frames make every L-BFGS
+    # iteration a pass over all of them (400 passes per probe: over 9 minutes for one model's
+    # chords and beats on a 2-core CPU), where Adam's epochs see 128 batches of 128 frames
+    local_solver: str = "adam"
     l2: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1)  # lbfgs: L2 weights tried, best on valid
     max_iter: int = 100  # lbfgs: L-BFGS iterations at most per L2 weight
 
@@ -868,17 +873,20 @@ def probe_task(
     from vit1d.results import bootstrap_tagging, summary_row
 
     cfg = config or ProbeConfig()
+    if task.spec.local:
+        cfg = replace(cfg, solver=cfg.local_solver)
     for emb in embeddings:
         if [Path(p) for p in emb.paths] != [ex.audio for ex in task.examples]:
             raise ValueError("embeddings must list the task's audio files in manifest order")
     t0 = time.perf_counter()
     views = _views(embeddings, task.spec.local, layers, poolings)
-    groups = _groups(views, len(embeddings), fit_seeds(cfg.solver, len(embeddings), seeds))
+    fitted = fit_seeds(cfg.solver, len(embeddings), seeds)
+    groups = _groups(views, len(embeddings), fitted)
     tr, va = task.indices("train"), task.indices("valid")
     scores: dict[tuple[int, str, str], list[tuple[int, np.ndarray, np.ndarray | None]]] = {}
     # with lbfgs, "epochs" and "best_epoch" count L-BFGS iterations (over the L2 weights, the
     # largest first) and "l2" holds the L2 weight each probe kept
-    info: dict[str, Any] = {"solver": cfg.solver, "epochs": {}, "best_epoch": {}}
+    info: dict[str, Any] = {"solver": cfg.solver, "seeds": fitted, "epochs": {}, "best_epoch": {}}
     if cfg.solver == "lbfgs":
         info["l2"] = {}
     if task.spec.local:
@@ -1325,7 +1333,7 @@ def run_probes(
                 else None,
             },
             "tasks": task_info,
-            "seeds": fit_seeds(cfg.solver, len(group), seeds),
+            "seeds": sorted({s for info in task_info.values() for s in info["seeds"]}),
             "seed_pairing": "init seed k <-> probe seed k" if len(group) > 1 else "all seeds",
             "layers": list(layers) if layers is not None else "all",
             "poolings": list(poolings) if poolings is not None else "all",
@@ -1536,7 +1544,13 @@ def register(subparsers: Any) -> None:
         choices=("adam", "lbfgs"),
         default=d.solver,
         help=f"lbfgs (exact solution, L2 weight chosen on valid) or adam (the group's "
-        f"protocol, one fit per seed); default {d.solver}",
+        f"protocol, one fit per seed) for global tasks; default {d.solver}",
+    )
+    g.add_argument(
+        "--local-solver",
+        choices=("adam", "lbfgs"),
+        default=d.local_solver,
+        help=f"the same for local (frame-level) tasks; default {d.local_solver}",
     )
     g.add_argument(
         "--max-train-frames",
@@ -1653,6 +1667,7 @@ def _cli(args: argparse.Namespace) -> int:
         steps_per_epoch=args.steps_per_epoch,
         patience=args.patience,
         solver=args.solver,
+        local_solver=args.local_solver,
         max_train_frames=args.max_train_frames,
         max_local_files=parse_file_caps(args.max_local_files),
         max_global_files=parse_file_caps(args.max_global_files),

@@ -123,7 +123,7 @@ def compare_solvers(
     for solver in SOLVERS:
         results = out / f"results-{solver}"
         say(f"probing {len(loaded)} tasks with {solver}")
-        cfg = replace(config, solver=solver)
+        cfg = replace(config, solver=solver, local_solver=solver)
         run_probes(loaded, [[spec]], results, seeds=seeds, config=cfg, extract=ext, say=say)
         summaries[solver] = read_results(results)[1]
         seconds[solver] = _fit_seconds(results)
