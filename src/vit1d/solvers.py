@@ -32,7 +32,7 @@ from typing import Any
 from vit1d.compare import PRIMARY_METRIC, best_row
 from vit1d.device import cpu_info
 from vit1d.embed import ModelSpec, checkpoint_step
-from vit1d.probe import ExtractOptions, ProbeConfig, load_task, run_probes
+from vit1d.probe import ExtractOptions, ProbeConfig, limit_files, load_task, run_probes
 from vit1d.results import RUNS_JSON, read_results
 
 SOLVERS = ("adam", "lbfgs")
@@ -110,7 +110,10 @@ def compare_solvers(
     :data:`SOLVERS` (``config`` otherwise), features extracted once into ``out/embed-cache``;
     results in ``out/results-<solver>``. Returns the record (module docstring)."""
     data, out = Path(data), Path(out)
-    loaded = [load_task(data / "tasks" / t / "manifest.csv") for t in tasks]
+    loaded = [
+        limit_files(t, config.max_local_files if t.spec.local else config.max_global_files)
+        for t in (load_task(data / name / "manifest.csv", name) for name in tasks)
+    ]
     spec = ModelSpec("checkpoint", str(checkpoint), step=checkpoint_step(checkpoint))
     ext = ExtractOptions(cache_dir=str(out / "embed-cache"))
     t0 = time.perf_counter()
