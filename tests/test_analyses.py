@@ -1,5 +1,5 @@
-"""The analyses driver on a tiny corpus built here (issue 5): manifests in the corpus format
-(DESIGN section 4), synthetic audio with onsets and chords placed by construction, a tiny
+"""The analyses driver on a tiny corpus built here: manifests in the corpus format
+(docs/design.md, "Public API"), synthetic audio with onsets and chords placed by construction, a tiny
 checkpoint; never the corpus builder."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Attention maps, rollout and onset curves (issue 5, acceptance 1).
+"""Attention maps, rollout and onset curves.
 
 References are independent of the code under test: explicit loops and NumPy formulas for
 the curves, ``np.linalg.matrix_power`` for the rollout, hand-counted hits for mir_eval, and

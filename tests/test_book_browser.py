@@ -1,4 +1,4 @@
-"""The built book in a real browser, from disk, with no network (DESIGN section 5).
+"""The built book in a real browser, from disk, with no network (docs/design.md, "The book").
 
 Headless Chromium (Debian's ``chromium`` package, ``/usr/bin/chromium``; never a downloaded
 browser) driven through Playwright opens every chapter of ``_toc.yml`` as a ``file://`` page

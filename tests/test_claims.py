@@ -1,6 +1,6 @@
 """The claims ledger: fabricated results for both outcomes of every claim flip its verdict.
 
-Issue 6, acceptance 3: a different result gives a different verdict. Each claim gets a
+A different result gives a different verdict. Each claim gets a
 results set that supports it, one that contradicts it, and none at all.
 """
 

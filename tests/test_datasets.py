@@ -1,4 +1,4 @@
-"""Real-dataset adapters (issue 9): each adapter runs on a tiny copy of its dataset made here,
+"""Real-dataset adapters: each adapter runs on a tiny copy of its dataset made here,
 in the dataset's real folder layout and file formats (short audio written with soundfile,
 annotation files in their published syntax), and must write a manifest that
 :func:`vit1d.probe.load_task` accepts, with the labels of the fixture, the dataset's split, and

@@ -41,3 +41,26 @@ def test_threads_follow_the_cores_in_use(monkeypatch) -> None:
     assert embed.inference_threads() == 1
     monkeypatch.setattr(embed.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     assert embed.inference_threads() == all_threads
+
+
+def test_each_shard_chooses_its_threads_again(monkeypatch, tmp_path, audio_dir) -> None:
+    """Other work at the start of an extraction holds only the first shard to one thread:
+    the count is judged again before every shard, and each shard records its own."""
+    from vit1d.embed import ModelSpec
+
+    cores = os.cpu_count() or 1
+    if cores < 2:
+        pytest.skip("one core: one thread either way")
+    busy = iter([0.9 * cores] + [0.0] * 10)
+    monkeypatch.setattr(embed, "busy_cores", lambda: next(busy))
+    spec = ModelSpec("random", config={"dim": 16, "depth": 1, "heads": 2, "head": "none"}, seed=0)
+    files = sorted(audio_dir.glob("*.wav"))[:4]
+    out = embed.embed(spec, files, cache_dir=tmp_path, precision="fp32", progress=False,
+                      shard_seconds=15.0, frames=True)  # fmt: skip
+    threads = [sh.index["timing"]["threads"] for sh in out._store.shards]
+    assert (
+        len(threads) >= 2
+        and threads[0] == 1
+        and set(threads[1:]) == {min(cores, torch.get_num_threads())}
+    )
+    assert out.provenance["threads"] == max(threads)

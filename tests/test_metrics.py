@@ -1,4 +1,4 @@
-"""Probe metrics against hand-checkable cases and independent references (issue 4, item 2)."""
+"""Probe metrics against hand-checkable cases and independent references."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ViT1D: contract of DESIGN section 4, attention paths, sizes."""
+"""ViT1D: the contract of the design notes' section Public API, attention paths, sizes."""
 
 from __future__ import annotations
 

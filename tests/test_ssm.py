@@ -1,4 +1,4 @@
-"""Self-similarity matrices, their scores and novelty (issue 5, acceptance 1).
+"""Self-similarity matrices, their scores and novelty.
 
 References: scikit-learn's cosine similarity, SciPy's Spearman rho and 2-D correlation,
 hand-built block matrices, and audio whose chords and loudness are set by construction.

@@ -3,7 +3,8 @@ source tree, with every dependency resolved by pip from ``requirements.lock``.
 
 Built from a copy of the tracked files (a build writes ``build/`` and ``*.egg-info`` beside
 the sources). Installed as the README's install section says: torch first, then the wheel
-with the ``corpus`` extra, then the renderer without its dependencies. Then, from a folder
+with the ``corpus`` extra (which renders a two-work corpus with the NumPy renderer), then the
+fast renderer without its dependencies. Then, from a folder
 outside the checkout and with no ``PYTHONPATH``: ``vit1d --help``, a smoke corpus, a
 pretraining of two steps, and the HEAR API on the committed reference checkpoint through
 ``VIT1D_REFERENCE``. Marked slow: a fresh environment costs minutes (``make test-wheel``).
@@ -30,6 +31,17 @@ LOCK = ROOT / "requirements.lock"
 REFERENCE = ROOT / "checkpoints" / "reference"
 #: A wheel that grew past this carries data it should not (the reference weights are 11 MB).
 MAX_WHEEL_BYTES = 2_000_000
+#: A corpus of two works per collection, short clips: rendered by the wheel before the fast
+#: renderer is installed.
+TINY_CORPUS = {
+    "seed": 0,
+    "workers": 1,
+    "splits": {"valid": 0.25, "test": 0.25},
+    "collections": {"bach": {"works": 2}, "essenFolksong": {"works": 2}},
+    "pretrain": {"clip_s": 6.0, "twins": []},
+    "music": {"clip_s": 6.0, "renders_per_polyphonic_work": 1},
+    "notes": {"dynamics": ["mf"], "pitch_step": 24, "clip_s": 1.0, "hold_s": [0.4, 0.6]},
+}
 
 
 def _run(cmd: list[str], env: dict[str, str], cwd: Path, timeout: int = 1200) -> str:
@@ -83,11 +95,17 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     _run([*pip, "torch"], env, tmp)
     _run([*pip, f"{wheel}[corpus]"], env, tmp)
     _run([py, "-m", "pip", "check"], env, tmp)  # before the renderer, whose PyAudio is absent
-    # the renderer declares PyAudio (PortAudio headers), which offline rendering never uses
-    _run([*pip, "--no-deps", "tinysoundfont"], env, tmp)
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     work = tmp / "work"
     work.mkdir()
+    # the corpus extra alone renders, with the NumPy renderer (a two-work corpus: it is the
+    # slower renderer)
+    preset = work / "tiny.yaml"
+    preset.write_text(json.dumps(TINY_CORPUS))  # JSON is YAML
+    _run(["vit1d", "corpus", "--preset", preset, "--out", work / "numpy-corpus", "--quiet"],
+         env, work)  # fmt: skip
+    # the fast renderer declares PyAudio (PortAudio headers), which offline rendering never uses
+    _run([*pip, "--no-deps", "tinysoundfont"], env, tmp)
     return py, env, work
 
 
@@ -98,6 +116,13 @@ def test_the_installed_package_is_the_wheel(installed) -> None:
     out = _run(["vit1d", "--help"], env, work)
     for command in ("corpus", "pretrain", "embed", "probe"):
         assert command in out
+
+
+def test_the_corpus_extra_alone_renders_with_the_numpy_renderer(installed) -> None:
+    _, _, work = installed
+    corpus = json.loads((work / "numpy-corpus" / "corpus.json").read_text())
+    assert "NumPy" in corpus["renderer"], corpus["renderer"]
+    assert corpus["renders"]["music"] > 0 and not corpus["failed_renders"]
 
 
 def test_corpus_pretrain_and_hear_from_the_wheel(installed) -> None:

@@ -1,4 +1,4 @@
-"""The explorer's two faces (issue 5): the live one recomputes on a change; the static one is
+"""The explorer's two faces: the live one recomputes on a change; the static one is
 a slider jslink-ed to a Stack of pre-rendered pictures, with no Python callback at all."""
 
 from __future__ import annotations

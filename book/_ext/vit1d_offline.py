@@ -4,7 +4,8 @@ Jupyter Book 1.x always loads ``sphinx_thebe``, which writes the address of theb
 into every page (``THEBE_JS_URL``), loads ``sphinx-thebe.js`` and appends a binder
 configuration, even with thebe and launch buttons off. The book never launches a kernel, so
 this extension unhooks sphinx-thebe's event handlers and drops its assets from every page;
-everything else a page loads comes from its own ``_static`` folder (DESIGN section 5).
+everything else a page loads comes from its own ``_static`` folder (docs/design.md, "The
+book").
 Registered in ``_config.yml`` under ``sphinx: local_extensions``.
 """
 

@@ -1,7 +1,7 @@
 """vit1d: a companion library to Kong et al. (ISMIR 2025), "Emergent musical properties of a
 transformer under contrastive self-supervised learning".
 
-Public names (DESIGN section 4): :class:`LogMel`, :func:`load_audio`, :class:`ViT1D`,
+Public names (docs/design.md, "Public API"): :class:`LogMel`, :func:`load_audio`, :class:`ViT1D`,
 :class:`NTXent`, :func:`load_pretrained`. They are imported lazily so that ``vit1d --help``
 and the corpus builder start without loading torch.
 """

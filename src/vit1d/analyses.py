@@ -2,7 +2,7 @@
 
 ``vit1d analyses --checkpoint DIR --corpus ROOT --out DIR`` runs a checkpoint and its
 random-init twin (same config, ``torch.manual_seed(seed)``) over the corpus's task
-manifests (DESIGN section 4) and writes tidy CSVs:
+manifests (docs/design.md, "Public API") and writes tidy CSVs:
 
 * ``onsets.csv``: per test clip, model (``trained``, ``random``, ``spectral_flux``, and
   ``chance``: as many onsets as labelled, at random times), onset

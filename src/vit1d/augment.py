@@ -2,7 +2,7 @@
 
 The two views of a positive pair come from one rendered track, so they share its timbre: the
 cheapest way to match them is to recognise the instrument, and a model can solve NT-Xent
-without hearing a pitch (the pilot of issue 7). Each view therefore gets its own random
+without hearing a pitch (the recipe study's pilot). Each view therefore gets its own random
 change of the things a listener would call recording conditions, which leaves pitch, key,
 harmony and rhythm intact:
 

@@ -1,4 +1,4 @@
-"""The bad-input catalogue: what the library does with each kind of wrong input (issue 10).
+"""The bad-input catalogue: what the library does with each kind of wrong input.
 
 Every entry of :data:`CASES` builds one bad input inside a folder of its own and hands it to
 the public API a user would call: :func:`vit1d.load_audio`, :func:`vit1d.probe.load_task`,

@@ -327,9 +327,10 @@ def pooling_table(summary: Any, tasks: Sequence[tuple[str, str]], model: str = "
     return pd.DataFrame(rows)
 
 
-#: Real-data results of a related model (DESIGN section 2): the contrastive ViT-1D of the
-#: same group's follow-up (CoJEPA, arXiv 2608.30974; RoPE, RMSNorm, gated MLP, 7.1 M
-#: parameters), trained on the real datasets. Global tasks at layer 12, (cls, seq) pooling.
+#: Real-data results of a related model (docs/design.md, "Model and training facts"): the
+#: contrastive ViT-1D of the same group's follow-up (CoJEPA, arXiv 2608.30974; RoPE, RMSNorm,
+#: gated MLP, 7.1 M parameters), trained on the real datasets. Global tasks at layer 12,
+#: (cls, seq) pooling.
 REFERENCE_GLOBAL = {
     ("tagging", "map"): (0.393, 0.395),
     ("tagging", "roc_auc"): (0.882, 0.881),

@@ -58,7 +58,12 @@ def read_manifest(path: str | Path, split: str = "") -> list[Path]:
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     if not rows or "audio" not in rows[0]:
-        raise UserError(f"manifest {path} has no rows or no 'audio' column (DESIGN section 4)")
+        raise UserError(
+            f"manifest {path} has no rows or no 'audio' column: a manifest.csv needs a header "
+            "line with an 'audio' column (paths relative to the manifest) and one row per file; "
+            "build one with `vit1d corpus` (see `vit1d corpus --help`) or point --data at a "
+            "folder of audio files"
+        )
     if split and "split" in rows[0]:
         rows = [r for r in rows if r["split"] == split]
         if not rows:

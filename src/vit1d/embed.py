@@ -642,16 +642,19 @@ def _compute(
     prec: str,
     progress: bool,
     shard_seconds: float,
-) -> None:
-    """Extract ``todo`` chunk by chunk, one shard per chunk (see :func:`embed`)."""
-    import torch
+    threads: int | None = None,
+) -> list[int]:
+    """Extract ``todo`` chunk by chunk, one shard per chunk (see :func:`embed`); returns the
+    torch threads each chunk ran with. The count is chosen again for every chunk
+    (:func:`inference_threads`): a moment of other work when an extraction starts must not
+    hold it to one thread for all its minutes."""
     from tqdm.auto import tqdm
 
+    from vit1d.device import torch_threads
     from vit1d.frontend import LogMel
 
     logmel = LogMel().to(dev)
-    mels_store = MelStore(store.folder.parent, meta["frontend"])
-    window, hop = meta.get("window", 1), meta.get("hop", 1)
+    mels = MelStore(store.folder.parent, meta["frontend"])
     chunks = _chunks(todo, frames, max_files=512, max_seconds=shard_seconds)
     bar = tqdm(
         total=round(sum(sec for _, sec in chunks)),
@@ -660,42 +663,63 @@ def _compute(
         disable=not progress,
         leave=False,
     )
-    for chunk, _ in chunks:
-        t0 = time.perf_counter()
-        mels, records, offset = [], [], 0
-        for p in chunk:
-            mel, seconds = mels_store.get(p, logmel, dev)
-            mels.append(mel if spec.kind != "logmel" else mel.numpy())
-            n = int(mel.shape[0])
-            records.append(
-                {
-                    "key": file_key(p),
-                    "path": str(p),
-                    "offset": offset,
-                    "n_frames": n,
-                    "seconds": seconds,
-                }
-            )
-            offset += n
-        t_mel = time.perf_counter() - t0
-        if spec.kind == "logmel":
-            pooled, frame_arr = _extract_logmel(mels, frames)
-        else:
-            pooled, frame_arr = _extract_vit(
-                model, mels, frames, window, hop, batch_size, dev, prec, meta["layers"][-1]
-            )
-        wall = time.perf_counter() - t0
-        audio_s = float(sum(r["seconds"] for r in records))
-        timing = {
-            "audio_seconds": audio_s,
-            "wall_seconds": wall,
-            "logmel_seconds": t_mel,
-            "x_realtime": audio_s / max(wall, 1e-9),
-            "threads": torch.get_num_threads(),
-        }
-        store.add_shard(records, pooled, frame_arr, timing)
-        bar.update(round(audio_s))
+    used = []
+    for chunk, seconds in chunks:
+        used.append(inference_threads(threads))
+        with torch_threads(used[-1]):
+            _compute_chunk(spec, model, chunk, store, meta, frames, batch_size, dev, prec, mels,
+                           logmel)  # fmt: skip
+        bar.update(round(seconds))
     bar.close()
+    return used
+
+
+def _compute_chunk(
+    spec: ModelSpec,
+    model: Any,
+    chunk: list[Path],
+    store: EmbeddingStore,
+    meta: dict[str, Any],
+    frames: bool,
+    batch_size: int,
+    dev: Any,
+    prec: str,
+    mel_store: MelStore,
+    logmel: Any,
+) -> None:
+    """One shard of :func:`_compute`: the log-mels (from ``mel_store``), the features, the
+    shard written with its timing."""
+    import torch
+
+    t0 = time.perf_counter()
+    mels, records, offset = [], [], 0
+    for p in chunk:
+        mel, seconds = mel_store.get(p, logmel, dev)
+        mels.append(mel if spec.kind != "logmel" else mel.numpy())
+        n = int(mel.shape[0])
+        records.append(
+            {"key": file_key(p), "path": str(p), "offset": offset, "n_frames": n,
+             "seconds": seconds}
+        )  # fmt: skip
+        offset += n
+    t_mel = time.perf_counter() - t0
+    if spec.kind == "logmel":
+        pooled, frame_arr = _extract_logmel(mels, frames)
+    else:
+        window, hop = meta["window"], meta["hop"]
+        pooled, frame_arr = _extract_vit(
+            model, mels, frames, window, hop, batch_size, dev, prec, meta["layers"][-1]
+        )
+    wall = time.perf_counter() - t0
+    audio_s = float(sum(r["seconds"] for r in records))
+    timing = {
+        "audio_seconds": audio_s,
+        "wall_seconds": wall,
+        "logmel_seconds": t_mel,
+        "x_realtime": audio_s / max(wall, 1e-9),
+        "threads": torch.get_num_threads(),
+    }
+    store.add_shard(records, pooled, frame_arr, timing)
 
 
 def embed(
@@ -726,7 +750,7 @@ def embed(
     """
     import torch
 
-    from vit1d.device import choose_precision, hardware_summary, select_device, torch_threads
+    from vit1d.device import choose_precision, hardware_summary, select_device
 
     if not isinstance(spec, ModelSpec):
         spec = ModelSpec("checkpoint", str(spec))
@@ -751,23 +775,10 @@ def embed(
     todo_keys = set(keys) - set(store.lookup(keys, frames))
     todo = [p for p, k in zip(paths, keys, strict=True) if k in todo_keys]
     todo = list(dict.fromkeys(todo))  # one computation per file even if listed twice
-    n_threads = torch.get_num_threads()
+    used = [torch.get_num_threads()]
     if todo:
-        n_threads = inference_threads(threads)
-        with torch_threads(n_threads):
-            _compute(
-                spec,
-                model,
-                todo,
-                store,
-                meta,
-                frames,
-                batch_size,
-                dev,
-                prec,
-                progress,
-                shard_seconds,
-            )
+        used = _compute(spec, model, todo, store, meta, frames, batch_size, dev, prec, progress,
+                        shard_seconds, threads)  # fmt: skip
     found = store.lookup(keys, frames)
     where = [found[k] for k in keys]
     n_frames = np.array(
@@ -790,7 +801,7 @@ def embed(
         "hardware": hardware_summary(dev),
         "extraction_x_realtime": audio_s / wall_s if wall_s > 0 else None,
         "computed_files": len(todo),
-        "threads": n_threads,
+        "threads": max(used),
     }
     return Embeddings(
         paths=paths,

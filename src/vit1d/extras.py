@@ -7,8 +7,8 @@ the message: ``pip install "vit1d[viz]"``. The extras are declared in ``pyprojec
 * ``viz``: matplotlib, seaborn and ipywidgets, for :mod:`vit1d.plots` and :mod:`vit1d.widgets`
   (``vit1d analyses --figures``, the book's figures and explorers);
 * ``corpus``: music21, pretty_midi (scores, ``TimGM6mb.sf2``) and matplotlib (the label
-  figure) for :mod:`vit1d.corpus`; the renderer TinySoundFont is installed apart (see the
-  README's install section);
+  figure) for :mod:`vit1d.corpus`, which renders with its NumPy renderer unless the faster
+  TinySoundFont is installed apart (see the README's install section);
 * ``datasets``: mirdata, for the real-dataset adapters of :mod:`vit1d.datasets`;
 * ``book``: everything above the book needs (``viz`` included), and ``dev`` the test tools.
 """

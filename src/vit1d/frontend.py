@@ -1,8 +1,9 @@
 """The log-mel front end and the audio loader.
 
 The paper's input is mono audio at 16 kHz turned into a log-mel spectrogram with 128 bands,
-hop 512 samples (31.25 frames/s), FFT size 1024, Slaney mel scale (DESIGN section 2). A 4 s
-segment (64 000 samples) with centred frames gives ``T = 1 + 64000 // 512 = 126`` frames.
+hop 512 samples (31.25 frames/s), FFT size 1024, Slaney mel scale (docs/design.md, "Model and
+training facts"). A 4 s segment (64 000 samples) with centred frames gives
+``T = 1 + 64000 // 512 = 126`` frames.
 
 :class:`LogMel` computes it in torch, batched, on whatever device its input lives on, so the
 training loop never leaves the accelerator. Its mel power (before the log) is the same as

@@ -3,7 +3,8 @@
 Every score is produced by scikit-learn, ``mir_eval`` or ``librosa``; this module only turns
 probe outputs into the inputs those libraries expect (frame labels into intervals, frame
 activations into beat or onset times) and returns per-unit scores, so that the results module
-can bootstrap confidence intervals over test clips or tracks (DESIGN section 3).
+can bootstrap confidence intervals over test clips or tracks (docs/design.md, "Tasks and the
+embedded corpus").
 
 ==========  ================================================  ===============================
 task        metric                                            unit of the average

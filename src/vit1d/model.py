@@ -1,6 +1,6 @@
 """ViT-1D: a vision transformer whose patches are single spectrogram frames.
 
-Architecture (DESIGN section 2, ViT-Tiny sizes):
+Architecture (ViT-Tiny sizes; docs/design.md, "Model and training facts"):
 
 * each log-mel frame (all ``n_mels`` bands) is one token, linearly projected to ``dim``;
 * the class token is a learned vector **plus the mean of the projected frame tokens**,

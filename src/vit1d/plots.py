@@ -230,7 +230,7 @@ def image_stack(
 ) -> Any:
     """A static explorer: a slider ``jslink``-ed to an ``ipywidgets.Stack`` of pre-rendered
     PNG images (and a second Stack of captions). The link runs in the browser, so it works in
-    the built HTML book without a kernel (DESIGN section 5)."""
+    the built HTML book without a kernel (docs/design.md, "The book")."""
     if len(images) != len(labels) or not images:
         raise ValueError("image_stack needs one label per image and at least one image")
     pictures = [w.Image(value=png, format="png", layout=w.Layout(width=width)) for png in images]

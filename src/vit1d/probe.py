@@ -120,7 +120,8 @@ class Example:
 
 @dataclass
 class Task:
-    """A task's examples and label vocabulary, read from a manifest (DESIGN section 4)."""
+    """A task's examples and label vocabulary, read from a manifest (docs/design.md, "Public
+    API")."""
 
     name: str
     spec: TaskSpec
@@ -246,7 +247,8 @@ def load_task(manifest: str | Path, name: str | None = None) -> Task:
             raise UserError(
                 f"manifest {manifest} has no '{col}' column (its columns: "
                 f"{', '.join(columns) or 'none'}); add it to the header line: task {name} needs "
-                f"audio, split and {spec.column} (DESIGN section 4)"
+                f"audio, split and {spec.column} (audio: a path relative to the manifest; split: "
+                "train, valid or test)"
             )
     examples, missing = [], []
     seen: dict[tuple[str, ...], int] = {}

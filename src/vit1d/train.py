@@ -12,7 +12,8 @@ to predict the quantised codes of masked frames instead: equal compute by constr
 
 Schedules (per step ``s`` of ``S``): learning rate rises linearly over ``warmup_steps``,
 then follows a cosine from ``lr`` to ``min_lr``; weight decay follows a cosine from
-``weight_decay`` to ``weight_decay_end`` (the authors' recipe, DESIGN section 2).
+``weight_decay`` to ``weight_decay_end`` (the authors' recipe; docs/design.md,
+"Model and training facts").
 
 Resumability: every ``checkpoint_every`` steps a folder ``checkpoints/step-NNNNNNNN`` appears
 atomically with the weights, the optimiser and gradient-scaler state and the RNG state; a
@@ -563,7 +564,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--data",
         required=True,
-        help="pretraining manifest.csv (DESIGN section 4) or a folder of audio files",
+        help="pretraining manifest.csv (an 'audio' column of paths relative to it) or a folder "
+        "of audio files",
     )
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs, final model)")
     p.add_argument(

@@ -6,7 +6,7 @@
 * :func:`static_explorer`: the same view pre-rendered for every layer of one clip window
   and head, in an ``ipywidgets.Stack`` driven by an ``IntSlider`` through
   ``ipywidgets.jslink`` (:func:`vit1d.plots.image_stack`). The link runs in the browser, so
-  it works in the built HTML book with no kernel (DESIGN section 5).
+  it works in the built HTML book with no kernel (docs/design.md, "The book").
 
 Both show (:func:`vit1d.plots.explorer_figure`) the log-mel with the labelled onsets, the
 frame-to-frame attention map, the onset curve read from it with its picked peaks, the

@@ -10,7 +10,8 @@ Modules, one concept each:
 * :mod:`~vit1d.corpus.scores`: music21 parsing, reduced to cached note events;
 * :mod:`~vit1d.corpus.palette`: instruments, ranges, GM programs, ensembles, drum patterns;
 * :mod:`~vit1d.corpus.labels`: beats, chords, keys, onsets, tags, annotation files;
-* :mod:`~vit1d.corpus.render`: TinySoundFont synthesis and audio files;
+* :mod:`~vit1d.corpus.render`: synthesis (TinySoundFont, or :mod:`~vit1d.corpus.sf2` in
+  NumPy) and audio files;
 * :mod:`~vit1d.corpus.effects`: room, EQ, noise, loudness;
 * :mod:`~vit1d.corpus.jobs`: one seeded render job (settings, audio, labels, record);
 * :mod:`~vit1d.corpus.tasks`: splits and the task manifests;

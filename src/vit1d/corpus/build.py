@@ -33,7 +33,7 @@ from typing import Any
 from vit1d import faults
 from vit1d.corpus import jobs, scores, tasks, twins
 from vit1d.corpus.config import check_values, preset_digest
-from vit1d.corpus.render import renderer_version, resolve_soundfont
+from vit1d.corpus.render import renderer_name, renderer_version, resolve_soundfont
 from vit1d.errors import UserError
 from vit1d.provenance import file_sha256
 
@@ -160,6 +160,7 @@ def build_corpus(
     root = Path(out).expanduser()
     _check_writable(root)
     soundfont = resolve_soundfont(cfg["soundfont"])
+    renderer = renderer_version()  # checks VIT1D_RENDERER before any work
     cache = Path(cache_dir or cfg["cache_dir"] or default_cache_dir()).expanduser()
     digest = preset_digest(cfg)
     stamp = root / "build.json"
@@ -171,11 +172,20 @@ def build_corpus(
                 f"{old.get('preset')!r}, seed {old.get('seed')}); pass another --out, or "
                 "delete that folder to rebuild it"
             )
+        if old.get("renderer", renderer_name()) != renderer_name():
+            raise UserError(
+                f"{root} was rendered with the {old['renderer']} renderer and this build would "
+                f"use {renderer_name()}: set VIT1D_RENDERER={old['renderer']} to finish it, "
+                "or pass another --out"
+            )
     elif any(p.name != stamp.name for p in root.iterdir()):
         raise UserError(
             f"{root} is not empty and holds no corpus; pass an empty or new folder to --out"
         )
-    _atomic_json(stamp, {"digest": digest, "preset": cfg["name"], "seed": cfg["seed"]})
+    _atomic_json(
+        stamp,
+        {"digest": digest, "preset": cfg["name"], "seed": cfg["seed"], "renderer": renderer_name()},
+    )
     n_tmp = _clean_temporaries(root)
     if n_tmp:
         log(f"removed {n_tmp} temporary files left by an interrupted build")
@@ -242,7 +252,7 @@ def build_corpus(
         "seed": cfg["seed"],
         "config": cfg,
         "music21": scores.music21_version(),
-        "renderer": renderer_version(),
+        "renderer": renderer,
         "soundfont": {
             "path": str(soundfont),
             "name": soundfont.name,

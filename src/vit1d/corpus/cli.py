@@ -20,7 +20,9 @@ file for file; an interrupted build resumes where it stopped when run again.
 EPILOG = """\
 presets: smoke (CI, about a minute), default (the book's main corpus: under 10 minutes on
 2 cores). Copy src/vit1d/presets/corpus_default.yaml to make your own and pass its path.
-Needs: pip install "vit1d[corpus]" && pip install --no-deps tinysoundfont
+Needs: pip install "vit1d[corpus]"; renders with TinySoundFont when installed (the faster
+renderer: pip install --no-deps tinysoundfont), else with the built-in NumPy renderer;
+VIT1D_RENDERER=numpy or tinysoundfont picks one.
 examples:
   vit1d corpus --preset smoke --out data/corpus-smoke
   vit1d corpus --preset default --out data/corpus --workers 2

@@ -93,8 +93,7 @@ def music21_version() -> str:
         import music21
     except ImportError:
         raise UserError(
-            "the corpus builder needs music21: install it with "
-            '`pip install "vit1d[corpus]"` and `pip install --no-deps tinysoundfont`'
+            'the corpus builder needs music21: install it with `pip install "vit1d[corpus]"`'
         ) from None
     return str(music21.__version__)
 

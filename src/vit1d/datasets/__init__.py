@@ -1,4 +1,4 @@
-"""Adapters from real datasets to the corpus format of the probing suite (issue 9).
+"""Adapters from real datasets to the corpus format of the probing suite.
 
 Each adapter reads a user's local copy of one dataset of the paper (nothing is downloaded) and
 writes ``<out>/<task>/manifest.csv`` (plus annotations in ``mir_eval`` formats under
