@@ -163,6 +163,68 @@ def test_chord_frames_round_trip_through_mir_eval_io(tmp_path: Path) -> None:
     assert back == frames
 
 
+def _random_reference(rng: np.random.Generator, span: tuple[float, float]):
+    """Reference chords over ``span``: maj/min triads, sevenths, no-chord and labels that
+    majmin leaves out (X, sus4, dim), at boundaries off the frame grid."""
+    vocab = [*M.CHORD_CLASSES, "X", "C:sus4", "F#:dim", "A:min7", "Bb:maj7", "G:7", "E:min/5"]
+    n = int(rng.integers(1, 12))
+    cuts = np.sort(rng.uniform(*span, size=n - 1))
+    bounds = np.concatenate([[span[0]], cuts, [span[1]]])
+    labels = [vocab[k] for k in rng.integers(0, len(vocab), size=n)]
+    return np.stack([bounds[:-1], bounds[1:]], axis=1), labels
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_chord_reference_scores_equal_mir_eval_path(seed: int) -> None:
+    """ChordReference (comparison table, vectorised merge) against chord_scores, which runs
+    mir_eval's adjust, merge, majmin/root and weighted accuracy on labels."""
+    rng = np.random.default_rng(seed)
+    n_frames = int(rng.integers(1, 400))
+    duration = (n_frames - 1) / FRAME_RATE + 0.5 / FRAME_RATE
+    # reference spans: the clip, shorter than it, longer than it, or starting late
+    span = [
+        (0.0, duration),
+        (0.0, duration * 0.7),
+        (0.0, duration + 1.3),
+        (duration / 3, duration),
+    ][seed % 4]
+    ref_int, ref_lab = _random_reference(rng, span)
+    runs = rng.integers(1, 30, size=n_frames)
+    classes = np.repeat(rng.integers(0, 25, size=n_frames), runs)[:n_frames]
+    est_int, est_lab = M.frames_to_intervals(
+        [M.CHORD_CLASSES[c] for c in classes], FRAME_RATE, duration
+    )
+    expected = M.chord_scores(ref_int, ref_lab, est_int, est_lab)
+    got = M.ChordReference(ref_int, ref_lab).scores(classes, FRAME_RATE, duration)
+    for name in ("majmin", "root"):
+        assert got[name][0] == pytest.approx(expected[name][0], abs=1e-12)
+        assert got[name][1] == pytest.approx(expected[name][1], abs=1e-12)
+
+
+def test_class_runs_cut_where_frames_to_intervals_cuts() -> None:
+    rng = np.random.default_rng(5)
+    classes = np.repeat(rng.integers(0, 25, size=30), rng.integers(1, 9, size=30))
+    intervals, runs = M.class_runs(classes, FRAME_RATE, 3.0)
+    ref_int, ref_lab = M.frames_to_intervals([M.CHORD_CLASSES[c] for c in classes], FRAME_RATE, 3.0)
+    np.testing.assert_array_equal(intervals, ref_int)
+    assert [M.CHORD_CLASSES[c] for c in runs] == ref_lab
+
+
+def test_chord_reference_out_of_order_reference_goes_through_mir_eval() -> None:
+    """A reference whose intervals are not sorted is scored by mir_eval's own merge."""
+    ref_int = np.array([[2.0, 4.0], [0.0, 2.0]])
+    ref_lab = ["A:min", "C:maj"]
+    classes = np.array([0] * 60 + [21] * 65)
+    with pytest.raises(ValueError, match="align"):
+        M.chord_scores(
+            ref_int,
+            ref_lab,
+            *M.frames_to_intervals([M.CHORD_CLASSES[c] for c in classes], FRAME_RATE, 4.0),
+        )
+    with pytest.raises(ValueError, match="align"):
+        M.ChordReference(ref_int, ref_lab).scores(classes, FRAME_RATE, 4.0)
+
+
 def test_chord_scores_perfect_half_and_root_only() -> None:
     ref_int = np.array([[0.0, 2.0], [2.0, 4.0]])
     ref_lab = ["C:maj", "A:min"]

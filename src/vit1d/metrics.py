@@ -231,6 +231,106 @@ def chord_scores(
     return out
 
 
+def class_runs(classes: np.ndarray, frame_rate: float = FRAME_RATE, duration: float | None = None):
+    """Runs of equal chord classes ``(T,)`` -> intervals ``(n, 2)`` and the class of each run:
+    :func:`frames_to_intervals` on class numbers instead of labels (same boundaries)."""
+    classes = np.asarray(classes)
+    if classes.size == 0:
+        return np.zeros((0, 2)), classes[:0]
+    change = np.flatnonzero(classes[1:] != classes[:-1]) + 1
+    starts = np.concatenate([[0.0], (change - 0.5) / frame_rate])
+    n = len(classes)
+    end = (n - 0.5) / frame_rate if duration is None else float(duration)
+    ends = np.append(starts[1:], max(end, starts[-1]))
+    return np.stack([starts, ends], axis=1), classes[np.concatenate([[0], change])]
+
+
+class ChordReference:
+    """One track's reference chords, prepared once to score many estimates.
+
+    The chapters score every probe (13 layers x seeds) on every test track; :func:`chord_scores`
+    would parse and validate the same reference labels each time. Here ``mir_eval.chord``'s
+    majmin and root comparisons are computed once for every (reference label, chord class)
+    pair, so an estimate given as chord classes (:data:`CHORD_CLASSES`) needs only the interval
+    arithmetic of ``mir_eval.chord.evaluate``: the estimate fitted to the reference span
+    (``mir_eval.util.adjust_intervals``, padding with no-chord), the two segmentations merged
+    (``mir_eval.util.merge_labeled_intervals``), then the duration-weighted accuracy
+    (``mir_eval.chord.weighted_accuracy``). :meth:`scores` returns what :func:`chord_scores`
+    returns for the same estimate (tests/test_metrics.py checks both on random tracks).
+    Used by :mod:`vit1d.probe` (chapter 05, local probes).
+    """
+
+    def __init__(self, intervals: np.ndarray, labels: Sequence[str]) -> None:
+        import mir_eval
+
+        self.intervals = np.asarray(intervals, dtype=float).reshape(-1, 2)
+        self.labels = list(labels)
+        names = sorted(set(self.labels))
+        row = {name: k for k, name in enumerate(names)}
+        self._row = np.array([row[lab] for lab in self.labels], dtype=int)
+        n_cls = len(CHORD_CLASSES)
+        ref = [name for name in names for _ in range(n_cls)]
+        est = list(CHORD_CLASSES) * len(names)
+        self._tables = {
+            name: np.asarray(compare(ref, est), dtype=float).reshape(len(names), n_cls)
+            for name, compare in (("majmin", mir_eval.chord.majmin), ("root", mir_eval.chord.root))
+        }
+        # the merge by binary search needs sorted starts spanning [min, max] as mir_eval's
+        # merge requires; any other reference goes through chord_scores (and its errors)
+        iv = self.intervals
+        self._sorted = bool(
+            len(iv) == 0
+            or (np.all(np.diff(iv[:, 0]) >= 0) and iv[0, 0] == iv.min() and iv[-1, 1] == iv.max())
+        )
+
+    def _fit_to_span(self, est: np.ndarray, cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``mir_eval.util.adjust_intervals`` to the reference span, no-chord as padding."""
+        t_min, t_max = self.intervals.min(), self.intervals.max()
+        first = np.flatnonzero(est[:, 1] >= t_min)
+        if len(first):
+            est, cls = est[first[0] :], cls[first[0] :]
+        est = np.maximum(t_min, est)
+        if est.min() > t_min:
+            est = np.vstack(([t_min, est.min()], est))
+            cls = np.concatenate([[NO_CHORD_CLASS], cls])
+        last = np.flatnonzero(est[:, 0] > t_max)
+        if len(last):
+            est, cls = est[: last[0]], cls[: last[0]]
+        est = np.minimum(t_max, est)
+        if est.max() < t_max:
+            est = np.vstack((est, [est.max(), t_max]))
+            cls = np.concatenate([cls, [NO_CHORD_CLASS]])
+        return est, cls
+
+    def scores(
+        self, classes: np.ndarray, frame_rate: float = FRAME_RATE, duration: float | None = None
+    ) -> dict[str, tuple[float, float]]:
+        """:func:`chord_scores` of the frame classes ``(T,)`` (indices of
+        :data:`CHORD_CLASSES`), their runs cut as :func:`frames_to_intervals` cuts them."""
+        est, cls = class_runs(classes, frame_rate, duration)
+        if len(self.labels) == 0:
+            return {"majmin": (0.0, 0.0), "root": (0.0, 0.0)}
+        if not self._sorted or len(est) == 0:
+            return chord_scores(self.intervals, self.labels, est, [CHORD_CLASSES[c] for c in cls])
+        est, cls = self._fit_to_span(est, np.asarray(cls, dtype=int))
+        bounds = np.unique(np.concatenate([self.intervals, est], axis=0))
+        t0 = bounds[:-1]
+        ref_at = self._row[np.searchsorted(self.intervals[:, 0], t0, side="right") - 1]
+        est_at = cls[np.searchsorted(est[:, 0], t0, side="right") - 1]
+        durations = np.abs(bounds[1:] - t0)
+        out = {}
+        for name, table in self._tables.items():
+            comparisons = table[ref_at, est_at]
+            valid = comparisons >= 0
+            weight = float(durations[valid].sum())
+            score = 0.0
+            if weight > 0 and durations.sum() > 0:
+                normalized = durations[valid] / weight
+                score = float(np.sum(comparisons[valid] * normalized))
+            out[name] = (score, weight)
+        return out
+
+
 # ----------------------------------------------------------------------------------------------
 # Beats and onsets
 # ----------------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as _dt
+import functools
 import hashlib
 import json
 import math
@@ -365,6 +366,18 @@ def read_chords(path: Path) -> tuple[np.ndarray, list[str]]:
     except Exception as exc:
         raise UserError(f"cannot read chord annotation {path}: {exc}") from None
     return np.asarray(intervals, dtype=float).reshape(-1, 2), list(labels)
+
+
+@functools.lru_cache(maxsize=4096)
+def _chord_reference(path: str, stamp: tuple[int, int]) -> M.ChordReference:
+    return M.ChordReference(*read_chords(Path(path)))
+
+
+def chord_reference(path: Path) -> M.ChordReference:
+    """The track's reference chords read once for all its probes (every layer and seed), and
+    read again when the file changes (its modification time and size key the cache)."""
+    st = os.stat(path)
+    return _chord_reference(str(path), (st.st_mtime_ns, st.st_size))
 
 
 def frame_targets(task: Task, example: Example, n_frames: int) -> np.ndarray:
@@ -837,12 +850,7 @@ def _score_global(task: Task, test_idx: np.ndarray, logits: np.ndarray) -> dict[
 def _score_local(task: Task, example: Example, out: np.ndarray, duration: float) -> dict:
     """Scores of one test track from its frame outputs (logits ``(T, C)`` or ``(T, 1)``)."""
     if task.name == "chords":
-        labels = [M.CHORD_CLASSES[k] for k in np.argmax(out, axis=1)]
-        est_int, est_lab = M.frames_to_intervals(labels, FRAME_RATE, duration)
-        ref_int, ref_lab = read_chords(example.label)
-        if len(ref_lab) == 0:
-            return {"majmin": (0.0, 0.0), "root": (0.0, 0.0)}
-        return M.chord_scores(ref_int, ref_lab, est_int, est_lab)
+        return chord_reference(example.label).scores(np.argmax(out, axis=1), FRAME_RATE, duration)
     act = 1.0 / (1.0 + np.exp(-out[:, 0].astype(np.float64)))
     ref = M.load_events(example.label)
     if task.name == "beats":
