@@ -138,6 +138,41 @@ def test_library_code_and_corpus_changes_redo_what_depends_on_them(project):
     assert run(project).names == ["01_a", "02_b"]
 
 
+def test_editing_a_module_a_notebook_imports_redoes_it(project):
+    """No list kept by hand: the modules a chapter's cells import, and what those import in
+    turn (inside functions too), are part of its stamp; other modules are not."""
+    src = project / "src" / "vit1d"
+    (src / "__init__.py").write_text("")
+    (src / "plots.py").write_text(
+        "def f():\n    from vit1d import colours\n\n    return colours.X\n"
+    )
+    (src / "colours.py").write_text("X = 1\n")
+    (src / "unused.py").write_text("Y = 1\n")
+    source = "%matplotlib inline\nfrom vit1d import plots\n!echo shell lines parse too"
+    write_template(project / "notebooks" / "02_b.ipynb", source, needs=["corpus"])
+    assert run(project).names == ["01_a", "02_b"]
+    (src / "colours.py").write_text("X = 2\n")
+    assert run(project).names == ["02_b"]
+    (src / "plots.py").write_text("def f():\n    return 3\n")
+    assert run(project).names == ["02_b"]
+    (src / "unused.py").write_text("Y = 2\n")
+    assert run(project).names == []
+
+
+def test_every_chapter_that_imports_plots_depends_on_it():
+    """The book's own templates: a chapter whose cells import vit1d.plots is redone when
+    plots.py changes, whatever its metadata lists."""
+    src = ROOT / "src" / "vit1d"
+    checked = 0
+    for template in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = pl.cell_sources(json.loads(template.read_text()))
+        if any("from vit1d import" in c and "plots" in c for c in cells):
+            files = pl.imported_library_files(src, cells)
+            assert "plots.py" in files and "__init__.py" in files, template.name
+            checked += 1
+    assert checked >= 3
+
+
 def test_declared_repository_files_redo_the_steps_that_read_them(project):
     """A new committed reference checkpoint must redo the chapters that probe it."""
     ref = project / "checkpoints" / "reference"

@@ -415,6 +415,81 @@ def code_digest(src_dir: Path, patterns: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def _imported_modules(source: str, package: str) -> set[str]:
+    """Dotted names of ``package``'s modules that ``source`` imports anywhere (function bodies
+    included: they run when called). ``from pkg.a import b`` names ``pkg.a`` and ``pkg.a.b``
+    (``b`` may be a submodule); names that are not modules are dropped by the caller."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out |= {f"{node.module}.{a.name}" for a in node.names if a.name != "*"}
+    return {m for m in out if m == package or m.startswith(package + ".")}
+
+
+def _module_files(src_dir: Path, module: str) -> list[Path]:
+    """The files Python runs to import ``module`` from ``src_dir`` (named as the package):
+    every package ``__init__.py`` on the way, then the module's own file."""
+    parts = module.split(".")[1:]
+    files = []
+    for depth in range(len(parts) + 1):
+        folder = src_dir.joinpath(*parts[:depth])
+        if depth == len(parts) and depth and (folder.with_suffix(".py")).is_file():
+            files.append(folder.with_suffix(".py"))
+        elif (folder / "__init__.py").is_file():
+            files.append(folder / "__init__.py")
+    return files
+
+
+def cell_sources(nb: dict[str, Any]) -> list[str]:
+    """The code cells' sources with IPython's ``%magic`` and ``!shell`` lines made ``pass``
+    (same indentation), so that they parse as Python."""
+    out = []
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        src = cell.get("source", "")
+        src = "".join(src) if isinstance(src, list) else src
+        lines = []
+        for line in src.splitlines():
+            body = line.lstrip()
+            indent = line[: len(line) - len(body)]
+            lines.append(indent + "pass" if body.startswith(("%", "!")) else line)
+        out.append("\n".join(lines))
+    return out
+
+
+def imported_library_files(src_dir: Path, sources: Iterable[str]) -> list[str]:
+    """Library files (relative to ``src_dir``, the package folder) that the code ``sources``
+    imports, directly or through other library modules: the transitive closure of their
+    ``import`` statements. A notebook's stamp hashes these (:meth:`Pipeline.step_key`), so
+    editing any module a chapter runs marks the chapter stale, with no list kept by hand;
+    imports made from strings (``importlib``) are not seen."""
+    src_dir = Path(src_dir)
+    package = src_dir.name
+    seen: set[Path] = set()
+    todo = [m for source in sources for m in _imported_modules(source, package)]
+    done: set[str] = set()
+    while todo:
+        module = todo.pop()
+        if module in done:
+            continue
+        done.add(module)
+        for f in _module_files(src_dir, module):
+            if f not in seen:
+                seen.add(f)
+                todo += _imported_modules(f.read_text(encoding="utf-8"), package)
+    return sorted(f.relative_to(src_dir).as_posix() for f in seen)
+
+
 def config_fingerprint(preset: str, overrides: list[str], seed: int | None) -> Any:
     """The resolved training config as a dict (falls back to the preset file's hash while
     ``vit1d.config`` is not importable). Raises UserError for a bad override."""
@@ -801,13 +876,20 @@ class Pipeline:
             out[k] = v
         return out
 
+    def step_code(self, step: NotebookStep, nb: dict[str, Any]) -> dict[str, str]:
+        """Hashes of the library code a step runs: the files its cells import (computed,
+        :func:`imported_library_files`) and the ones its metadata declares (``vit1d.code``:
+        data such as ``presets`` that no import names)."""
+        src = self.layout.root / "src" / "vit1d"
+        return code_digest(src, [*step.code, *imported_library_files(src, cell_sources(nb))])
+
     def step_key(self, step: NotebookStep, upstream: dict[str, str]) -> str:
         nb = _read_notebook(step.template)
         key = {
             "notebook": notebook_digest(nb),
             "parameters": self._portable(self.parameters(step)),
             "config": self.config_fp() if step.uses_config else None,
-            "code": code_digest(self.layout.root / "src" / "vit1d", step.code),
+            "code": self.step_code(step, nb),
             "upstream": upstream,
         }
         if step.files:  # only then, so the keys of steps that declare none stay as they were
