@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vit1d import atomic
 from vit1d import attention as att
 from vit1d import ssm as sm
 from vit1d.errors import UserError
@@ -548,11 +549,10 @@ def provenance(checkpoint: Path, corpus: Path, seed: int, device: Any, args: dic
 
 def write_csv(df: Any, path: Path, run_id: str) -> Path:
     """Write a DataFrame as CSV atomically, with a ``run_id`` column first."""
-    from vit1d.checkpoint import atomic_write_text
 
     out = df.copy()
     out.insert(0, "run_id", run_id)
-    atomic_write_text(path, out.to_csv(index=False, float_format="%.6g"))
+    atomic.write_text(path, out.to_csv(index=False, float_format="%.6g"))
     return path
 
 
@@ -577,7 +577,7 @@ def run_analyses(
     into ``out``. Returns ``{name: path}`` of what was written."""
     import torch
 
-    from vit1d.checkpoint import atomic_write_text, load_pretrained
+    from vit1d.checkpoint import load_pretrained
     from vit1d.device import select_device
     from vit1d.frontend import LogMel
 
@@ -657,7 +657,7 @@ def run_analyses(
             written.update(write_figures(results, out))
         prov["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         prov["files"] = sorted(p.name for p in written.values())
-        atomic_write_text(out / "provenance.json", json.dumps(prov, indent=2, default=str))
+        atomic.write_text(out / "provenance.json", json.dumps(prov, indent=2, default=str))
         written["provenance"] = out / "provenance.json"
         return written
 
@@ -733,14 +733,13 @@ def write_figures(results: dict[str, Any], out: Path) -> dict[str, Path]:
 
 
 def _save(fig: Any, path: Path) -> Path:
-    import os
-
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic.replacing(path, suffix=path.suffix) as tmp:  # matplotlib reads the suffix
+            fig.savefig(tmp, dpi=100, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from vit1d import atomic
 from vit1d.errors import UserError
 from vit1d.model import ViT1D
 
@@ -47,15 +48,16 @@ class _DiskFull(UserError):
 
 
 @contextlib.contextmanager
-def _disk_full_is_a_user_error(target: Path, cleanup: Path) -> Iterator[None]:
-    """Remove the half-written ``cleanup`` (a file or folder) on any failure, and turn a full
-    disk into a :class:`UserError` that says so: nothing was replaced, the earlier files stand."""
+def _disk_full_is_a_user_error(target: Path, cleanup: Path | None) -> Iterator[None]:
+    """Remove the half-written ``cleanup`` (a file or folder; None: the writer inside removes
+    its own) on any failure, and turn a full disk into a :class:`UserError` that says so:
+    nothing was replaced, the earlier files stand."""
     try:
         yield
     except BaseException as exc:
-        if cleanup.is_dir():
+        if cleanup is not None and cleanup.is_dir():
             shutil.rmtree(cleanup, ignore_errors=True)
-        else:
+        elif cleanup is not None:
             cleanup.unlink(missing_ok=True)
         if isinstance(exc, _DiskFull) or (isinstance(exc, Exception) and _is_disk_full(exc)):
             raise _DiskFull(
@@ -69,24 +71,16 @@ def _disk_full_is_a_user_error(target: Path, cleanup: Path) -> Iterator[None]:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file so that readers see the old or the new content, never a part."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with _disk_full_is_a_user_error(path, tmp):
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+    """Write a text file so that readers see the old or the new content, never a part
+    (:func:`vit1d.atomic.write_text`); a full disk is a clear error."""
+    with _disk_full_is_a_user_error(path, None):
+        atomic.write_text(path, text)
 
 
 def _atomic_save(write, path: Path) -> None:
     """Run ``write(tmp_path)`` then rename onto ``path`` (fsynced first)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with _disk_full_is_a_user_error(path, tmp):
+    with _disk_full_is_a_user_error(path, None), atomic.replacing(path) as tmp:
         write(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
 
 
 def save_pretrained(

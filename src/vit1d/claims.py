@@ -112,6 +112,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vit1d import atomic
 from vit1d.compare import (
     PRIMARY_METRIC,
     best_row,
@@ -298,11 +299,11 @@ class Ledger:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         out = {"claims": folder / "claims.csv", "details": folder / "claims_details.csv"}
-        self.table().to_csv(out["claims"], index=False)
-        self.details().to_csv(out["details"], index=False, float_format="%.6g")
+        atomic.write_text(out["claims"], self.table().to_csv(index=False))
+        atomic.write_text(out["details"], self.details().to_csv(index=False, float_format="%.6g"))
         if self.precision is not None and len(self.precision):
             out["precision"] = folder / "claims_precision.csv"
-            self.precision.to_csv(out["precision"], index=False)
+            atomic.write_text(out["precision"], self.precision.to_csv(index=False))
         return out
 
 

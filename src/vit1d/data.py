@@ -19,7 +19,6 @@ import csv
 import hashlib
 import json
 import multiprocessing
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,6 +26,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from vit1d import atomic
 from vit1d.corpus.tasks import TWINS_CSV
 from vit1d.errors import UserError
 from vit1d.frontend import AMIN, FRAME_RATE, N_MELS, LogMel, load_audio
@@ -276,10 +276,9 @@ def build_mel_cache(
                 return None, str(exc)
 
         results = map(one, files)
-    tmp = data_path.with_suffix(f".tmp{os.getpid()}")
     lengths, kept, skipped = [], [], []
     try:
-        with open(tmp, "wb") as fh:
+        with atomic.replacing(data_path) as tmp, open(tmp, "wb") as fh:
             bar = tqdm(
                 results, total=len(files), desc="log-mel cache", unit="file", disable=not progress
             )
@@ -293,21 +292,14 @@ def build_mel_cache(
                 fh.write(mel.tobytes())
                 lengths.append(mel.shape[0])
                 kept.append(i)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+            if not kept:  # raised inside: the empty cache file is not kept
+                raise UserError(
+                    f"none of the {len(files)} audio files could be decoded (first: "
+                    f"{skipped[0]['reason']}); check the folder or manifest given as training data"
+                )
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    if not kept:
-        tmp.unlink(missing_ok=True)
-        raise UserError(
-            f"none of the {len(files)} audio files could be decoded (first: "
-            f"{skipped[0]['reason']}); check the folder or manifest given as training data"
-        )
-    os.replace(tmp, data_path)
     index = {
         "key": key,
         "n_mels": N_MELS,
@@ -316,9 +308,7 @@ def build_mel_cache(
         "kept": kept,
         "skipped": skipped,
     }
-    tmp_index = index_path.with_suffix(f".tmp{os.getpid()}")
-    tmp_index.write_text(json.dumps(index))
-    os.replace(tmp_index, index_path)
+    atomic.write_json(index_path, index)
     return _open_cache(data_path, index)
 
 

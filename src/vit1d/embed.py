@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from vit1d import faults
+from vit1d import atomic, faults
 from vit1d.errors import UserError
 from vit1d.frontend import FRAME_RATE, HOP_LENGTH, SAMPLE_RATE
 
@@ -251,11 +251,9 @@ class MelStore:
         with torch.inference_mode():
             mel = logmel(torch.from_numpy(wave).to(device)[None])[0].float().cpu()
         seconds = len(wave) / SAMPLE_RATE
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
-        with open(tmp, "wb") as fh:
+        # no fsync: a cache entry lost to a power cut is computed again
+        with atomic.replacing(path, fsync=False) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, mel=mel.numpy(), seconds=np.float64(seconds))
-        os.replace(tmp, path)
         self.computed += 1
         return mel, seconds
 

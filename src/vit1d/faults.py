@@ -32,6 +32,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from vit1d import atomic
+
 ENV = "VIT1D_FAULT_POINT"
 #: How long a process waits at its fault point to be killed before it gives up and raises.
 WAIT_S = 300.0
@@ -58,8 +60,7 @@ def reached(name: str) -> None:
     _seen[name] += 1
     if _seen[name] != count:
         return
-    tmp = marker.with_name(f".{marker.name}.tmp{os.getpid()}")
-    tmp.write_text(f"{name}@{count} pid {os.getpid()}\n")
-    os.replace(tmp, marker)  # the test sees the whole marker or none
+    # the test sees the whole marker or none
+    atomic.write_text(marker, f"{name}@{count} pid {os.getpid()}\n", fsync=False)
     time.sleep(WAIT_S)
     raise RuntimeError(f"fault point {name}@{count}: not killed within {WAIT_S:.0f} s")

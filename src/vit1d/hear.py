@@ -71,6 +71,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vit1d import atomic
 from vit1d.embed import POOLINGS, pool_window, window_starts
 from vit1d.errors import UserError
 from vit1d.frontend import HOP_LENGTH, SAMPLE_RATE, LogMel
@@ -289,7 +290,6 @@ def embed_folder(
     import csv
     import io
     import json
-    import os
 
     from tqdm.auto import tqdm
 
@@ -337,10 +337,8 @@ def embed_folder(
                 emb, ts = get_timestamp_embeddings(wave, model)
                 arrays["embeddings"] = emb[0].cpu().numpy()
                 arrays["timestamps_ms"] = ts[0].cpu().numpy()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp{os.getpid()}.npz")
-            np.savez(tmp, **arrays)
-            os.replace(tmp, target)
+            with atomic.replacing(target, suffix=".npz") as tmp:  # np.savez adds no suffix then
+                np.savez(tmp, **arrays)
         with np.load(target) as saved:
             scenes.append(saved["scene"])
         rows.append(
@@ -348,9 +346,8 @@ def embed_folder(
         )
     if not scenes:
         raise UserError(f"none of the {len(files)} audio files under {folder} could be decoded")
-    tmp = out / f".scene.tmp{os.getpid()}.npy"
-    np.save(tmp, np.stack(scenes).astype(np.float32))
-    os.replace(tmp, out / "scene.npy")
+    with atomic.replacing(out / "scene.npy", suffix=".npy") as tmp:
+        np.save(tmp, np.stack(scenes).astype(np.float32))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, ["row", "file", "seconds", "skipped"])
     writer.writeheader()

@@ -28,7 +28,6 @@ and :mod:`vit1d.claims` (reading, through :class:`ItemStore`).
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 # rows a new run replaces: the same key as probes.csv
+from vit1d import atomic
 from vit1d.results import REPLACE_KEY, results_lock
 
 ITEMS_DIR = "probe_items"
@@ -152,9 +152,8 @@ def write_items(results_dir: str | Path, frames: Sequence[pd.DataFrame]) -> list
                 keys = set(map(tuple, part[REPLACE_KEY].astype(str).drop_duplicates().to_numpy()))
                 keep = [tuple(r) not in keys for r in old[REPLACE_KEY].astype(str).to_numpy()]
                 part = pd.concat([_normalise(old.loc[keep]), part], ignore_index=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            part.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
+            with atomic.replacing(path) as tmp:
+                part.to_parquet(tmp, index=False)
             written.append(path)
     return written
 

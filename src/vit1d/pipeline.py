@@ -78,6 +78,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vit1d import atomic
 from vit1d.errors import UserError
 from vit1d.paths import source_checkout
 from vit1d.provenance import file_sha256
@@ -361,7 +362,7 @@ def fresh_run_dir(
             out_dir.rename(previous)
             moved = True
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / RUN_INPUTS).write_text(json.dumps(wanted, indent=2, sort_keys=True))
+    atomic.write_json(out_dir / RUN_INPUTS, wanted, indent=2, sort_keys=True)
     return moved
 
 
@@ -675,7 +676,7 @@ def _hide_injected_parameters(path: Path) -> None:
             tags.append("hide-cell")
             changed = True
     if changed:
-        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        atomic.write_text(path, json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 @contextlib.contextmanager
@@ -822,9 +823,7 @@ class Pipeline:
                 for r in self.results
             ],
         }
-        tmp = lay.timings.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=2))
-        tmp.replace(lay.timings)
+        atomic.write_json(lay.timings, data, indent=2)
 
     # -- stamps -----------------------------------------------------------------------------
 
@@ -836,9 +835,8 @@ class Pipeline:
             return None
 
     def write_stamp(self, name: str, key: str, seconds: float, **extra: Any) -> None:
-        self.layout.stamps.mkdir(parents=True, exist_ok=True)
         stamp = {"key": key, "seconds": round(seconds, 3), "finished_at": _now(), **extra}
-        (self.layout.stamps / f"{name}.json").write_text(json.dumps(stamp, indent=2))
+        atomic.write_json(self.layout.stamps / f"{name}.json", stamp, indent=2)
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -1199,7 +1197,7 @@ def prepare_assets(root: Path, say: Callable[[str], None] = print) -> str:
         say(f"      npm {verb} (pinned in package.json)")
         run_command([npm, verb, "--no-audit", "--no-fund", "--ignore-scripts"], "assets", cwd=root)
     copy_assets(nm, dest)
-    stamp.write_text(key)
+    atomic.write_text(stamp, key)
     return "copied"
 
 

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from vit1d import atomic
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock; writers in one process still take turns
@@ -266,9 +268,7 @@ def summary_row(
 
 
 def _atomic_csv(df: Any, path: Path) -> None:
-    from vit1d.checkpoint import atomic_write_text
-
-    atomic_write_text(path, df.to_csv(index=False, float_format="%.6g"))
+    atomic.write_text(path, df.to_csv(index=False, float_format="%.6g"))
 
 
 def upsert_csv(path: str | Path, rows: Sequence[dict[str, Any]], columns: list[str]) -> Any:
@@ -296,8 +296,6 @@ def upsert_csv(path: str | Path, rows: Sequence[dict[str, Any]], columns: list[s
 
 def record_run(results_dir: str | Path, run_id: str, provenance: dict[str, Any]) -> None:
     """Add one run's provenance to ``probes_runs.json`` (atomically)."""
-    from vit1d.checkpoint import atomic_write_text
-
     path = Path(results_dir) / RUNS_JSON
     runs: dict[str, Any] = {}
     with results_lock(path.parent):
@@ -307,7 +305,7 @@ def record_run(results_dir: str | Path, run_id: str, provenance: dict[str, Any])
             except json.JSONDecodeError:
                 runs = {}
         runs[run_id] = provenance
-        atomic_write_text(path, json.dumps(runs, indent=2, sort_keys=True, default=str))
+        atomic.write_json(path, runs, indent=2, sort_keys=True, default=str)
 
 
 def write_results(

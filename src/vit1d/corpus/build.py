@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vit1d import faults
+from vit1d import atomic, faults
 from vit1d.corpus import jobs, scores, tasks, twins
 from vit1d.corpus.config import check_values, preset_digest
 from vit1d.corpus.render import renderer_name, renderer_version, resolve_soundfont
@@ -349,9 +349,7 @@ def _render(
 
 
 def _atomic_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_json(path, obj, indent=1, sort_keys=True, default=str)
 
 
 def _disk_bytes(root: Path) -> int:

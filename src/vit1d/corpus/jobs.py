@@ -19,15 +19,14 @@ Used by :mod:`vit1d.corpus.build`.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vit1d import atomic
 from vit1d.corpus import effects, labels
 from vit1d.corpus.palette import INSTRUMENTS, TINYSOL, Channel, assign_ensemble, drum_pattern
 from vit1d.corpus.render import Note, Program, get_synth, write_audio
@@ -539,8 +538,5 @@ def run_note(
 
 
 def _write_record(root: Path, render_id: str, rec: dict[str, Any]) -> None:
-    path = record_path(root, render_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(rec, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
+    # no fsync: one record per render (see write_audio)
+    atomic.write_json(record_path(root, render_id), rec, fsync=False, indent=1, sort_keys=True)

@@ -16,11 +16,12 @@ compare these against the audio (onset detection, chroma, pitch tracking).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from vit1d import atomic
 
 #: Pitch-class names used in key and chord labels.
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
@@ -195,10 +196,7 @@ def ensemble_tag(n_players: int) -> str:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_text(path, text, fsync=False)  # one file per render (see write_audio)
 
 
 def write_intervals(path: Path, segments: Sequence[tuple[float, float, str]]) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vit1d import atomic
 from vit1d.corpus import sf2
 from vit1d.errors import UserError
 from vit1d.frontend import SAMPLE_RATE
@@ -331,9 +332,8 @@ def write_audio(path: Path, audio: np.ndarray, sr: int = SAMPLE_RATE) -> None:
     """Write 16-bit mono FLAC or WAV (by extension) atomically."""
     import soundfile as sf
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     pcm = np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
-    sf.write(str(tmp), pcm, sr, format=fmt, subtype="PCM_16")
-    os.replace(tmp, path)
+    # no fsync: thousands of files per corpus, and a kill needs only the rename
+    with atomic.replacing(path, fsync=False) as tmp:
+        sf.write(str(tmp), pcm, sr, format=fmt, subtype="PCM_16")

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from vit1d import atomic
 from vit1d.errors import UserError
 
 #: Bumped whenever the extraction changes, so stale caches are never read.
@@ -197,11 +198,8 @@ def load_unit(unit: str, cache_dir: str | Path) -> list[dict[str, Any]]:
             pass
     works = parse_unit(unit)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        with gzip.GzipFile(tmp, "wb", mtime=0) as raw:
+        with atomic.replacing(path, fsync=False) as tmp, gzip.GzipFile(tmp, "wb", mtime=0) as raw:
             raw.write(json.dumps(works, separators=(",", ":")).encode("utf-8"))
-        os.replace(tmp, path)
     except OSError as exc:
         raise UserError(
             f"cannot write the score cache under {cache_dir}: {exc}; "

@@ -14,7 +14,6 @@ which ``corpus.json`` records. Used by :mod:`vit1d.corpus.build`.
 from __future__ import annotations
 
 import csv
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -22,16 +21,14 @@ from typing import Any
 import mir_eval
 import numpy as np
 
+from vit1d import atomic
 from vit1d.corpus import labels, tasks
 
 SPLITS = ("train", "valid", "test")
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_text(path, text, fsync=False)
 
 
 def label_counts(root: Path, rows: dict[str, list[dict]]) -> list[tuple[str, str, str, float]]:
@@ -151,7 +148,5 @@ def plot_distributions(path: Path, rows: dict[str, list[dict]], lc: list[tuple])
     bars(axes[1, 2], "instrument", None, "instrument: train notes per instrument")
     fig.suptitle("Embedded corpus: label distributions (train split)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fig.savefig(tmp, dpi=110, format="png")
-    os.replace(tmp, path)
+    with atomic.replacing(path, fsync=False) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")

@@ -38,6 +38,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from vit1d import atomic
 from vit1d.corpus.scores import stable_hash
 
 TASKS = ("pretrain", "tagging", "key", "tempo", "chords", "beats", "onsets", "pitch", "instrument")
@@ -186,7 +187,4 @@ def write_manifests(root: Path, records: list[dict[str, Any]], cfg: dict[str, An
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_text(path, text)
