@@ -45,13 +45,12 @@ from vit1d import atomic
 from vit1d import attention as att
 from vit1d import ssm as sm
 from vit1d.errors import UserError
+from vit1d.grid import FRAME_RATE
 from vit1d.provenance import file_sha256
 
 if TYPE_CHECKING:  # pandas is imported where it is used: the CLI starts faster
     import pandas as pd
 
-#: The frame rate of the model's front end (frames per second).
-FRAME_RATE = 16_000 / 512
 
 #: Peak-picking windows for chord boundaries in seconds (chords last >= 0.5 s in the corpus).
 BOUNDARY_PEAKS = {"pre_max": 0.2, "post_max": 0.2, "pre_avg": 0.5, "post_avg": 0.5, "wait": 0.2}

@@ -48,6 +48,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vit1d.grid import HOP_LENGTH, SAMPLE_RATE
+
 #: Onset-curve names, in the order the tables list them.
 CURVES = ("received", "cls", "row_change", "checkerboard")
 
@@ -244,7 +246,7 @@ def clip_onset_curves(
 # ----------------------------------------------------------------------------------------
 
 
-def spectral_flux(y: np.ndarray, sr: int = 16_000, hop_length: int = 512) -> np.ndarray:
+def spectral_flux(y: np.ndarray, sr: int = SAMPLE_RATE, hop_length: int = HOP_LENGTH) -> np.ndarray:
     """Spectral-flux onset strength (``librosa.onset.onset_strength``: half-wave rectified
     log-mel difference, averaged over bands), on the model's frame grid (centred frames,
     hop 512)."""

@@ -38,8 +38,9 @@ from unittest import mock
 import numpy as np
 
 from vit1d.errors import UserError
+from vit1d.grid import SAMPLE_RATE
 
-SR = 16_000
+SR = SAMPLE_RATE
 #: A file the pickle case's payload would create if anything ever unpickled it.
 PICKLE_MARKER = "UNPICKLED-payload-ran"
 #: Columns of the CSV :func:`run_catalogue` writes.

@@ -27,11 +27,10 @@ from torch import nn
 
 from vit1d.errors import UserError
 
-SAMPLE_RATE = 16_000
-N_FFT = 1024
-HOP_LENGTH = 512
-N_MELS = 128
-FRAME_RATE = SAMPLE_RATE / HOP_LENGTH  # 31.25 frames per second
+# the grid's names stay importable from here (``from vit1d.frontend import FRAME_RATE``)
+from vit1d.grid import FRAME_RATE as FRAME_RATE
+from vit1d.grid import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE
+
 AMIN = 1e-10  # power floor: -100 dB
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vit1d.frontend import FRAME_RATE, HOP_LENGTH
+from vit1d.grid import FRAME_RATE, HOP_LENGTH
 
 #: Pitch-class spellings of chord roots, index = semitone above C (Harte syntax).
 ROOTS = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")

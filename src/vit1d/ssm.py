@@ -37,9 +37,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-#: The model's sample rate and hop (vit1d.frontend), repeated to keep this module light.
-SR = 16_000
-HOP = 512
+from vit1d.grid import HOP_LENGTH, SAMPLE_RATE
+
+SR, HOP = SAMPLE_RATE, HOP_LENGTH
 
 #: Half-width in frames of the checkerboard kernel for chord changes (8 frames = 0.26 s: the
 #: kernel spans about 0.5 s, the corpus's shortest chords).

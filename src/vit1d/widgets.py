@@ -27,15 +27,12 @@ import numpy as np
 from vit1d import attention as att
 from vit1d import ssm as sm
 from vit1d.extras import missing
+from vit1d.grid import FRAME_RATE, SAMPLE_RATE
 
 try:
     import ipywidgets as w
 except ImportError as exc:  # the viz extra is optional
     raise missing("vit1d.widgets", "viz", exc) from exc
-
-#: Frames per second of the model's front end.
-FRAME_RATE = 16_000 / 512
-SAMPLE_RATE = 16_000
 
 
 @dataclass
