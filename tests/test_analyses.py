@@ -13,7 +13,9 @@ import pytest
 import soundfile as sf
 
 from vit1d import analyses
+from vit1d.checkpoint import load_pretrained
 from vit1d.errors import UserError
+from vit1d.provenance import weights_fingerprint
 
 SR = 16_000
 ROOTS = [(60, 64, 67), (57, 60, 64), (53, 57, 60), (55, 59, 62)]
@@ -127,9 +129,8 @@ def test_ssm_results(results: Path):
 def test_provenance(results: Path, checkpoint: Path, corpus: Path):
     prov = json.loads((results / "provenance.json").read_text())
     assert prov["seed"] == 0
-    assert prov["checkpoint"]["weights_sha256"] == analyses.file_sha256(
-        checkpoint / "model.safetensors"
-    )
+    model = load_pretrained(checkpoint, head=False)
+    assert prov["checkpoint"]["weights_sha256"] == weights_fingerprint(model)
     assert set(prov["corpus"]["manifests_sha256"]) == {"onsets", "chords"}
     assert "hardware" in prov and "versions" in prov
     assert prov["run_id"] == pd.read_csv(results / "ssm.csv")["run_id"].iloc[0]

@@ -46,7 +46,7 @@ from vit1d import attention as att
 from vit1d import ssm as sm
 from vit1d.errors import UserError
 from vit1d.grid import FRAME_RATE
-from vit1d.provenance import file_sha256
+from vit1d.provenance import file_sha256, weights_fingerprint
 
 if TYPE_CHECKING:  # pandas is imported where it is used: the CLI starts faster
     import pandas as pd
@@ -508,8 +508,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def provenance(checkpoint: Path, corpus: Path, seed: int, device: Any, args: dict) -> dict:
-    """What produced a results folder: checkpoint (path, weights SHA-256, its config.json),
+def provenance(
+    checkpoint: Path, corpus: Path, seed: int, device: Any, args: dict, model: Any
+) -> dict:
+    """What produced a results folder: checkpoint (path, the loaded ``model``'s weights
+    fingerprint, :func:`vit1d.provenance.weights_fingerprint`, and its config.json),
     corpus (root, manifest SHA-256s, its build seed where recorded), seed, hardware,
     library versions, arguments."""
     from vit1d.checkpoint import read_config
@@ -530,11 +533,10 @@ def provenance(checkpoint: Path, corpus: Path, seed: int, device: Any, args: dic
                 corpus_info.setdefault("seed", cfg.get("seed"))
             except (json.JSONDecodeError, AttributeError):
                 pass
-    weights = checkpoint / "model.safetensors"
     return {
         "checkpoint": {
             "path": str(checkpoint),
-            "weights_sha256": file_sha256(weights) if weights.is_file() else None,
+            "weights_sha256": weights_fingerprint(model),
             "config": read_config(checkpoint),
         },
         "corpus": corpus_info,
@@ -601,6 +603,7 @@ def run_analyses(
             "boundary_window": boundary_window,
             "parts": list(parts),
         },
+        model,
     )
     run_id = hashlib.sha256(json.dumps(prov, sort_keys=True, default=str).encode()).hexdigest()[:12]
     prov["run_id"] = run_id

@@ -60,6 +60,7 @@ import numpy as np
 from vit1d import atomic, faults
 from vit1d.errors import UserError
 from vit1d.frontend import FRAME_RATE, HOP_LENGTH, SAMPLE_RATE
+from vit1d.provenance import weights_fingerprint
 
 #: Poolings stored for a transformer, and for the log-mel baseline.
 POOLINGS = ("cls", "seq", "avg")
@@ -163,15 +164,8 @@ def load_model(spec: ModelSpec) -> Any:
     return None
 
 
-def model_fingerprint(model: Any) -> str:
-    """SHA-256 of the backbone's weights (names and float32 bytes, head excluded)."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        if name.startswith("head."):
-            continue
-        h.update(name.encode())
-        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+#: The model identity of the feature cache and its provenance (one for the whole library).
+model_fingerprint = weights_fingerprint
 
 
 # ----------------------------------------------------------------------------------------------

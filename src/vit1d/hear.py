@@ -77,6 +77,7 @@ from vit1d.errors import UserError
 from vit1d.frontend import HOP_LENGTH, SAMPLE_RATE, LogMel
 from vit1d.model import ViT1D
 from vit1d.paths import reference_checkpoint
+from vit1d.provenance import weights_fingerprint
 
 #: Frame ``i`` is centred on sample ``i * HOP_LENGTH + FRAME_OFFSET`` (centred STFT).
 FRAME_OFFSET = 0
@@ -306,7 +307,7 @@ def embed_folder(
         raise UserError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {folder}")
     device = next(model.parameters()).device
     identity = {
-        "model_sha256": _weights_sha256(model),
+        "weights_sha256": weights_fingerprint(model.backbone),
         "layer": model.layer,
         "pooling": model.pooling,
     }
@@ -366,17 +367,6 @@ def embed_folder(
     }
     atomic_write_text(out / "embed.json", json.dumps(report, indent=2))
     return report
-
-
-def _weights_sha256(model: HEARModel) -> str:
-    """SHA-256 of the backbone's weights (names, shapes and bytes, in order)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, tensor in model.backbone.state_dict().items():
-        h.update(f"{name}{tuple(tensor.shape)}".encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def _complete(target: Path, timestamps: bool) -> bool:

@@ -1,0 +1,53 @@
+"""One model identity: features, HEAR embeddings and analyses record the same fingerprint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from vit1d import analyses, hear
+from vit1d.checkpoint import load_pretrained, save_pretrained
+from vit1d.device import select_device
+from vit1d.embed import embed
+from vit1d.model import ViT1D
+from vit1d.provenance import weights_fingerprint
+
+TINY = dict(n_mels=128, dim=32, depth=2, heads=2, head="mlp", head_dims=[16, 8])
+
+
+def test_features_hear_and_analyses_record_one_fingerprint(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    ckpt = save_pretrained(ViT1D(**TINY), tmp_path / "ckpt")
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(0)
+    sf.write(audio / "a.wav", (0.1 * rng.standard_normal(16_000)).astype(np.float32), 16_000)
+
+    features = embed(ckpt, [audio / "a.wav"], cache_dir=tmp_path / "cache", progress=False)
+    hear.embed_folder(audio, tmp_path / "hear", hear.load_model(str(ckpt)), progress=False)
+    recorded_hear = json.loads((tmp_path / "hear" / "embed.json").read_text())
+    model = load_pretrained(ckpt, head=False)
+    recorded_analyses = analyses.provenance(ckpt, tmp_path, 0, select_device("cpu"), {}, model)
+
+    expected = weights_fingerprint(load_pretrained(ckpt))  # the head does not count
+    assert features.provenance["weights_sha256"] == expected
+    assert recorded_hear["weights_sha256"] == expected
+    assert recorded_analyses["checkpoint"]["weights_sha256"] == expected
+
+
+def test_the_fingerprint_sees_one_changed_weight_and_ignores_dtype() -> None:
+    torch.manual_seed(1)
+    model = ViT1D(**TINY)
+    before = weights_fingerprint(model)
+    copy = ViT1D(**TINY)
+    copy.load_state_dict(model.state_dict())
+    assert weights_fingerprint(copy) == before
+    with torch.no_grad():
+        model.blocks[0].mlp[0].weight[0, 0] += 1e-3
+    assert weights_fingerprint(model) != before
+    # float64 copies of the same float32 weights: the same identity
+    assert weights_fingerprint(model.double()) == weights_fingerprint(model.float())
