@@ -46,7 +46,7 @@ from vit1d import attention as att
 from vit1d import ssm as sm
 from vit1d.errors import UserError
 from vit1d.grid import FRAME_RATE
-from vit1d.provenance import file_sha256, weights_fingerprint
+from vit1d.provenance import file_sha256, library_versions, weights_fingerprint
 
 if TYPE_CHECKING:  # pandas is imported where it is used: the CLI starts faster
     import pandas as pd
@@ -496,18 +496,6 @@ def ssm_analysis(
 # ----------------------------------------------------------------------------------------
 
 
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for pkg in ("vit1d", "torch", "numpy", "scipy", "librosa", "mir_eval", "pandas"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out
-
-
 def provenance(
     checkpoint: Path, corpus: Path, seed: int, device: Any, args: dict, model: Any
 ) -> dict:
@@ -543,7 +531,7 @@ def provenance(
         "seed": seed,
         "random_init": f"torch.manual_seed({seed}); ViT1D(**config)",
         "hardware": hardware_summary(device),
-        "versions": _versions(),
+        "versions": library_versions(),
         "args": args,
     }
 

@@ -72,7 +72,7 @@ from vit1d import metrics as M
 from vit1d.errors import UserError
 from vit1d.frontend import FRAME_RATE
 from vit1d.items import scalar_items, tagging_items, write_items
-from vit1d.provenance import file_sha256
+from vit1d.provenance import file_sha256, library_versions
 
 # ----------------------------------------------------------------------------------------------
 # Tasks
@@ -1248,9 +1248,7 @@ def run_probes(
     is probed with probe seed ``k``). Extraction happens once per spec over the union of the
     tasks' audio (frame tokens only for the files of local tasks).
     """
-    import torch
 
-    from vit1d import __version__
     from vit1d.device import hardware_summary, select_device
     from vit1d.embed import load_model
     from vit1d.results import SUMMARY_COLUMNS, SUMMARY_CSV, results_lock, upsert_csv, write_results
@@ -1350,7 +1348,7 @@ def run_probes(
             "probe_config": asdict(cfg),
             "extraction": {**asdict(ext), "x_realtime": [_embed_speed(e) for e in per_spec]},
             "hardware": hardware_summary(select_device(ext.device)),
-            "versions": _versions(__version__, torch.__version__),
+            "versions": library_versions(),
             "seconds": round(time.perf_counter() - started, 1),
             "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
@@ -1417,21 +1415,6 @@ def _embed_speed(entry: dict[str, Any]) -> float | None:
     speeds = [e.provenance.get("extraction_x_realtime") for e in entry["made"].values()]
     speeds = [s for s in speeds if s]
     return round(float(np.mean(speeds)), 1) if speeds else None
-
-
-def _versions(vit1d: str, torch_version: str) -> dict[str, str]:
-    import librosa
-    import mir_eval
-    import sklearn
-
-    return {
-        "vit1d": vit1d,
-        "torch": torch_version,
-        "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
-        "mir_eval": mir_eval.__version__,
-        "librosa": librosa.__version__,
-    }
 
 
 def baseline_sources(config: dict[str, Any], random_init: int, logmel: bool) -> list[list[Any]]:

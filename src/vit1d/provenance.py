@@ -4,7 +4,51 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
+from collections.abc import Sequence
+from importlib import metadata
 from typing import Any
+
+#: The libraries whose versions a results file records: what computes the numbers.
+COMPUTE_PACKAGES = (
+    "vit1d",
+    "torch",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "librosa",
+    "mir_eval",
+    "soundfile",
+    "pandas",
+)
+#: The book's appendix adds what renders the corpus and builds the pages.
+BOOK_PACKAGES = (
+    *COMPUTE_PACKAGES,
+    "music21",
+    "tinysoundfont",
+    "pretty_midi",
+    "safetensors",
+    "matplotlib",
+    "seaborn",
+    "ipywidgets",
+    "papermill",
+    "jupyter-book",
+    "myst-nb",
+    "sphinx",
+)
+
+
+def library_versions(packages: Sequence[str] = COMPUTE_PACKAGES) -> dict[str, str]:
+    """``{"python": ..., package: version}`` from the installed distributions' metadata
+    (nothing is imported); a package that is not installed reads ``"not installed"``. The one
+    collector behind every provenance record and the book's reproducibility appendix."""
+    out = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
 
 
 def weights_fingerprint(model: Any) -> str:

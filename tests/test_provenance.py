@@ -1,8 +1,10 @@
-"""One model identity: features, HEAR embeddings and analyses record the same fingerprint."""
+"""Provenance: one model identity (features, HEAR embeddings and analyses record the same
+fingerprint) and one collector of library versions."""
 
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from vit1d.checkpoint import load_pretrained, save_pretrained
 from vit1d.device import select_device
 from vit1d.embed import embed
 from vit1d.model import ViT1D
-from vit1d.provenance import weights_fingerprint
+from vit1d.provenance import library_versions, weights_fingerprint
 
 TINY = dict(n_mels=128, dim=32, depth=2, heads=2, head="mlp", head_dims=[16, 8])
 
@@ -51,3 +53,21 @@ def test_the_fingerprint_sees_one_changed_weight_and_ignores_dtype() -> None:
     assert weights_fingerprint(model) != before
     # float64 copies of the same float32 weights: the same identity
     assert weights_fingerprint(model.double()) == weights_fingerprint(model.float())
+
+
+def test_one_collector_of_library_versions(tmp_path: Path) -> None:
+    """The installed distributions' versions (numpy's own __version__ as the independent
+    check), python's, and "not installed" for an absent package; the analyses record it."""
+    versions = library_versions(("numpy", "no-such-package-vit1d"))
+    assert versions == {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "no-such-package-vit1d": "not installed",
+    }
+    torch.manual_seed(0)
+    ckpt = save_pretrained(ViT1D(**TINY), tmp_path / "ckpt")
+    prov = analyses.provenance(
+        ckpt, tmp_path, 0, select_device("cpu"), {}, load_pretrained(ckpt, head=False)
+    )
+    assert prov["versions"] == library_versions()
+    assert prov["versions"]["torch"] in (torch.__version__, torch.__version__.split("+")[0])
