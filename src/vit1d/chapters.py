@@ -53,8 +53,6 @@ RUN_KEYS = (
     "precision",
 )
 
-GLOBAL_TASKS = ("tagging", "key", "pitch", "instrument", "tempo")
-LOCAL_TASKS = ("chords", "beats")
 #: (task, metric) panels of the probing chapters, primary metric first.
 GLOBAL_PANELS = (
     ("tagging", "map"),

@@ -122,6 +122,7 @@ from vit1d.compare import (
     probe_difference,
 )
 from vit1d.items import ItemStore
+from vit1d.probe import GLOBAL_TASKS, LOCAL_TASKS
 
 #: Bootstrap replicates for the paired intervals of the analyses comparisons.
 N_BOOT = 2000
@@ -136,8 +137,6 @@ COMPUTE_TOLERANCE = 0.01
 CHANCE_FACTOR = 2.0
 #: Target half-widths of a paired 95 % interval between two of our models (global, local).
 TARGET_HALF_WIDTH = {"global": 0.02, "local": 0.03}
-GLOBAL_TASKS = ("tagging", "key", "pitch", "instrument", "tempo")
-LOCAL_TASKS = ("chords", "beats")
 #: SSM reference dimensions the claim is about (``position`` is a control, left out).
 SSM_DIMENSIONS = ("chroma", "chords", "mfcc", "rms", "tempogram")
 #: Model names in the probe results.

@@ -214,13 +214,6 @@ def audio_player(wave: Any, sample_rate: int, title: str | None = None) -> Any:
     )
 
 
-def cosine_ssm(tokens: Any) -> np.ndarray:
-    """Cosine self-similarity ``(T, T)`` of token vectors ``(T, D)``."""
-    x = _np(tokens).astype(np.float64)
-    x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-    return x @ x.T
-
-
 def image_stack(
     images: Sequence[bytes],
     labels: Sequence[str],

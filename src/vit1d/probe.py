@@ -70,7 +70,7 @@ import numpy as np
 
 from vit1d import metrics as M
 from vit1d.errors import UserError
-from vit1d.frontend import FRAME_RATE
+from vit1d.grid import FRAME_RATE
 from vit1d.items import scalar_items, tagging_items, write_items
 from vit1d.provenance import file_sha256, library_versions
 
@@ -105,6 +105,10 @@ SPECS: dict[str, TaskSpec] = {
     "onsets": TaskSpec("onsets", True, "sigmoid", "annotation", ("f_measure",), "track", True),
 }
 TASKS = tuple(SPECS)
+#: The probing suite of the book and the claims, in the order tables list them: every global
+#: task, and the local tasks with a probing chapter (onsets are the attention chapter's).
+GLOBAL_TASKS = ("tagging", "key", "pitch", "instrument", "tempo")
+LOCAL_TASKS = ("chords", "beats")
 SPLITS = ("train", "valid", "test")
 TEMPO_RATIO = 1.08
 

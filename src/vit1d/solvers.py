@@ -195,8 +195,9 @@ def table(record: dict[str, Any]) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vit1d.chapters import GLOBAL_TASKS, LOCAL_TASKS, probe_config, probe_settings
+    from vit1d.chapters import probe_config, probe_settings
     from vit1d.paths import reference_checkpoint
+    from vit1d.probe import GLOBAL_TASKS, LOCAL_TASKS
 
     p = argparse.ArgumentParser(prog="python -m vit1d.solvers", description=__doc__)
     p.add_argument("--data", required=True, help="corpus root (vit1d corpus --out)")

@@ -31,7 +31,7 @@ from typing import Any
 
 __all__ = ["build_corpus", "load_preset", "run_baseline", "TASKS"]
 
-TASKS = ("pretrain", "tagging", "key", "tempo", "chords", "beats", "onsets", "pitch", "instrument")
+from vit1d.corpus.tasks import TASKS
 
 
 def __getattr__(name: str) -> Any:  # lazy: importing the package stays cheap
