@@ -10,10 +10,12 @@ import pytest
 import soundfile as sf
 import torch
 
+from vit1d import hear
 from vit1d.checkpoint import load_pretrained, save_pretrained
 from vit1d.embed import (
     ModelSpec,
     embed,
+    frame_spans,
     model_fingerprint,
     random_model,
     window_starts,
@@ -42,10 +44,11 @@ def test_window_starts_hand_cases() -> None:
 
 
 def _direct(model: ViT1D, mel: torch.Tensor, window: int, hop: int) -> tuple:
-    """Reference: run every window separately and combine with explicit loops."""
+    """Reference: run every window separately and combine with explicit loops; a frame
+    keeps the tokens of the first window that reaches it."""
     t = mel.shape[0]
-    frame_sum = np.zeros((model.depth + 1, t, model.dim))
-    count = np.zeros(t)
+    frames = np.zeros((model.depth + 1, t, model.dim))
+    filled = np.zeros(t, dtype=bool)
     cls, seq = [], []
     for s in window_starts(t, window, hop):
         with torch.no_grad():
@@ -54,10 +57,43 @@ def _direct(model: ViT1D, mel: torch.Tensor, window: int, hop: int) -> tuple:
         cls.append(h[:, 0])
         seq.append(h[:, 1:].mean(axis=1))
         for k in range(h.shape[1] - 1):
-            frame_sum[:, s + k] += h[:, 1 + k]
-            count[s + k] += 1
+            if not filled[s + k]:
+                frames[:, s + k] = h[:, 1 + k]
+                filled[s + k] = True
+    assert filled.all()
     cls_m, seq_m = np.mean(cls, axis=0), np.mean(seq, axis=0)
-    return cls_m, seq_m, (cls_m + seq_m) / 2, frame_sum / count[None, :, None]
+    return cls_m, seq_m, (cls_m + seq_m) / 2, frames
+
+
+def test_frame_spans_hand_cases() -> None:
+    assert frame_spans([0], 50) == [(0, 50)]
+    assert frame_spans([0, 125, 187], 126) == [(0, 126), (126, 251), (251, 313)]
+    assert frame_spans([0, 63, 126, 174], 126) == [(0, 126), (126, 189), (189, 252), (252, 300)]
+
+
+def test_feature_cache_and_hear_give_the_same_frame_tokens(tmp_path: Path) -> None:
+    """One windowing rule: a 60 s clip (fifteen 4 s windows and an end-aligned one) gives the
+    same per-frame tokens through the feature cache and through the HEAR API."""
+    torch.manual_seed(4)
+    ckpt = save_pretrained(ViT1D(**TINY), tmp_path / "ckpt")
+    rng = np.random.default_rng(4)
+    seconds = 60.3  # not a whole number of windows: the last one overlaps
+    wave = (0.1 * rng.standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
+    sf.write(tmp_path / "long.wav", wave, SAMPLE_RATE, subtype="FLOAT")
+    emb = embed(
+        ckpt,
+        [tmp_path / "long.wav"],
+        cache_dir=tmp_path / "cache",
+        frames=True,
+        precision="fp32",
+        progress=False,
+    )
+    model = hear.load_model(str(ckpt))
+    tokens, _ = hear.get_timestamp_embeddings(torch.from_numpy(wave)[None], model)
+    stored = emb.frames(model.layer)[0].astype(np.float32)
+    assert stored.shape == tuple(tokens.shape[1:]) == (n_frames(len(wave)), 32)
+    scale = float(np.abs(stored).max())
+    np.testing.assert_allclose(stored, tokens[0].numpy(), atol=2e-3 * scale)
 
 
 @pytest.mark.parametrize("hop_s", [4.0, 2.0])

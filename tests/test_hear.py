@@ -18,6 +18,7 @@ from vit1d.model import ViT1D
 SR = 16_000
 TINY = {"dim": 32, "depth": 2, "heads": 2, "head": "none"}
 WINDOW = 126  # the tiny model's max_frames (the default): 4 s
+HOP = 125  # 4 s between window starts
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +48,11 @@ def _expected_ms(n_samples: int) -> np.ndarray:
 
 
 def _direct_windows(t: int) -> list[int]:
-    """Window starts written out independently: every 126 frames, then one ending at t."""
+    """Window starts written out independently: every 4 s (125 frames: 64 000 samples / 512),
+    each window 126 frames long, then one ending at t (the feature cache's defaults)."""
     if t <= WINDOW:
         return [0]
-    starts = list(range(0, t - WINDOW + 1, WINDOW))
+    starts = list(range(0, t - WINDOW + 1, HOP))
     return starts if starts[-1] + WINDOW == t else [*starts, t - WINDOW]
 
 
@@ -115,7 +117,7 @@ def test_timestamps_do_not_drift_over_hours() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "starts"),
-    [(1.0, [0]), (4.0, [0]), (9.3, [0, 126, 165]), (251 * 512 / SR, [0, 126]), (20.0, None)],
+    [(1.0, [0]), (4.0, [0]), (9.3, [0, 125, 165]), (251 * 512 / SR, [0, 125, 126]), (20.0, None)],
 )
 def test_stitching_matches_windows_run_alone(
     model: hear.HEARModel, backbone: ViT1D, seconds: float, starts: list[int] | None

@@ -14,8 +14,9 @@ stores, for every depth ``l = 0..L`` (0: the embeddings, then each block, as in
 **Windows.** The model has positions for ``max_frames`` frames (126 = 4 s). A longer file's
 log-mel (computed once for the whole file) is cut into windows of ``window_s`` seconds every
 ``hop_s`` seconds, the last window aligned to the end of the file. Pooled vectors are averaged
-over windows; frame tokens are put back on the file's frame grid, averaging where windows
-overlap, so frame ``t`` of the result is frame ``t`` of the file. Shorter files are one window
+over windows; frame tokens are put back on the file's frame grid, each frame from the first
+window that covers it (:func:`frame_spans`, the HEAR API's rule too), so frame ``t`` of the
+result is frame ``t`` of the file. Shorter files are one window
 of their own length (no padding).
 
 **Baselines.** The same code extracts the random-init model (:func:`random_model`, seeded) and
@@ -67,6 +68,9 @@ POOLINGS = ("cls", "seq", "avg")
 LOGMEL_POOLINGS = ("meanstd",)
 #: Bump when the cache layout or its maths change: old caches are then ignored.
 CACHE_VERSION = 1
+#: Version of the stored features: 2 = frame tokens from the first window covering each frame
+#: (:func:`frame_spans`; version 1 averaged the frames that windows share)
+FEATURES_VERSION = 2
 FP16_MAX = 65504.0
 
 
@@ -184,6 +188,27 @@ def window_starts(n_frames: int, window: int, hop: int) -> list[int]:
     if starts[-1] + window < n_frames:
         starts.append(n_frames - window)
     return starts
+
+
+def frame_spans(starts: Sequence[int], window: int) -> list[tuple[int, int]]:
+    """The frames ``[a, b)`` each window supplies to a file's frame tokens: every frame comes
+    from the first window that covers it, so a window that overlaps earlier ones (the
+    end-aligned last window, or all of them when the hop is shorter than the window) supplies
+    only the frames after them. No frame is averaged over windows, and the feature cache and
+    the HEAR API (:mod:`vit1d.hear`) stitch a file the same way."""
+    spans, covered = [], 0
+    for s in starts:
+        spans.append((max(s, covered), s + window))
+        covered = max(covered, s + window)
+    return spans
+
+
+def file_windows(n: int, window: int, hop: int) -> tuple[int, list[int], list[tuple[int, int]]]:
+    """A file of ``n`` frames cut into windows: their length (``n`` for a short file), start
+    frames (:func:`window_starts`) and the frames each supplies (:func:`frame_spans`)."""
+    length = min(window, n)
+    starts = window_starts(n, window, hop)
+    return length, starts, frame_spans(starts, length)
 
 
 def pool_window(hidden: Any) -> Any:
@@ -429,6 +454,13 @@ class ExtractSettings:
         """Frames between window starts (``hop_s * 31.25``), at most ``window`` (no gaps)."""
         return max(1, min(int(round(self.hop_s * FRAME_RATE)), window))
 
+    def windows(self, n: int, max_frames: int) -> tuple[int, list[int], list[tuple[int, int]]]:
+        """How a file of ``n`` frames is cut: the window length (``n`` for a short file),
+        the windows' start frames (:func:`window_starts`) and the frames each supplies
+        (:func:`frame_spans`). The feature cache and the HEAR API both cut files this way."""
+        window = self.window_frames(max_frames)
+        return file_windows(n, window, self.hop_frames(window))
+
 
 def _store_for(
     spec: ModelSpec, model: Any, settings: ExtractSettings, cache_dir: Path
@@ -450,7 +482,7 @@ def _store_for(
             "hop": settings.hop_frames(window),
             "precision": settings.precision,
             "frontend": frontend,
-            "version": CACHE_VERSION,
+            "version": FEATURES_VERSION,
         }
         depth = model.depth if settings.depth is None else min(settings.depth, model.depth)
         if depth < model.depth:  # a store of the first layers only, apart from the full one
@@ -581,8 +613,8 @@ def _extract_vit(
     depth: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Run the model on every window of every file; pool per window, average over windows,
-    stitch frame tokens (mean where windows overlap). Returns float16 arrays
-    ``(L, 3, N, D)`` and ``(L, F, D)``."""
+    stitch frame tokens (each frame from the first window covering it, :func:`frame_spans`).
+    Returns float16 arrays ``(L, 3, N, D)`` and ``(L, F, D)``."""
     import torch
 
     from vit1d.device import autocast
@@ -593,32 +625,30 @@ def _extract_vit(
     pooled_sum = torch.zeros(n_layers, 3, len(mels), dim)
     n_windows = torch.zeros(len(mels))
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(int)
-    frame_sum = torch.zeros(n_layers, int(offsets[-1]), dim) if frames else None
-    frame_count = torch.zeros(int(offsets[-1])) if frames else None
-    by_length: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    frame_out = torch.zeros(n_layers, int(offsets[-1]), dim) if frames else None
+    by_length: dict[int, list[tuple[int, int, tuple[int, int]]]] = defaultdict(list)
     for i, n in enumerate(lengths):
-        for s in window_starts(n, window, hop):
-            by_length[min(window, n)].append((i, s))
+        length, starts, spans = file_windows(n, window, hop)
+        for s, span in zip(starts, spans, strict=True):
+            by_length[length].append((i, s, span))
     for length, items in by_length.items():
         for b in range(0, len(items), batch_size):
             batch = items[b : b + batch_size]
-            x = torch.stack([mels[i][s : s + length] for i, s in batch]).to(device)
+            x = torch.stack([mels[i][s : s + length] for i, s, _ in batch]).to(device)
             with torch.inference_mode(), autocast(device, precision):
                 hidden = hidden_states(model, x, depth)
             h = torch.stack(hidden).float().cpu()  # (L, B, 1 + T, D)
             pooled = pool_window(h)
-            for j, (i, s) in enumerate(batch):
+            for j, (i, s, (a, b)) in enumerate(batch):
                 pooled_sum[:, :, i] += pooled[:, j]
                 n_windows[i] += 1
                 if frames:
-                    a = int(offsets[i]) + s
-                    frame_sum[:, a : a + length] += h[:, j, 1:]
-                    frame_count[a : a + length] += 1
+                    o = int(offsets[i])
+                    frame_out[:, o + a : o + b] = h[:, j, 1 + a - s : 1 + b - s]
     pooled_mean = pooled_sum / n_windows.view(1, 1, -1, 1)
     out_frames = None
     if frames:
-        out_frames = (frame_sum / frame_count.view(1, -1, 1)).clamp(-FP16_MAX, FP16_MAX)
-        out_frames = out_frames.to(torch.float16).numpy()
+        out_frames = frame_out.clamp(-FP16_MAX, FP16_MAX).to(torch.float16).numpy()
     return pooled_mean.clamp(-FP16_MAX, FP16_MAX).to(torch.float16).numpy(), out_frames
 
 

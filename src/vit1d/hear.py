@@ -43,13 +43,13 @@ the windows of the sound (:func:`vit1d.embed.pool_window`, the pooling of ``vit1
 
 **Windows.** The model has positions for ``max_frames`` = 126 frames (4 s). The log-mel of the
 whole sound is computed once (a crop of it equals the log-mel of the crop, up to the edges)
-and cut into windows of 126 frames with a hop of 126 (:func:`vit1d.embed.window_starts`); when
-the frames do not divide into whole windows, the last window is aligned to the end of the
-sound, so every window has real audio as context and none is padded. Each frame is taken from
-exactly one window: the first window that covers it, so the end-aligned window contributes
-only the frames the others do not (no frame appears twice, none is averaged). A sound of 4 s
-or less is one window of its own length. The scene embedding averages the pooled vectors of
-all windows, the end-aligned one included.
+and cut as the feature cache cuts files with its defaults (:meth:`vit1d.embed.ExtractSettings.windows`):
+windows of 4 s (126 frames) starting every 4 s (125 frames), the last one aligned to the end of
+the sound, so every window has real audio as context and none is padded. Each frame is taken
+from the first window that covers it (:func:`vit1d.embed.frame_spans`; no frame is averaged),
+so the timestamp embeddings equal the frame tokens of ``vit1d embed`` at the same layer. A
+sound of 4 s or less is one window of its own length. The scene embedding averages the pooled
+vectors of all windows, the end-aligned one included.
 
 **Timestamps** are frame centres in milliseconds: ``LogMel`` frames are centred STFT frames,
 frame ``i`` centred on sample ``i * hop`` (offset 0), so ``t_i = 1000 * (i * 512 + 0) / 16000
@@ -72,7 +72,7 @@ import torch
 from torch import nn
 
 from vit1d import atomic
-from vit1d.embed import POOLINGS, pool_window, window_starts
+from vit1d.embed import POOLINGS, ExtractSettings, pool_window
 from vit1d.errors import UserError
 from vit1d.frontend import HOP_LENGTH, SAMPLE_RATE, LogMel
 from vit1d.model import ViT1D
@@ -148,11 +148,8 @@ class HEARModel(nn.Module):
         device = next(self.backbone.parameters()).device
         mel = self.logmel(audio.to(device=device, dtype=torch.float32))  # (N, T, n_mels)
         n, t = mel.shape[:2]
-        window = min(self.backbone.max_frames, t)
-        starts = window_starts(t, window, window)
-        # frames [own[k], starts[k] + window) come from window k: the end-aligned last window
-        # overlaps its predecessor and only supplies the frames after it
-        own = [starts[0]] + [starts[k - 1] + window for k in range(1, len(starts))]
+        # cut as the feature cache cuts with its defaults (4 s windows every 4 s)
+        window, starts, spans = ExtractSettings().windows(t, self.backbone.max_frames)
         pool_i = POOLINGS.index(self.pooling)
         scene = torch.zeros(n, self.backbone.dim, device=device)
         out = torch.empty(n, t, self.backbone.dim, device=device) if frames else None
@@ -166,8 +163,8 @@ class HEARModel(nn.Module):
             for r, (k, j) in enumerate(batch):
                 scene[j] += pooled[r]
                 if out is not None:
-                    a = own[k]
-                    out[j, a : starts[k] + window] = h[r, 1 + a - starts[k] :]
+                    a, e = spans[k]
+                    out[j, a:e] = h[r, 1 + a - starts[k] : 1 + e - starts[k]]
         return scene / len(starts), out
 
 
