@@ -120,8 +120,11 @@ def test_bench_suite_writes_every_part(tmp_path) -> None:
     tv = saved["training_variants"]
     assert tv["ratio_to_fp32_eager"]["fp32 eager"] == 1.0
     assert set(tv["views_per_s"]) >= {"autocast bf16", "pure bf16, fp32 masters"}
+    cs = saved["chord_scoring"]
+    assert cs["tracks"] == 4 and cs["max_abs_difference"] < 1e-12 and cs["speedup"] > 0
     text = table(result)
     assert "probe fitting" in text and "activation MiB" in text and "fp32 masters" in text
+    assert "chord scoring" in text
 
 
 def test_pure_bf16_step_updates_fp32_masters_and_casts_them_back() -> None:

@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from vit1d.device import (
@@ -436,6 +437,56 @@ def probe_fitting(
     }
 
 
+def chord_scoring(tracks: int = 40, probes: int = 39, seconds: float = 15.0) -> dict[str, Any]:
+    """Seconds to score ``probes`` chord estimates on each of ``tracks`` synthetic tracks (the
+    local chapter scores 13 layers x 3 seeds per test track): ``mir_eval``'s own path per
+    estimate (:func:`vit1d.metrics.chord_scores` on labelled intervals, the reference) against
+    :class:`vit1d.metrics.ChordReference` (the reference labels compared once per track). The
+    largest difference between their scores is reported beside the speed-up."""
+    from vit1d import metrics as M
+    from vit1d.grid import FRAME_RATE
+
+    rng = np.random.default_rng(0)
+    n_frames = int(seconds * FRAME_RATE) + 1
+    duration = (n_frames - 1) / FRAME_RATE + 0.5 / FRAME_RATE
+    vocab = [*M.CHORD_CLASSES, "C:7", "A:min7", "F:sus4", "X"]
+    cases = []
+    for _ in range(tracks):
+        cuts = np.sort(rng.uniform(0, duration, size=int(rng.integers(4, 16))))
+        bounds = np.concatenate([[0.0], cuts, [duration]])
+        ref = (
+            np.stack([bounds[:-1], bounds[1:]], 1),
+            [str(c) for c in rng.choice(vocab, len(cuts) + 1)],
+        )
+        runs = np.repeat(rng.integers(0, 25, size=n_frames), rng.integers(4, 40, size=n_frames))
+        cases.append((ref, [runs[k : k + n_frames] for k in range(probes)]))
+    t0 = time.perf_counter()
+    slow = [
+        M.chord_scores(
+            *ref, *M.frames_to_intervals([M.CHORD_CLASSES[c] for c in est], FRAME_RATE, duration)
+        )
+        for ref, ests in cases
+        for est in ests
+    ]
+    reference = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fast = []
+    for ref, ests in cases:
+        scorer = M.ChordReference(*ref)
+        fast += [scorer.scores(est, FRAME_RATE, duration) for est in ests]
+    project = time.perf_counter() - t0
+    diff = max(
+        abs(a[k][i] - b[k][i]) for a, b in zip(slow, fast, strict=True) for k in a for i in (0, 1)
+    )
+    return {
+        "tracks": tracks,
+        "probes_per_track": probes,
+        "seconds": {"reference": round(reference, 6), "project": round(project, 6)},
+        "speedup": round(reference / project, 3),
+        "max_abs_difference": float(diff),
+    }
+
+
 #: The corpus the rendering benchmark builds: two works of two collections, short clips.
 BENCH_CORPUS = {
     "seed": 0,
@@ -532,6 +583,7 @@ def run_suite(
         if quick
         else probe_fitting()
     )
+    result["chord_scoring"] = chord_scoring(tracks=4, probes=6) if quick else chord_scoring()
     bar.update(1)
     if corpus:
         with tempfile.TemporaryDirectory() as tmp:
@@ -567,6 +619,14 @@ def table(result: dict[str, Any]) -> str:
             f"| probe fitting s ({pf['probes']} probes, one at a time vs stacked) | "
             f"{pf['seconds']['reference']:.2f} | {pf['seconds']['project']:.2f} | "
             f"{pf['speedup']:.2f}x |"
+        )
+    if "chord_scoring" in result:
+        cs = result["chord_scoring"]
+        lines.append(
+            f"| chord scoring s ({cs['tracks']} tracks x {cs['probes_per_track']} probes, "
+            f"mir_eval per estimate vs comparisons once per track) | "
+            f"{cs['seconds']['reference']:.2f} | {cs['seconds']['project']:.2f} | "
+            f"{cs['speedup']:.2f}x |"
         )
     render = result.get("corpus_rendering")
     if render and "skipped" not in render:
