@@ -984,12 +984,17 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     """Options naming the feature source, shared by ``vit1d embed`` and ``vit1d probe``."""
     g = p.add_argument_group("extraction")
     g.add_argument("--cache", help="embedding cache folder (default: <data>/.vit1d_cache/embed)")
-    g.add_argument("--window-s", type=float, default=4.0, help="window length, s (default 4)")
+    g.add_argument(
+        "--window-s",
+        type=float,
+        default=ExtractSettings.window_s,
+        help="window length, s (default %(default)s)",
+    )
     g.add_argument(
         "--hop-s",
         type=float,
-        default=4.0,
-        help="hop between windows of long files, s (default 4: no overlap)",
+        default=ExtractSettings.hop_s,
+        help="hop between windows of long files, s (default %(default)s)",
     )
     g.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")

@@ -1525,17 +1525,33 @@ def register(subparsers: Any) -> None:
         help="architecture for --random-init without --checkpoint: a preset name "
         "or checkpoint folder",
     )
-    p.add_argument("--seeds", type=_int_list, default=[0, 1, 2], help="probe seeds (0,1,2)")
+    p.add_argument(
+        "--seeds", type=_int_list, default="0,1,2", help="probe seeds (default: %(default)s)"
+    )
     p.add_argument("--layers", default="all", help="depths to probe: all or e.g. 0,4,8,12")
-    p.add_argument("--poolings", default="cls,seq,avg", help="global poolings (cls,seq,avg)")
+    p.add_argument(
+        "--poolings", default="cls,seq,avg", help="global poolings (default: %(default)s)"
+    )
     p.add_argument("--out", default="results", help="results folder (default results/)")
     p.add_argument("--corpus", default="", help="corpus name in the results (default: its own)")
     g = p.add_argument_group("probe training")
     d = ProbeConfig()
-    g.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate ({d.lr})")
-    g.add_argument("--max-epochs", type=int, default=d.max_epochs, help="epochs at most (50)")
-    g.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch, help="(128)")
-    g.add_argument("--patience", type=int, default=d.patience, help="early stopping (5)")
+    g.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (%(default)s)")
+    g.add_argument(
+        "--max-epochs", type=int, default=d.max_epochs, help="Adam: epochs at most (%(default)s)"
+    )
+    g.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=d.steps_per_epoch,
+        help="Adam: batches per epoch (%(default)s)",
+    )
+    g.add_argument(
+        "--patience",
+        type=int,
+        default=d.patience,
+        help="Adam: early stopping after this many epochs without gain (%(default)s)",
+    )
     g.add_argument(
         "--solver",
         choices=("adam", "lbfgs"),
@@ -1553,7 +1569,7 @@ def register(subparsers: Any) -> None:
         "--max-train-frames",
         type=int,
         default=d.max_train_frames,
-        help="local tasks: training frames drawn (100000)",
+        help="local tasks: training frames drawn (%(default)s)",
     )
     g.add_argument(
         "--max-local-files",
@@ -1565,7 +1581,9 @@ def register(subparsers: Any) -> None:
         default="0",
         help="global tasks: at most TRAIN,VALID,TEST files (default 0 = all)",
     )
-    g.add_argument("--n-boot", type=int, default=d.n_boot, help="bootstrap replicates (1000)")
+    g.add_argument(
+        "--n-boot", type=int, default=d.n_boot, help="bootstrap replicates (%(default)s)"
+    )
     g.add_argument(
         "--workers",
         type=int,
