@@ -62,6 +62,7 @@ reproducibility appendix reads it.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import datetime as _dt
 import hashlib
@@ -420,8 +421,6 @@ def _imported_modules(source: str, package: str) -> set[str]:
     """Dotted names of ``package``'s modules that ``source`` imports anywhere (function bodies
     included: they run when called). ``from pkg.a import b`` names ``pkg.a`` and ``pkg.a.b``
     (``b`` may be a submodule); names that are not modules are dropped by the caller."""
-    import ast
-
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -542,8 +541,6 @@ class NotebookStep:
 
 def declared_parameters(nb: dict[str, Any]) -> list[str]:
     """Names assigned in the cell tagged ``parameters`` (top-level ``name = ...`` lines)."""
-    import ast
-
     for cell in nb.get("cells", []):
         if "parameters" in cell.get("metadata", {}).get("tags", []):
             src = cell.get("source", "")
