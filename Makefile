@@ -79,7 +79,7 @@ test-slow: install system-packages
 
 # The smoke book end to end, then the browser test on it (headless Chromium, no network).
 test-book: install system-packages
-	$(BIN)/python -m vit1d.pipeline --preset smoke
+	$(BIN)/python -m vit1d.cli.book --preset smoke
 	$(BIN)/python -m pytest -m slow tests/test_book_browser.py
 
 # the recipe study behind the default preset (notebooks/03b_recipe): 6 variants screened with one
@@ -126,10 +126,10 @@ pretrain: corpus
 		--out runs/$(PRESET)/pretrain $(if $(wildcard runs/$(PRESET)/pretrain/checkpoints/latest),--resume)
 
 book: install system-packages
-	$(BIN)/python -m vit1d.pipeline --preset $(PRESET)
+	$(BIN)/python -m vit1d.cli.book --preset $(PRESET)
 
 site: book
-	$(BIN)/python -m vit1d.pipeline site --preset $(PRESET) --out public/
+	$(BIN)/python -m vit1d.cli.book site --preset $(PRESET) --out public/
 
 clean:
 	rm -rf book/_build book/*.ipynb public

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from vit1d import bench
-    from vit1d.train import pretrain
+    from vit1d.pretrain.train import pretrain
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from vit1d import faults
+from vit1d.core import faults
 
 SR = 16_000
 
@@ -59,7 +59,7 @@ def _grad_mode_is_restored():
 
 @dataclass
 class FaultPoint:
-    """A fault point armed for a subprocess (:mod:`vit1d.faults`): run the process with
+    """A fault point armed for a subprocess (:mod:`vit1d.core.faults`): run the process with
     ``env``, then :meth:`wait` until it stands at the point."""
 
     marker: Path

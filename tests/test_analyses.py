@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from vit1d import analyses
-from vit1d.checkpoint import load_pretrained
-from vit1d.errors import UserError
-from vit1d.provenance import weights_fingerprint
+from vit1d.analysis import analyses
+from vit1d.core.errors import UserError
+from vit1d.core.provenance import weights_fingerprint
+from vit1d.models.checkpoint import load_pretrained
 
 SR = 16_000
 ROOTS = [(60, 64, 67), (57, 60, 64), (53, 57, 60), (55, 59, 62)]
@@ -77,8 +77,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
-    from vit1d.checkpoint import save_pretrained
-    from vit1d.model import ViT1D
+    from vit1d.models.checkpoint import save_pretrained
+    from vit1d.models.model import ViT1D
 
     torch.manual_seed(1)
     model = ViT1D(dim=16, depth=2, heads=2, head="none")
@@ -140,7 +140,7 @@ def test_provenance(results: Path, checkpoint: Path, corpus: Path):
 def test_random_twin_is_seeded_and_differs(checkpoint: Path):
     import torch
 
-    from vit1d.checkpoint import load_pretrained
+    from vit1d.models.checkpoint import load_pretrained
 
     model = load_pretrained(checkpoint, head=False)
     a, b = analyses.random_twin(model, 3), analyses.random_twin(model, 3)
@@ -181,8 +181,8 @@ def test_read_results_and_examples(results: Path, corpus: Path, checkpoint: Path
     assert set(res["onsets"]["head"]) >= {"0", "mean", "rollout"}  # heads stay strings
     with pytest.raises(UserError, match="no analyses results"):
         analyses.read_results(corpus)
-    from vit1d.checkpoint import load_pretrained
-    from vit1d.frontend import LogMel
+    from vit1d.audio.frontend import LogMel
+    from vit1d.models.checkpoint import load_pretrained
 
     model = load_pretrained(checkpoint, head=False)
     row = analyses.read_manifest(corpus, "chords").iloc[2].to_dict()
@@ -205,7 +205,7 @@ def test_select_clips_is_seeded_and_ordered(corpus: Path):
 def test_instrument_labels_become_a_dimension(corpus: Path, tmp_path: Path):
     """A manifest may name time-resolved instrument labels (``instruments`` column, a file
     ``mir_eval.io.load_labeled_intervals`` reads); the clip then gets that reference."""
-    from vit1d.frontend import LogMel
+    from vit1d.audio.frontend import LogMel
 
     row = analyses.read_manifest(corpus, "chords").iloc[2].to_dict()
     lab = tmp_path / "inst.lab"

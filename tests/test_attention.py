@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from vit1d import attention as att
+from vit1d.analysis import attention as att
 
 FR = 16_000 / 512
 SR = 16_000
@@ -151,7 +151,7 @@ def test_windows_cover_the_clip():
 
 
 def test_run_windows_and_clip_curves_with_a_tiny_model():
-    from vit1d.model import ViT1D
+    from vit1d.models.model import ViT1D
 
     torch.manual_seed(0)
     model = ViT1D(dim=16, depth=2, heads=2, max_frames=20, head="none").eval()

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vit1d.augment import augment_views, eq_curves
-from vit1d.config import AugmentConfig, Config, TrainConfig, load_config
-from vit1d.data import FLOOR_DB, PairSampler, read_manifest_column
-from vit1d.errors import UserError
+from vit1d.core.errors import UserError
+from vit1d.pretrain.augment import augment_views, eq_curves
+from vit1d.pretrain.config import AugmentConfig, Config, TrainConfig, load_config
+from vit1d.pretrain.data import FLOOR_DB, PairSampler, read_manifest_column
 
 
 def _views(n: int = 8, seed: int = 0) -> np.ndarray:
@@ -157,8 +157,8 @@ def test_group_column_errors(tmp_path: Path) -> None:
 
 
 def test_reverb_tail_matches_an_explicit_exponential_convolution() -> None:
-    from vit1d.augment import reverb_tails
-    from vit1d.frontend import FRAME_RATE
+    from vit1d.audio.frontend import FRAME_RATE
+    from vit1d.pretrain.augment import reverb_tails
 
     rng = np.random.default_rng(3)
     power = rng.exponential(1.0, size=(3, 50, 4))
@@ -177,8 +177,8 @@ def test_reverb_tail_matches_an_explicit_exponential_convolution() -> None:
 
 
 def test_reverb_of_an_impulse_holds_wet_times_its_energy_and_decays_60_db_in_rt60() -> None:
-    from vit1d.augment import reverb_tails
-    from vit1d.frontend import FRAME_RATE
+    from vit1d.audio.frontend import FRAME_RATE
+    from vit1d.pretrain.augment import reverb_tails
 
     frames = 400
     power = np.zeros((1, frames, 2))

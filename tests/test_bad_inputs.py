@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from vit1d import badinputs
-from vit1d.badinputs import CASES, PICKLE_MARKER, run_catalogue, unsafe_loads, unsafe_loads_in
-from vit1d.config import TrainConfig
+from vit1d.book import badinputs
+from vit1d.book.badinputs import CASES, PICKLE_MARKER, run_catalogue, unsafe_loads, unsafe_loads_in
+from vit1d.pretrain.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,7 +159,7 @@ def test_the_pickle_is_never_unpickled(tmp_path: Path) -> None:
 
 
 def test_a_full_disk_leaves_the_previous_checkpoint_usable(tmp_path: Path) -> None:
-    from vit1d.checkpoint import load_pretrained
+    from vit1d.models.checkpoint import load_pretrained
 
     result = _case("checkpoint_disk_full").run(tmp_path)
     assert result.outcome == "refused" and result.intact
@@ -171,13 +171,14 @@ def test_a_full_disk_leaves_the_previous_checkpoint_usable(tmp_path: Path) -> No
 
 
 def test_after_a_failing_notebook_the_fixed_build_reruns_only_from_it(tmp_path: Path) -> None:
-    from vit1d import pipeline as pl
+    from vit1d.book import layout
+    from vit1d.book import pipeline as pl
 
     result = _case("notebook_fails_mid_book").run(tmp_path)
     assert result.outcome == "refused" and result.intact
     root = tmp_path / "repo"
     badinputs._notebook(root / "notebooks" / "02_b.ipynb", "x = '02_b'", "scores = {}")
-    layout = pl.Layout.make(root, "smoke", tmp_path / "data", tmp_path / "runs")
+    layout = layout.Layout.make(root, "smoke", tmp_path / "data", tmp_path / "runs")
     pipe = pl.Pipeline(layout, execute=badinputs._fake_execute, out=io.StringIO())
     done = {r.name: r.status for r in pipe.run_notebooks()}
     assert done == {"01_a": "skipped", "02_b": "ran", "03_c": "ran"}

@@ -15,7 +15,7 @@ Screenshots of every chapter (and of the explorer before and after moving the sl
 saved in ``book/_build/screenshots/`` (``VIT1D_SCREENSHOTS`` to change).
 
 The book: ``VIT1D_BOOK_HTML`` names a built book to test as it is; otherwise the fixture runs
-the (incremental) smoke pipeline ``python -m vit1d.pipeline --preset smoke`` first, which
+the (incremental) smoke pipeline ``python -m vit1d.cli.book --preset smoke`` first, which
 reruns nothing when ``PRESET=smoke make book`` has just built it.
 """
 
@@ -54,7 +54,7 @@ LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
 
 def _chapters() -> list[str]:
     sys.path.insert(0, str(ROOT / "src"))
-    from vit1d.pipeline import toc_files
+    from vit1d.book.site import toc_files
 
     return toc_files(ROOT)
 
@@ -75,7 +75,7 @@ def html_dir() -> Path:
         html = Path(given).resolve()
     else:
         proc = subprocess.run(
-            [sys.executable, "-m", "vit1d.pipeline", "--preset", "smoke"],
+            [sys.executable, "-m", "vit1d.book.pipeline", "--preset", "smoke"],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -149,7 +149,7 @@ def _notebook(name: str) -> dict | None:
 
 def _audio_outputs(nb: dict | None) -> int:
     """Number of audio players among a notebook's outputs, and inside its saved widgets (an
-    explorer's ``HTML`` widget holding a player, :func:`vit1d.widgets.static_explorer`)."""
+    explorer's ``HTML`` widget holding a player, :func:`vit1d.viz.widgets.static_explorer`)."""
     if nb is None:
         return 0
     count = 0
@@ -283,6 +283,6 @@ def test_audio_players_present(open_page):
 
 
 def test_no_page_names_another_host(html_dir):
-    from vit1d.pipeline import external_references
+    from vit1d.book.site import external_references
 
     assert external_references(html_dir) == []

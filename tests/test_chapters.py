@@ -1,4 +1,4 @@
-"""The book chapters' helpers (vit1d.chapters) on fabricated results: tables pick each
+"""The book chapters' helpers (vit1d.book.chapters) on fabricated results: tables pick each
 model's final checkpoint and best layer, and the run metadata of the foil is gathered."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from vit1d import chapters
+from vit1d.book import chapters
+from vit1d.probing.settings import ProbeSettings
 
 
 def rows():
@@ -90,13 +91,13 @@ def test_pretrain_runs_and_compute_table(tmp_path):
 def test_reference_joins_the_models_only_with_the_builds_architecture(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from vit1d.checkpoint import save_pretrained
-    from vit1d.model import ViT1D
+    from vit1d.models.checkpoint import save_pretrained
+    from vit1d.models.model import ViT1D
 
     small = {"dim": 32, "depth": 2, "heads": 2, "head": "none"}
     build = save_pretrained(ViT1D(**small), tmp_path / "runs" / "pretrain")
     paths = SimpleNamespace(checkpoint=build, runs=tmp_path / "runs")
-    settings = chapters.ProbeSettings(seeds=(0,))
+    settings = ProbeSettings(seeds=(0,))
     ref = tmp_path / "reference"
     monkeypatch.setattr(chapters, "reference_checkpoint", lambda: ref)
     _, notes = chapters.model_sources(paths, settings, masked=False)

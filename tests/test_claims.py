@@ -12,11 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vit1d import claims
-from vit1d.claims import Inputs, evaluate
+from vit1d.ledger import claims, verdicts
+from vit1d.ledger.claims import evaluate
+from vit1d.ledger.evidence import Inputs
+from vit1d.probing import compare, tasks
 
-GLOBAL = claims.GLOBAL_TASKS
-LOCAL = claims.LOCAL_TASKS
+GLOBAL = tasks.GLOBAL_TASKS
+LOCAL = tasks.LOCAL_TASKS
 CKPT = {"contrastive": "runs/x/pretrain", "masked": "runs/x/pretrain-masked"}
 
 
@@ -31,7 +33,7 @@ def row(model, task, layer, pooling, mean, half=0.01, checkpoint=None, step=100)
         "layer": layer,
         "pooling": pooling,
         "split": "test",
-        "metric": claims.PRIMARY_METRIC[task],
+        "metric": compare.PRIMARY_METRIC[task],
         "mean": mean,
         "ci_low": mean - half,
         "ci_high": mean + half,
@@ -52,31 +54,31 @@ def verdict(claim_id, **inputs):
 
 def test_majority_rule():
     def comp(lo, hi):
-        return claims.Comparison("X", "x", "a", "b", 0, 0, (lo + hi) / 2, lo, hi, "test")
+        return verdicts.Comparison("X", "x", "a", "b", 0, 0, (lo + hi) / 2, lo, hi, "test")
 
-    assert claims.majority([])[0] == "inconclusive"
-    assert claims.majority([])[1] == "no results"
-    assert claims.majority([comp(0.1, 0.2), comp(-0.1, 0.1)])[0] == "holds"
-    assert claims.majority([comp(-0.2, -0.1), comp(-0.1, 0.1)])[0] == "does not hold"
-    assert claims.majority([comp(0.1, 0.2), comp(-0.2, -0.1)])[0] == "inconclusive"
-    assert claims.majority([comp(-0.1, 0.1)] * 3 + [comp(0.1, 0.2)])[0] == "inconclusive"
+    assert verdicts.majority([])[0] == "inconclusive"
+    assert verdicts.majority([])[1] == "no results"
+    assert verdicts.majority([comp(0.1, 0.2), comp(-0.1, 0.1)])[0] == "holds"
+    assert verdicts.majority([comp(-0.2, -0.1), comp(-0.1, 0.1)])[0] == "does not hold"
+    assert verdicts.majority([comp(0.1, 0.2), comp(-0.2, -0.1)])[0] == "inconclusive"
+    assert verdicts.majority([comp(-0.1, 0.1)] * 3 + [comp(0.1, 0.2)])[0] == "inconclusive"
     assert comp(np.nan, 0.1).outcome == "unclear"
     # a required comparison decides: unclear blocks "holds", against makes "does not hold"
-    req = claims.Comparison("X", "must", "a", "b", 0, 0, 0, -0.1, 0.1, "test")
-    assert claims.majority([comp(0.1, 0.2)] * 2 + [req], required=["must"])[0] == "inconclusive"
+    req = verdicts.Comparison("X", "must", "a", "b", 0, 0, 0, -0.1, 0.1, "test")
+    assert verdicts.majority([comp(0.1, 0.2)] * 2 + [req], required=["must"])[0] == "inconclusive"
     req.outcome = "against"
-    assert claims.majority([comp(0.1, 0.2)] * 2 + [req], required=["must"])[0] == "does not hold"
+    assert verdicts.majority([comp(0.1, 0.2)] * 2 + [req], required=["must"])[0] == "does not hold"
     req.outcome = "for"
-    assert claims.majority([comp(0.1, 0.2)] * 2 + [req], required=["must"])[0] == "holds"
+    assert verdicts.majority([comp(0.1, 0.2)] * 2 + [req], required=["must"])[0] == "holds"
 
 
 def test_normal_diff_and_bootstrap():
     a = {"mean": 0.7, "ci_low": 0.6, "ci_high": 0.8}
     b = {"mean": 0.5, "ci_low": 0.4, "ci_high": 0.6}
-    d, lo, hi = claims.normal_diff(a, b)
+    d, lo, hi = compare.normal_diff(a, b)
     assert d == pytest.approx(0.2)
     assert hi - lo == pytest.approx(2 * 0.1 * np.sqrt(2), rel=1e-6)
-    d, lo, hi = claims.paired_bootstrap(np.full(30, 0.3) + np.linspace(-0.01, 0.01, 30))
+    d, lo, hi = verdicts.paired_bootstrap(np.full(30, 0.3) + np.linspace(-0.01, 0.01, 30))
     assert lo > 0.28 and hi < 0.32 and d == pytest.approx(0.3)
 
 
@@ -317,7 +319,7 @@ def test_build_ledger_from_files(tmp_path):
     assert list(v) == list(claims.CLAIMS)
     assert v["C1"] == v["C2"] == v["C3"] == v["Foil"] == "holds"
     assert v["C4"] == v["C4b"] == "inconclusive" and ledger["C4"].reason == "no results"
-    assert set(v.values()) <= set(claims.VERDICTS)
+    assert set(v.values()) <= set(verdicts.VERDICTS)
     out = ledger.write(res)
     table = pd.read_csv(out["claims"])
     assert list(table["claim"]) == list(claims.CLAIMS)
@@ -325,7 +327,7 @@ def test_build_ledger_from_files(tmp_path):
     details = pd.read_csv(out["details"])
     assert set(details["outcome"]) <= {"for", "against", "unclear"}
     # every claim has a stated rule
-    assert set(claims.RULES) == set(claims.STATEMENTS) == set(claims.CLAIMS)
+    assert set(verdicts.RULES) == set(verdicts.STATEMENTS) == set(claims.CLAIMS)
 
 
 def e_rows(model, wins, n_tasks=7, half=0.01):

@@ -11,16 +11,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vit1d import claims
-from vit1d.compare import (
+from vit1d.ledger import evidence, probing_claims
+from vit1d.probing import compare, tasks
+from vit1d.probing.compare import (
     PRIMARY_METRIC,
     best_row,
     chance_levels,
     probe_difference,
     versus_chance,
 )
-from vit1d.items import ItemStore, scalar_items, tagging_items, write_items
-from vit1d.paired import paired_bootstrap
+from vit1d.probing.items import ItemStore, scalar_items, tagging_items, write_items
+from vit1d.probing.paired import paired_bootstrap
 
 CKPT = {"contrastive": "runs/x/pretrain", "masked": "runs/x/pretrain-masked"}
 
@@ -67,7 +68,7 @@ def test_the_layer_is_chosen_on_valid_and_reported_on_test() -> None:
     base = [row("random-init", "key", 1, "avg", 0.50, s) for s in ("valid", "test")] + [
         row("logmel", "key", 0, "meanstd", 0.40, s) for s in ("valid", "test")
     ]
-    e = claims.claim_e(claims.Inputs(probes=pd.concat([rows, pd.DataFrame(base)])))
+    e = probing_claims.claim_e(evidence.Inputs(probes=pd.concat([rows, pd.DataFrame(base)])))
     first = e.comparisons[0]
     assert "layer 2 avg" in first.a and first.a_value == pytest.approx(0.70)
 
@@ -75,13 +76,13 @@ def test_the_layer_is_chosen_on_valid_and_reported_on_test() -> None:
 def test_c1_leaves_layer_0_out() -> None:
     """At layer 0 the poolings are the same features: a large layer-0 gap must not count."""
     rows = []
-    for task in claims.GLOBAL_TASKS:
+    for task in tasks.GLOBAL_TASKS:
         for split in ("valid", "test"):
             rows += [row("contrastive", task, 0, "avg", 0.9, split, half=0.01)]
             rows += [row("contrastive", task, 0, "cls", 0.1, split, half=0.01)]
             rows += [row("contrastive", task, 1, "avg", 0.5, split, half=0.01)]
             rows += [row("contrastive", task, 1, "cls", 0.6, split, half=0.01)]
-    c1 = claims.claim_c1(claims.Inputs(probes=pd.DataFrame(rows)))
+    c1 = probing_claims.claim_c1(evidence.Inputs(probes=pd.DataFrame(rows)))
     assert c1.verdict == "does not hold"
     assert all("layer 1" in c.a and "layer 1" in c.b for c in c1.comparisons)
 
@@ -132,22 +133,22 @@ def _results(tmp_path, gain: float, n: int = 300, seeds=(0, 1)) -> tuple[pd.Data
 
 def test_paired_interval_from_items_is_narrow_where_the_unpaired_one_is_not(tmp_path) -> None:
     summary, store = _results(tmp_path, gain=0.02)
-    a = best_row(claims.final_both(summary, "contrastive"), "key")
-    b = best_row(claims.final_both(summary, "random-init"), "key")
+    a = best_row(evidence.final_both(summary, "contrastive"), "key")
+    b = best_row(evidence.final_both(summary, "random-init"), "key")
     res = probe_difference(a, b, store)
     assert res is not None and res.n_items == 300
     assert res.diff == pytest.approx(0.02, abs=0.003)
     assert res.ci_low > 0  # paired: the shared item difficulty cancels
-    lo, hi = claims.normal_diff(a, b)[1:]
+    lo, hi = compare.normal_diff(a, b)[1:]
     assert lo < 0 < hi  # unpaired normal approximation: unclear
-    # the same interval as vit1d.paired on the matrices (independent of the item store)
+    # the same interval as vit1d.probing.paired on the matrices (independent of the item store)
     ma, wa, _, _ = store.scores(a)
     mb, _, _, _ = store.scores(b)
     ref = paired_bootstrap(ma, mb, wa, n_boot=2000, seed=0)
     assert (res.ci_low, res.ci_high) == pytest.approx((ref.ci_low, ref.ci_high))
     # claim E uses it: with items the task beats random init; without, it does not
-    with_items = claims.claim_e(claims.Inputs(probes=summary, items=store))
-    without = claims.claim_e(claims.Inputs(probes=summary))
+    with_items = probing_claims.claim_e(evidence.Inputs(probes=summary, items=store))
+    without = probing_claims.claim_e(evidence.Inputs(probes=summary))
     vs_random = [c for c in with_items.comparisons if c.name == "key vs random-init"][0]
     assert vs_random.outcome == "for" and "paired bootstrap over 300" in vs_random.method
     assert vs_random.n_items == 300
@@ -158,9 +159,9 @@ def test_paired_interval_from_items_is_narrow_where_the_unpaired_one_is_not(tmp_
 def test_load_inputs_finds_the_items_and_the_precision_table(tmp_path) -> None:
     summary, _ = _results(tmp_path, gain=0.02)
     summary.to_csv(tmp_path / "probes_summary.csv", index=False)
-    inp = claims.load_inputs(tmp_path)
+    inp = evidence.load_inputs(tmp_path)
     assert inp.items is not None and "items" in inp.sources
-    table = claims.precision_table(inp)
+    table = probing_claims.precision_table(inp)
     key = table.set_index("task").loc["key"]
     assert key["test items"] == 300 and 0 < key["vs random-init"] < 0.01
     assert key["met"] == "-"  # no second model of ours (masked, reference) in these results
@@ -206,7 +207,7 @@ def test_claim_e_leaves_out_a_task_at_chance() -> None:
         ]
     probes = pd.DataFrame(rows)
     assert chance_levels(probes) == {("tempo", "acc1"): 0.06, ("key", "weighted"): 0.1}
-    e = claims.claim_e(claims.Inputs(probes=probes))
+    e = probing_claims.claim_e(evidence.Inputs(probes=probes))
     assert "left out at chance: tempo" in e.reason and "1 of 1 tasks" in e.reason
     assert any("tempo: best acc1 0.090 (CI low 0.040) is 1.5x chance" in n for n in e.notes)
     assert any("key: best weighted 0.900" in n and ": above chance" in n for n in e.notes)
@@ -217,7 +218,7 @@ def test_claim_e_leaves_out_a_task_at_chance() -> None:
     tight = probes.copy()
     is_model = (tight["task"] == "tempo") & (tight["model"] == "contrastive")
     tight.loc[is_model, "ci_low"] = 0.085
-    e = claims.claim_e(claims.Inputs(probes=tight))
+    e = probing_claims.claim_e(evidence.Inputs(probes=tight))
     assert "left out" not in e.reason and "of 2 tasks" in e.reason
 
 

@@ -27,10 +27,10 @@ pytest.importorskip("music21")
 pytest.importorskip("tinysoundfont")
 
 from vit1d.cli import main  # noqa: E402
+from vit1d.core.errors import UserError  # noqa: E402
 from vit1d.corpus import tasks  # noqa: E402
 from vit1d.corpus.build import build_corpus  # noqa: E402
 from vit1d.corpus.config import load_preset  # noqa: E402
-from vit1d.errors import UserError  # noqa: E402
 
 # whole corpora rendered with the SoundFont, several times over
 pytestmark = pytest.mark.slow

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import yaml
 
+from vit1d.core.errors import UserError
 from vit1d.corpus import labels, tasks
 from vit1d.corpus.config import load_preset, preset_digest
 from vit1d.corpus.scores import _expand, _repeat_order
-from vit1d.errors import UserError
 
 # ---------------------------------------------------------------------------- beat grid
 

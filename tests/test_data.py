@@ -9,9 +9,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from vit1d.data import build_mel_cache, read_manifest
-from vit1d.errors import UserError
-from vit1d.frontend import LogMel
+from vit1d.audio.frontend import LogMel
+from vit1d.core.errors import UserError
+from vit1d.pretrain.data import build_mel_cache, read_manifest
 
 
 def _pool(audio_dir: Path, folder: Path) -> list[Path]:

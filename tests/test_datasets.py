@@ -1,7 +1,7 @@
 """Real-dataset adapters: each adapter runs on a tiny copy of its dataset made here,
 in the dataset's real folder layout and file formats (short audio written with soundfile,
 annotation files in their published syntax), and must write a manifest that
-:func:`vit1d.probe.load_task` accepts, with the labels of the fixture, the dataset's split, and
+:func:`vit1d.probing.tasks.load_task` accepts, with the labels of the fixture, the dataset's split, and
 relative audio paths that resolve to the original files. A folder of the wrong shape must be
 refused with the expected layout in the message."""
 
@@ -20,11 +20,11 @@ import pytest
 import soundfile as sf
 
 from vit1d.cli import main
-from vit1d.data import read_manifest
+from vit1d.core.errors import UserError
 from vit1d.datasets import ADAPTERS, adapter
 from vit1d.datasets._common import connected_groups, group_split, key_label, mirdata_module
-from vit1d.errors import UserError
-from vit1d.probe import load_task
+from vit1d.pretrain.data import read_manifest
+from vit1d.probing.tasks import load_task
 
 SR = 16_000
 

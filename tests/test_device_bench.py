@@ -9,8 +9,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from vit1d import UserError, device
+from vit1d import UserError
 from vit1d.bench import run, table
+from vit1d.models import device
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ TINY_MODEL = {"dim": 32, "depth": 1, "heads": 2, "head_dims": [32]}
 
 def test_activation_memory_grows_linearly_with_the_batch() -> None:
     from vit1d.bench import saved_activation_bytes
-    from vit1d.model import ViT1D
+    from vit1d.models.model import ViT1D
 
     cpu = torch.device("cpu")
     torch.manual_seed(0)
@@ -130,7 +131,7 @@ def test_bench_suite_writes_every_part(tmp_path) -> None:
 def test_pure_bf16_step_updates_fp32_masters_and_casts_them_back() -> None:
     """After a step the bf16 weights are the fp32 masters rounded, and the masters moved."""
     from vit1d.bench import pure_bf16_training_step
-    from vit1d.model import ViT1D
+    from vit1d.models.model import ViT1D
 
     torch.manual_seed(0)
     model = ViT1D(**TINY_MODEL)
@@ -178,16 +179,16 @@ def test_precision_env_fixes_what_auto_means_on_the_cpu(fake_cpu, monkeypatch) -
 def test_pipeline_holds_one_precision_for_every_chapter(monkeypatch) -> None:
     """The book's pipeline measures once and sets ``VIT1D_PRECISION`` while it runs; a value
     the user set is kept."""
-    from vit1d.pipeline import _one_precision
+    from vit1d.book.execute import one_precision
 
     calls = []
     monkeypatch.setattr(device, "choose_precision", lambda d, p: calls.append(p) or "bf16")
     monkeypatch.setattr(device, "select_device", lambda name: torch.device("cpu"))
     monkeypatch.delenv(device.PRECISION_ENV, raising=False)
-    with _one_precision(lambda msg: None):
+    with one_precision(lambda msg: None):
         assert os.environ[device.PRECISION_ENV] == "bf16"
     assert device.PRECISION_ENV not in os.environ and calls == ["auto"]
     monkeypatch.setenv(device.PRECISION_ENV, "fp32")
-    with _one_precision(lambda msg: None):
+    with one_precision(lambda msg: None):
         assert os.environ[device.PRECISION_ENV] == "fp32"
     assert calls == ["auto"]  # nothing measured when the user chose

@@ -10,19 +10,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from vit1d import hear
-from vit1d.checkpoint import load_pretrained, save_pretrained
-from vit1d.embed import (
-    ModelSpec,
-    embed,
-    frame_spans,
-    model_fingerprint,
-    random_model,
-    window_starts,
-)
-from vit1d.errors import UserError
-from vit1d.frontend import FRAME_RATE, SAMPLE_RATE, LogMel, load_audio, n_frames
-from vit1d.model import ViT1D
+from vit1d.audio.frontend import FRAME_RATE, SAMPLE_RATE, LogMel, load_audio, n_frames
+from vit1d.core.errors import UserError
+from vit1d.features import hear
+from vit1d.features.embed import embed, model_fingerprint
+from vit1d.features.sources import ModelSpec, random_model
+from vit1d.features.windows import frame_spans, window_starts
+from vit1d.models.checkpoint import load_pretrained, save_pretrained
+from vit1d.models.model import ViT1D
 
 TINY = {"dim": 32, "depth": 2, "heads": 2, "head": "none"}
 
@@ -170,7 +165,7 @@ def test_log_mel_is_computed_once_per_file_for_every_model(
     """The first model's extraction stores each file's log-mel, equal to the front end's
     output on the decoded audio; the next models (random init, the log-mel baseline) read it
     back without decoding, and their features equal those computed from the audio."""
-    import vit1d.frontend
+    import vit1d.audio.frontend
 
     files = sorted(audio_dir.glob("*.wav"))[:2]
     cache = tmp_path / "cache"
@@ -187,7 +182,7 @@ def test_log_mel_is_computed_once_per_file_for_every_model(
     def no_decoding(path):
         raise AssertionError(f"{path} decoded again")
 
-    monkeypatch.setattr(vit1d.frontend, "load_audio", no_decoding)
+    monkeypatch.setattr(vit1d.audio.frontend, "load_audio", no_decoding)
     reused = embed(spec, files, cache_dir=cache, precision="fp32", progress=False)
     assert reused.provenance["computed_files"] == 2  # features new, log-mel read back
     assert np.array_equal(reused.pooled(1, "avg"), fresh.pooled(1, "avg"))
@@ -279,8 +274,8 @@ def test_shallow_extraction_runs_fewer_blocks_and_gives_the_same_layers(
     audio_dir: Path, tiny_checkpoint: Path, tmp_path: Path
 ) -> None:
     """``depth=1`` stores layers 0 and 1 only, equal to those of the full extraction, in a
-    store of its own; :func:`vit1d.embed.hidden_states` matches the model's own output."""
-    from vit1d.embed import hidden_states
+    store of its own; :func:`vit1d.features.embed.hidden_states` matches the model's own output."""
+    from vit1d.features.embed import hidden_states
 
     model = load_pretrained(tiny_checkpoint)
     x = torch.randn(2, 40, 128) * 20 - 40

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vit1d import faults
+from vit1d.core import faults
 
 
 @pytest.fixture

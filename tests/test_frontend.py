@@ -10,7 +10,7 @@ import torch
 from conftest import music_like
 
 from vit1d import LogMel, UserError, load_audio
-from vit1d.frontend import AMIN, n_frames
+from vit1d.audio.frontend import AMIN, n_frames
 
 
 def _signals(n: int) -> dict[str, np.ndarray]:

@@ -1,4 +1,4 @@
-"""The audio grid (``vit1d.grid``): declared once, torch-free, the front end's own."""
+"""The audio grid (``vit1d.audio.grid``): declared once, torch-free, the front end's own."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import librosa
 import numpy as np
 import torch
 
-from vit1d import frontend, grid
+from vit1d.audio import frontend, grid
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "vit1d"
 
@@ -32,7 +32,7 @@ def test_the_front_end_computes_on_the_grid() -> None:
 
 def test_metrics_analyses_and_corpus_read_the_grid_without_torch() -> None:
     code = (
-        "import sys, vit1d.grid, vit1d.metrics, vit1d.ssm, vit1d.attention\n"
+        "import sys, vit1d.audio.grid, vit1d.probing.metrics, vit1d.analysis.ssm, vit1d.analysis.attention\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -54,6 +54,6 @@ def test_the_grid_is_declared_once() -> None:
     found = []
     for path in sorted(SRC.rglob("*.py")):
         rel = path.relative_to(SRC).as_posix()
-        if rel != "grid.py":
+        if rel != "audio/grid.py":
             found += [f"{rel}:{n}" for n in _grid_literals(ast.parse(path.read_text()))]
-    assert not found, f"import these from vit1d.grid instead: {found}"
+    assert not found, f"import these from vit1d.audio.grid instead: {found}"

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from vit1d import hear
-from vit1d.checkpoint import load_pretrained, save_pretrained
-from vit1d.errors import UserError
-from vit1d.frontend import LogMel
-from vit1d.model import ViT1D
+from vit1d.audio.frontend import LogMel
+from vit1d.core.errors import UserError
+from vit1d.features import hear
+from vit1d.models.checkpoint import load_pretrained, save_pretrained
+from vit1d.models.model import ViT1D
 
 SR = 16_000
 TINY = {"dim": 32, "depth": 2, "heads": 2, "head": "none"}

@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from vit1d import embed
+from vit1d.features import embed
 
 
 def test_busy_cores_sees_a_spinning_process() -> None:
@@ -46,7 +46,7 @@ def test_threads_follow_the_cores_in_use(monkeypatch) -> None:
 def test_each_shard_chooses_its_threads_again(monkeypatch, tmp_path, audio_dir) -> None:
     """Other work at the start of an extraction holds only the first shard to one thread:
     the count is judged again before every shard, and each shard records its own."""
-    from vit1d.embed import ModelSpec
+    from vit1d.features.sources import ModelSpec
 
     cores = os.cpu_count() or 1
     if cores < 2:

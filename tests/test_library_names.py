@@ -16,13 +16,11 @@ from types import ModuleType
 
 import pytest
 
-from vit1d.pipeline import cell_sources
+from vit1d.book.stamps import cell_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-MODULES = sorted((ROOT / "src" / "vit1d").rglob("*.py")) + sorted(
-    (ROOT / "scripts").glob("*.py")
-)
+MODULES = sorted((ROOT / "src" / "vit1d").rglob("*.py")) + sorted((ROOT / "scripts").glob("*.py"))
 PACKAGE = "vit1d"
 
 
@@ -73,12 +71,15 @@ def missing_names(source: str) -> list[str]:
 
 def test_the_checker_finds_a_missing_attribute_and_import():
     src = (
-        "from vit1d import chapters\n"
-        "from vit1d.probe import GLOBAL_TASKS, NO_SUCH_LIST\n"
+        "from vit1d.book import chapters\n"
+        "from vit1d.probing.tasks import GLOBAL_TASKS, NO_SUCH_LIST\n"
         "chapters.run_chapter_probes\n"
         "chapters.NO_SUCH_FUNCTION()\n"
     )
-    assert missing_names(src) == ["vit1d.chapters.NO_SUCH_FUNCTION", "vit1d.probe.NO_SUCH_LIST"]
+    assert missing_names(src) == [
+        "vit1d.book.chapters.NO_SUCH_FUNCTION",
+        "vit1d.probing.tasks.NO_SUCH_LIST",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

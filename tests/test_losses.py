@@ -1,4 +1,4 @@
-"""Tests for :mod:`vit1d.losses` (NT-Xent) against an independent NumPy reference.
+"""Tests for :mod:`vit1d.pretrain.losses` (NT-Xent) against an independent NumPy reference.
 
 The reference below is written from the SimCLR formula, in float64, without calling the
 module. The distributed tests spawn two ``gloo`` processes on 127.0.0.1 and compare each
@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from vit1d.losses import NTXent, ddp_loss_scale
+from vit1d.pretrain.losses import NTXent, ddp_loss_scale
 
 # --------------------------------------------------------------------------------------
 # Independent reference

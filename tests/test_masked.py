@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from vit1d import ViT1D
-from vit1d.masked import (
+from vit1d.pretrain.masked import (
     MaskedForward,
     RandomProjectionQuantizer,
     masked_prediction_loss,
     span_mask,
 )
-from vit1d.train import pretrain
+from vit1d.pretrain.train import pretrain
 
 
 @pytest.mark.parametrize("ratio, span, frames", [(0.4, 5, 126), (0.15, 3, 50), (0.7, 10, 126)])

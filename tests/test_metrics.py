@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from vit1d import metrics as M
-from vit1d.frontend import FRAME_RATE
-from vit1d.results import bootstrap_ci, summary_row
+from vit1d.audio.frontend import FRAME_RATE
+from vit1d.probing import metrics as M
+from vit1d.probing.results import bootstrap_ci, summary_row
 
 # ---------------------------------------------------------------------------- tagging
 
@@ -328,7 +328,7 @@ def test_bootstrap_interval_has_the_binomial_width() -> None:
 
 
 def test_resampled_tag_scores_equal_sklearn_on_the_resampled_data() -> None:
-    from vit1d.results import resampled_tag_scores
+    from vit1d.probing.results import resampled_tag_scores
 
     rng = np.random.default_rng(4)
     y = (rng.random((50, 4)) < 0.3).astype(int)
@@ -349,7 +349,7 @@ def test_resampled_tag_scores_equal_sklearn_on_the_resampled_data() -> None:
 
 
 def test_bootstrap_tagging_point_is_sklearn_macro() -> None:
-    from vit1d.results import bootstrap_tagging
+    from vit1d.probing.results import bootstrap_tagging
 
     rng = np.random.default_rng(5)
     y = (rng.random((80, 3)) < 0.4).astype(int)

@@ -210,10 +210,10 @@ def _extra(name: str) -> list[str]:
 @pytest.mark.parametrize(
     ("module", "absent"),
     [
-        ("vit1d.plots", "matplotlib"),
-        ("vit1d.plots", "seaborn"),
-        ("vit1d.plots", "ipywidgets"),
-        ("vit1d.widgets", "ipywidgets"),
+        ("vit1d.viz.plots", "matplotlib"),
+        ("vit1d.viz.plots", "seaborn"),
+        ("vit1d.viz.plots", "ipywidgets"),
+        ("vit1d.viz.widgets", "ipywidgets"),
     ],
 )
 def test_a_missing_extra_is_named(module: str, absent: str) -> None:
@@ -225,22 +225,22 @@ def test_a_missing_extra_is_named(module: str, absent: str) -> None:
     assert absent in _extra("viz")  # the extra named is the one that installs it
 
 
-@pytest.mark.parametrize("module", ["vit1d.hear", "vit1d.analyses", "vit1d.cli"])
+@pytest.mark.parametrize(
+    "module", ["vit1d.features.hear", "vit1d.analysis.analyses", "vit1d.cli", "vit1d.cli.analyses"]
+)
 def test_the_core_imports_without_plotting(module: str) -> None:
     done = _import_without(module, "matplotlib")
     assert done.returncode == 0, done.stderr
 
 
 def test_figures_without_the_viz_extra_are_a_user_error(tmp_path: Path) -> None:
+    """``vit1d analyses --figures`` without matplotlib: one line naming the extra."""
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"
-        "from vit1d import analyses\n"
-        "from vit1d.errors import UserError\n"
-        "try:\n"
-        f"    analyses.write_figures({{}}, __import__('pathlib').Path({str(tmp_path)!r}))\n"
-        "except UserError as exc:\n"
-        "    print(exc)\n"
+        "from vit1d.cli import main\n"
+        f"sys.exit(main(['analyses', '--checkpoint', {str(tmp_path)!r}, '--corpus', {str(tmp_path)!r},"
+        f" '--out', {str(tmp_path)!r}, '--figures']))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "needs matplotlib" in done.stdout and 'pip install "vit1d[viz]"' in done.stdout
+    assert done.returncode == 2, done.stderr
+    assert "needs matplotlib" in done.stderr and 'pip install "vit1d[viz]"' in done.stderr

@@ -1,4 +1,4 @@
-"""Tests of the paired bootstrap (vit1d.paired) against independent references: scipy's
+"""Tests of the paired bootstrap (vit1d.probing.paired) against independent references: scipy's
 bootstrap, a plain scikit-learn loop, and cases whose bootstrap distribution is known."""
 
 from __future__ import annotations
@@ -8,14 +8,14 @@ import pytest
 from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from vit1d.paired import (
+from vit1d.probing.paired import (
     PairedDifference,
     paired_bootstrap,
     paired_bootstrap_tagging,
     resample_indices,
     unpaired_normal_interval,
 )
-from vit1d.results import bootstrap_ci
+from vit1d.probing.results import bootstrap_ci
 
 N_REF = 20_000  # resamples of the comparisons with scipy
 TOL = 0.05  # Monte-Carlo tolerance on interval ends, as a fraction of the half-width
@@ -134,7 +134,7 @@ def _reference_tagging(y, scores_a, scores_b, n_boot, seed):
 
 @pytest.mark.parametrize(("s_a", "s_b", "n_boot"), [(2, 2, 50), (2, 3, 12)])
 def test_tagging_matches_sklearn_loop(s_a: int, s_b: int, n_boot: int) -> None:
-    # vit1d.results.resampled_tag_scores divides in float32: per-tag scores agree with
+    # vit1d.probing.results.resampled_tag_scores divides in float32: per-tag scores agree with
     # scikit-learn to ~1e-7, not 1e-9 (a wrong draw or average would differ by ~1e-2)
     y, scores_a, scores_b = _tagging_case(s_a, s_b)
     res = paired_bootstrap_tagging(y, scores_a, scores_b, n_boot=n_boot, seed=11)

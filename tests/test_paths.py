@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from vit1d import paths, pipeline
-from vit1d.errors import UserError
+from vit1d.book import layout
+from vit1d.core import paths
+from vit1d.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,4 +76,4 @@ def test_a_variable_naming_no_checkpoint_is_refused(tmp_path: Path, monkeypatch)
 
 
 def test_the_book_root_falls_back_to_this_checkout(tmp_path: Path) -> None:
-    assert pipeline.find_root(tmp_path) == ROOT
+    assert layout.find_root(tmp_path) == ROOT

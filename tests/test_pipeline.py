@@ -1,4 +1,4 @@
-"""The book pipeline (``vit1d.pipeline``): incremental stamps, failure reports, assets, site.
+"""The book pipeline (``vit1d.book.pipeline``): incremental stamps, failure reports, assets, site.
 
 Most tests run the pipeline on tiny fake notebooks with a fake executor (no kernel); two run
 real papermill kernels on a two-cell notebook, to check what a failure report names.
@@ -14,8 +14,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from vit1d import pipeline as pl
-from vit1d.errors import UserError
+from vit1d.book import execute, layout, site, stamps
+from vit1d.book import pipeline as pl
+from vit1d.cli import book
+from vit1d.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = 'preset = "smoke"\ndata_dir = ""\nruns_dir = ""\nseed = None\noverrides = []'
@@ -80,8 +82,8 @@ def project(tmp_path: Path) -> Path:
 
 
 def make(root: Path, fake: FakeExecutor, preset: str = "smoke", **kw) -> pl.Pipeline:
-    layout = pl.Layout.make(root, preset, root.parent / "data", root.parent / f"runs-{preset}")
-    return pl.Pipeline(layout, execute=fake, out=open("/dev/null", "w"), **kw)
+    lay = layout.Layout.make(root, preset, root.parent / "data", root.parent / f"runs-{preset}")
+    return pl.Pipeline(lay, execute=fake, out=open("/dev/null", "w"), **kw)
 
 
 def run(root: Path, **kw) -> FakeExecutor:
@@ -160,15 +162,15 @@ def test_editing_a_module_a_notebook_imports_redoes_it(project):
 
 
 def test_every_chapter_that_imports_plots_depends_on_it():
-    """The book's own templates: a chapter whose cells import vit1d.plots is redone when
+    """The book's own templates: a chapter whose cells import vit1d.viz.plots is redone when
     plots.py changes, whatever its metadata lists."""
     src = ROOT / "src" / "vit1d"
     checked = 0
     for template in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        cells = pl.cell_sources(json.loads(template.read_text()))
-        if any("from vit1d import" in c and "plots" in c for c in cells):
-            files = pl.imported_library_files(src, cells)
-            assert "plots.py" in files and "__init__.py" in files, template.name
+        cells = stamps.cell_sources(json.loads(template.read_text()))
+        if any("from vit1d.viz import" in c and "plots" in c for c in cells):
+            files = stamps.imported_library_files(src, cells)
+            assert "viz/plots.py" in files and "viz/__init__.py" in files, template.name
             checked += 1
     assert checked >= 3
 
@@ -227,7 +229,7 @@ def test_plan_reports_why_without_running(project):
 
 
 def test_failure_stops_names_the_notebook_and_stamps_nothing(project):
-    with pytest.raises(pl.StepFailed) as info:
+    with pytest.raises(execute.StepFailed) as info:
         run(project, fail="01_a")
     assert info.value.step == "01_a"
     assert "01_a.ipynb" in str(info.value) and "boom" in str(info.value)
@@ -277,10 +279,10 @@ def test_unknown_need_is_an_error(project):
 
 def test_book_step_checks_the_toc(project):
     pipe = make(project, FakeExecutor())
-    with pytest.raises(pl.StepFailed, match="intro"):
+    with pytest.raises(execute.StepFailed, match="intro"):
         pipe.check_toc()
     (project / "book" / "intro.md").write_text("# intro\n")
-    with pytest.raises(pl.StepFailed, match="01_a"):
+    with pytest.raises(execute.StepFailed, match="01_a"):
         pipe.check_toc()
     pipe.run_notebooks()
     pipe.check_toc()
@@ -299,9 +301,9 @@ def test_real_kernel_failure_names_notebook_and_cell(project):
         "z = 1",
         "values = {'a': 1}\nvalues['missing']  # fails",
     )
-    layout = pl.Layout.make(project, "default", project.parent / "data", project.parent / "runs")
-    pipe = pl.Pipeline(layout, out=open("/dev/null", "w"))
-    with pytest.raises(pl.StepFailed) as info:
+    lay = layout.Layout.make(project, "default", project.parent / "data", project.parent / "runs")
+    pipe = pl.Pipeline(lay, out=open("/dev/null", "w"))
+    with pytest.raises(execute.StepFailed) as info:
         pipe.run_notebooks()
     message = str(info.value)
     assert info.value.step == "02_b" and info.value.cell == 4
@@ -315,7 +317,7 @@ def test_real_kernel_failure_names_notebook_and_cell(project):
 
 def test_describe_failure_without_papermill_details(tmp_path):
     tpl = write_template(tmp_path / "03_c.ipynb", "pass")
-    err = pl.describe_failure(tpl, None, RuntimeError("kernel died"))
+    err = execute.describe_failure(tpl, None, RuntimeError("kernel died"))
     assert err.step == "03_c" and err.cell is None
     assert "notebook 03_c.ipynb failed" in str(err) and "kernel died" in str(err)
 
@@ -325,7 +327,7 @@ def test_describe_failure_without_papermill_details(tmp_path):
 
 def fake_node_modules(root: Path) -> None:
     nm = root / "node_modules"
-    for source in pl.ASSET_FILES.values():
+    for source in site.ASSET_FILES.values():
         path = nm / source
         if path.suffix == ".js":
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -333,7 +335,7 @@ def fake_node_modules(root: Path) -> None:
         else:
             path.mkdir(parents=True, exist_ok=True)
             (path / "part.js").write_text("// part\n")
-    folder, _ = pl.ASSET_GLOBS["html-manager"]
+    folder, _ = site.ASSET_GLOBS["html-manager"]
     (nm / folder / "abc.woff2").write_bytes(b"font")
     (nm / folder / "abc.ttf").write_bytes(b"font")
     lock = {"packages": {"": {}, "node_modules/mathjax": {"version": "3.2.2"}}}
@@ -343,15 +345,15 @@ def fake_node_modules(root: Path) -> None:
 
 def test_assets_are_copied_trimmed_and_stamped(tmp_path):
     fake_node_modules(tmp_path)
-    assert pl.prepare_assets(tmp_path, say=lambda s: None) == "copied"
-    dest = tmp_path / pl.ASSETS_DIR
+    assert site.prepare_assets(tmp_path, say=lambda s: None) == "copied"
+    dest = tmp_path / site.ASSETS_DIR
     assert (dest / "mathjax" / "tex-mml-chtml.js").is_file()
     assert (dest / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2" / "part.js").is_file()
     assert (dest / "html-manager" / "abc.woff2").is_file()
     assert not (dest / "html-manager" / "abc.ttf").exists()  # trimmed
     assert "require.config" in (dest / "html-manager" / "require-paths.js").read_text()
     assert not list(dest.rglob(".stamp"))  # the stamp stays outside what Sphinx copies
-    assert pl.prepare_assets(tmp_path, say=lambda s: None) == "up to date"
+    assert site.prepare_assets(tmp_path, say=lambda s: None) == "up to date"
 
 
 def test_config_points_sphinx_at_the_assets():
@@ -360,11 +362,11 @@ def test_config_points_sphinx_at_the_assets():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     sphinx = config["sphinx"]["config"]
     static = [(ROOT / "book" / p).resolve() for p in sphinx["html_static_path"]]
-    assert (ROOT / pl.ASSETS_DIR).resolve() in static
+    assert (ROOT / site.ASSETS_DIR).resolve() in static
     assert not (ROOT / "book" / "_static").exists() or not list(
         (ROOT / "book" / "_static").rglob("*.js")
     )
-    targets = set(pl.ASSET_FILES) | {"html-manager/require-paths.js"}
+    targets = set(site.ASSET_FILES) | {"html-manager/require-paths.js"}
     assert sphinx["mathjax_path"] in targets
     assert all(js in targets for js in sphinx["nb_ipywidgets_js"])
     assert config["execute"]["execute_notebooks"] == "off"
@@ -379,7 +381,7 @@ def test_external_references_finds_fetches_not_links(tmp_path):
         '<img src="_images/local.png"><script src="_static/z.js"></script>'
     )
     (tmp_path / "s.css").write_text("@font-face { src: url('https://fonts.example/f.woff2'); }")
-    found = pl.external_references(tmp_path)
+    found = site.external_references(tmp_path)
     assert found == [
         "a.html: https://cdn.example/x.js",
         "a.html: //cdn.example/y.css",
@@ -393,17 +395,17 @@ def test_publish_site_copies_a_self_contained_book(tmp_path):
     (html / "index.html").write_text('<script src="_static/a.js"></script>')
     (html / "_static" / "a.js").write_text("//")
     (html / ".buildinfo").write_text("x")
-    out = pl.publish_site(tmp_path, tmp_path / "public")
+    out = site.publish_site(tmp_path, tmp_path / "public")
     assert (out / "index.html").is_file() and (out / "_static" / "a.js").is_file()
     assert (out / ".nojekyll").is_file() and not (out / ".buildinfo").exists()
     nb = {"cells": [], "metadata": {"papermill": {"parameters": {"preset": "smoke"}}}}
     (tmp_path / "book" / "01_a.ipynb").write_text(json.dumps(nb))
-    assert pl.publish_site(tmp_path, tmp_path / "public", preset="smoke") == out
+    assert site.publish_site(tmp_path, tmp_path / "public", preset="smoke") == out
     with pytest.raises(UserError, match="not default"):
-        pl.publish_site(tmp_path, tmp_path / "public", preset="default")
+        site.publish_site(tmp_path, tmp_path / "public", preset="default")
     (html / "index.html").write_text('<script src="https://cdn.example/a.js"></script>')
     with pytest.raises(UserError, match="cdn.example"):
-        pl.publish_site(tmp_path, tmp_path / "public")
+        site.publish_site(tmp_path, tmp_path / "public")
 
 
 # -- the skeleton itself -----------------------------------------------------------------------
@@ -411,12 +413,12 @@ def test_publish_site_copies_a_self_contained_book(tmp_path):
 
 def test_every_chapter_has_exactly_one_source():
     templates = {p.stem for p in (ROOT / "notebooks").glob("*.ipynb")}
-    for name in pl.toc_files(ROOT):
+    for name in site.toc_files(ROOT):
         placeholder = any((ROOT / "book" / f"{name}{ext}").is_file() for ext in (".md", ".rst"))
         assert placeholder != (name in templates), (
             f"chapter {name}: needs either book/{name}.md or notebooks/{name}.ipynb, not both"
         )
-    assert templates <= set(pl.toc_files(ROOT)), "a template that no chapter shows"
+    assert templates <= set(site.toc_files(ROOT)), "a template that no chapter shows"
     for link in ("_config.yml", "_toc.yml"):
         path = ROOT / "book" / link
         assert path.is_symlink() and path.resolve() == (ROOT / link).resolve()
@@ -426,21 +428,21 @@ def test_every_chapter_has_exactly_one_source():
 def test_templates_are_clean_papermill_templates(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    declared = pl.declared_parameters(nb)
+    declared = stamps.declared_parameters(nb)
     assert declared, f"{path.name} has no cell tagged 'parameters'"
-    assert set(declared) <= set(pl.PARAMETERS), set(declared) - set(pl.PARAMETERS)
+    assert set(declared) <= set(layout.PARAMETERS), set(declared) - set(layout.PARAMETERS)
     assert {"preset", "data_dir", "runs_dir", "seed", "checkpoint"} <= set(declared)
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, f"{path.name}: outputs stored"
-    step = pl.NotebookStep.load(path)
+    step = stamps.NotebookStep.load(path)
     known = {p.stem for p in (ROOT / "notebooks").glob("*.ipynb")} | {"corpus"}
     assert set(step.needs or []) <= known
 
 
 def test_status_command_runs(capsys, project):
     (project.parent / "data").mkdir(exist_ok=True)
-    code = pl.main(
+    code = book.main(
         [
             "status",
             "--preset",
@@ -462,20 +464,20 @@ def test_fresh_run_dir_keeps_a_run_of_the_same_inputs_only(tmp_path):
     out = tmp_path / "pretrain"
     cfg = {"seed": 0, "train": {"steps": 5, "progress": True}}
     data, code = {"manifest": "1"}, {"train.py": "a"}
-    assert not pl.fresh_run_dir(out, cfg, data, code)
+    assert not layout.fresh_run_dir(out, cfg, data, code)
     (out / "model.safetensors").write_text("w")
     same = {"seed": 0, "train": {"steps": 5, "progress": False}}  # a resumable setting
-    assert not pl.fresh_run_dir(out, same, data, code)
+    assert not layout.fresh_run_dir(out, same, data, code)
     assert (out / "model.safetensors").exists()
     for changed in ((cfg, {"manifest": "2"}, code), (cfg, data, {"train.py": "b"})):
         (out / "model.safetensors").write_text("w")
-        assert pl.fresh_run_dir(out, *changed)
+        assert layout.fresh_run_dir(out, *changed)
         assert (tmp_path / "pretrain.previous" / "model.safetensors").exists()
         assert not (out / "model.safetensors").exists()
     unknown = tmp_path / "other"
     unknown.mkdir()
     (unknown / "model.safetensors").write_text("w")  # a run with no recorded inputs
-    assert pl.fresh_run_dir(unknown, cfg, data, code)
+    assert layout.fresh_run_dir(unknown, cfg, data, code)
 
 
 def test_data_fingerprint_sees_a_rebuilt_corpus(tmp_path):
@@ -483,19 +485,19 @@ def test_data_fingerprint_sees_a_rebuilt_corpus(tmp_path):
     manifest = tmp_path / "pretrain" / "manifest.csv"
     manifest.write_text("audio,split\na.flac,train\n")
     (tmp_path / "corpus.json").write_text('{"build": 1}')
-    first = pl.data_fingerprint(manifest)
+    first = layout.data_fingerprint(manifest)
     (tmp_path / "corpus.json").write_text('{"build": 2}')
-    assert pl.data_fingerprint(manifest) != first
+    assert layout.data_fingerprint(manifest) != first
     assert set(first) == {"manifest", "corpus"}
 
 
 def test_masked_pretraining_runs_before_the_chapters_that_read_it():
     """The masked foil is trained by its own template, between the contrastive pretraining
     and the first probing chapter (name order), and every chapter that reads it says so."""
-    steps = [s.name for s in pl.discover(ROOT / "notebooks")]
+    steps = [s.name for s in stamps.discover(ROOT / "notebooks")]
     assert steps.index("03_pretrain") < steps.index("03_pretrain_masked")
     assert steps.index("03_pretrain_masked") < steps.index("04_global_probes")
-    for step in pl.discover(ROOT / "notebooks"):
+    for step in stamps.discover(ROOT / "notebooks"):
         source = (ROOT / "notebooks" / f"{step.name}.ipynb").read_text()
         if "masked_checkpoint" in source and step.name != "03_pretrain_masked":
             assert "03_pretrain_masked" in (step.needs or []), step.name

@@ -18,30 +18,21 @@ import pytest
 import soundfile as sf
 import torch
 
-from vit1d import metrics as M
-from vit1d.errors import UserError
-from vit1d.frontend import FRAME_RATE, SAMPLE_RATE
-from vit1d.items import read_items
-from vit1d.probe import (
-    SPECS,
-    Example,
-    LinearProbes,
-    ProbeConfig,
-    Task,
-    chance_summary,
-    global_targets,
-    load_task,
-    probe_task,
-    tempo_classes,
-)
-from vit1d.results import COLUMNS, SUMMARY_COLUMNS
+from vit1d.audio.frontend import FRAME_RATE, SAMPLE_RATE
+from vit1d.core.errors import UserError
+from vit1d.probing import metrics as M
+from vit1d.probing.items import read_items
+from vit1d.probing.linear import LinearProbes, ProbeConfig
+from vit1d.probing.probe import chance_summary, probe_task
+from vit1d.probing.results import COLUMNS, SUMMARY_COLUMNS
+from vit1d.probing.tasks import SPECS, Example, Task, global_targets, load_task, tempo_classes
 
 FAST = ProbeConfig(max_epochs=12, steps_per_epoch=20, patience=3, n_boot=200)
 LONGER = ProbeConfig(max_epochs=20, steps_per_epoch=50, patience=4, n_boot=100)
 
 
 class FakeEmbeddings:
-    """The interface of :class:`vit1d.embed.Embeddings` over features made in the test:
+    """The interface of :class:`vit1d.features.cache.Embeddings` over features made in the test:
     layer 0 carries no information, layer 1 carries ``signal`` (pooled or per frame)."""
 
     def __init__(self, paths: list[Path], signal: list[np.ndarray], local: bool, seed: int):
@@ -389,8 +380,8 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny "pretraining run": final model plus two snapshots (random weights)."""
-    from vit1d.checkpoint import save_checkpoint_folder, save_pretrained
-    from vit1d.model import ViT1D
+    from vit1d.models.checkpoint import save_checkpoint_folder, save_pretrained
+    from vit1d.models.model import ViT1D
 
     run = tmp_path_factory.mktemp("run")
     cfg = {"dim": 32, "depth": 2, "heads": 2, "head": "none"}
@@ -542,7 +533,7 @@ def test_cli_errors_and_help(tiny_corpus: Path, capsys: pytest.CaptureFixture) -
 
 
 def test_limit_files_keeps_the_same_files_across_local_tasks(tiny_corpus: Path) -> None:
-    from vit1d.probe import limit_files
+    from vit1d.probing.tasks import limit_files
 
     chords = load_task(tiny_corpus / "chords" / "manifest.csv")
     beats = load_task(tiny_corpus / "beats" / "manifest.csv")
@@ -556,7 +547,7 @@ def test_limit_files_keeps_the_same_files_across_local_tasks(tiny_corpus: Path) 
 def test_benchmark_reports_speed_and_precision_difference(
     tiny_corpus: Path, tiny_run: Path, tmp_path: Path
 ) -> None:
-    from vit1d.embed import benchmark
+    from vit1d.probing.speed import benchmark
 
     report = benchmark(
         tiny_run,
@@ -623,7 +614,7 @@ def test_probing_figures_draw_model_baselines_and_steps() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from vit1d import plots
+    from vit1d.viz import plots
 
     s = _summary_frame()
     fig = plots.layer_curves(s, "key", "weighted")
@@ -640,7 +631,7 @@ def test_probing_figures_draw_model_baselines_and_steps() -> None:
 
 
 def test_results_upsert_and_best_layers(tmp_path: Path) -> None:
-    from vit1d.results import best_layers, read_results, upsert_csv
+    from vit1d.probing.results import best_layers, read_results, upsert_csv
 
     s = _summary_frame()
     best = best_layers(s).query("model == 'contrastive' and checkpoint == 'run'")

@@ -15,8 +15,11 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from vit1d import probe as probe_module
-from vit1d.probe import SPECS, Example, LinearProbes, ProbeConfig, Task, probe_task, register
+from vit1d.cli import probe as probe_cli
+from vit1d.probing import probe as probe_module
+from vit1d.probing.linear import LinearProbes, ProbeConfig
+from vit1d.probing.probe import probe_task
+from vit1d.probing.tasks import SPECS, Example, Task
 
 
 @pytest.fixture(autouse=True)
@@ -251,7 +254,7 @@ def test_default_is_exact_adam_is_unchanged_and_an_unknown_solver_raises() -> No
 
 
 class _Pooled:
-    """The part of :class:`vit1d.embed.Embeddings` a global task's probes read."""
+    """The part of :class:`vit1d.features.cache.Embeddings` a global task's probes read."""
 
     def __init__(self, paths: list[Path], x: np.ndarray) -> None:
         self.paths, self._x = paths, x.astype(np.float32)
@@ -297,7 +300,7 @@ def test_cli_solver_flag_reaches_the_probe_config(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
+    probe_cli.register(parser.add_subparsers())
     assert parser.parse_args(["probe"]).solver == "lbfgs"
     with pytest.raises(SystemExit):
         parser.parse_args(["probe", "--solver", "sgd"])
@@ -307,7 +310,7 @@ def test_cli_solver_flag_reaches_the_probe_config(
         seen["config"] = kwargs["config"]
         return {"probes": "p", "summary": "s"}
 
-    monkeypatch.setattr(probe_module, "probe_corpus", fake_probe_corpus)
+    monkeypatch.setattr(probe_cli, "probe_corpus", fake_probe_corpus)
     args = parser.parse_args(["probe", "--data", str(tmp_path), "--solver", "adam"])
     assert args.func(args) == 0
     assert seen["config"].solver == "adam"
@@ -338,7 +341,7 @@ def test_batched_blocks_give_every_groups_loss(memory_mb: int) -> None:
 
 
 def test_exact_probes_do_not_depend_on_the_seed_so_one_is_fitted() -> None:
-    """Why :func:`vit1d.probe.fit_seeds` fits one seed with the exact solver: two starting
+    """Why :func:`vit1d.probing.probe.fit_seeds` fits one seed with the exact solver: two starting
     points reach the same probe (logits equal to the solver's tolerance), unlike Adam's; with
     one feature source per seed (random init) each seed is still fitted."""
     rng = np.random.default_rng(6)

@@ -11,12 +11,13 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from vit1d import analyses, hear
-from vit1d.checkpoint import load_pretrained, save_pretrained
-from vit1d.device import select_device
-from vit1d.embed import embed
-from vit1d.model import ViT1D
-from vit1d.provenance import library_versions, weights_fingerprint
+from vit1d.analysis import analyses
+from vit1d.core.provenance import library_versions, weights_fingerprint
+from vit1d.features import hear
+from vit1d.features.embed import embed
+from vit1d.models.checkpoint import load_pretrained, save_pretrained
+from vit1d.models.device import select_device
+from vit1d.models.model import ViT1D
 
 TINY = dict(n_mels=128, dim=32, depth=2, heads=2, head="mlp", head_dims=[16, 8])
 

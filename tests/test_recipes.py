@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from vit1d import recipes
-from vit1d.augment import is_active
-from vit1d.config import Config, load_config
-from vit1d.errors import UserError
-from vit1d.frontend import SAMPLE_RATE
+from vit1d.audio.frontend import SAMPLE_RATE
+from vit1d.core.errors import UserError
+from vit1d.pretrain.augment import is_active
+from vit1d.pretrain.config import Config, load_config
+from vit1d.studies import recipes
 
 
 def test_labels_round_trip_and_baselines_have_none() -> None:

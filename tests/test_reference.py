@@ -12,8 +12,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vit1d import load_pretrained
-from vit1d.errors import UserError
-from vit1d.reference import (
+from vit1d.core.errors import UserError
+from vit1d.pretrain.train import pretrain
+from vit1d.probing.settings import probe_config, probe_settings
+from vit1d.studies.reference import (
     CHECK_RTOL,
     MAX_BYTES,
     REFERENCE_DIR,
@@ -21,7 +23,6 @@ from vit1d.reference import (
     export_reference,
     verify_reference,
 )
-from vit1d.train import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,7 +141,7 @@ def test_the_committed_reference_loads_and_computes_its_check() -> None:
 
 
 def test_code_revision_of_a_copy_without_git(tmp_path, monkeypatch) -> None:
-    from vit1d.reference import code_revision
+    from vit1d.studies.reference import code_revision
 
     monkeypatch.delenv("VIT1D_REVISION", raising=False)
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # no repository above it
@@ -161,10 +162,10 @@ def test_rerunning_the_reference_probes_reproduces_the_book(tmp_path: Path) -> N
     book printed for it. Needs a default build in this checkout (``make book``)."""
     import pandas as pd
 
-    from vit1d import chapters
-    from vit1d.embed import ModelSpec, checkpoint_step
-    from vit1d.pipeline import notebook_paths
-    from vit1d.probe import ExtractOptions, run_probes
+    from vit1d.book import chapters
+    from vit1d.book.layout import notebook_paths
+    from vit1d.features.sources import ModelSpec, checkpoint_step
+    from vit1d.probing.runner import ExtractOptions, run_probes
 
     paths = notebook_paths("default", "", "", "", "")
     summary = Path(paths.results) / "probes_summary.csv"
@@ -180,7 +181,7 @@ def test_rerunning_the_reference_probes_reproduces_the_book(tmp_path: Path) -> N
 
     folder = ROOT / REFERENCE_DIR
     spec = ModelSpec("checkpoint", str(folder), label="reference", step=checkpoint_step(folder))
-    settings = chapters.probe_settings("default")
+    settings = probe_settings("default")
     run_probes(
         chapters.load_tasks(paths, ["key"]),
         [[spec]],
@@ -188,7 +189,7 @@ def test_rerunning_the_reference_probes_reproduces_the_book(tmp_path: Path) -> N
         seeds=settings.seeds,
         layers=[layer],
         poolings=[pooling],
-        config=chapters.probe_config("default"),
+        config=probe_config("default"),
         extract=ExtractOptions(cache_dir=str(Path(paths.runs) / chapters.EMBED_CACHE)),
         progress=False,
         say=lambda m: None,

@@ -14,8 +14,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from vit1d.items import read_items
-from vit1d.results import COLUMNS, LOCK_FILE, RUNS_JSON, read_results, results_lock, upsert_csv
+from vit1d.probing.items import read_items
+from vit1d.probing.results import (
+    COLUMNS,
+    LOCK_FILE,
+    RUNS_JSON,
+    read_results,
+    results_lock,
+    upsert_csv,
+)
 
 ROUNDS = 15
 
@@ -24,9 +31,9 @@ ROUNDS = 15
 WRITER = """
 import sys
 import pyarrow  # imported before "ready", like the writers' own imports, so that the rounds
-import vit1d.checkpoint  # of the two processes overlap from the start
-from vit1d.items import scalar_items, write_items
-from vit1d.results import write_results
+import vit1d.models.checkpoint  # of the two processes overlap from the start
+from vit1d.probing.items import scalar_items, write_items
+from vit1d.probing.results import write_results
 
 folder, who, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 print("ready", flush=True)

@@ -17,9 +17,9 @@ import pytest
 
 pytest.importorskip("pretty_midi")  # ships TimGM6mb.sf2
 
+from vit1d.core.errors import UserError  # noqa: E402
 from vit1d.corpus import render  # noqa: E402
 from vit1d.corpus.render import Note, NumpySynth, Program, resolve_soundfont  # noqa: E402
-from vit1d.errors import UserError  # noqa: E402
 
 SR = 16000
 FRAME = 320  # 20 ms

@@ -1,4 +1,4 @@
-"""The solver comparison record (:mod:`vit1d.solvers`): the view chosen on valid, the seed
+"""The solver comparison record (:mod:`vit1d.probing.solvers`): the view chosen on valid, the seed
 noise, the verdict and the per-view mean difference, computed by hand here from the same
 summary rows."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from vit1d import solvers
+from vit1d.probing import solvers
 
 
 def _summary(scores: dict[tuple[int, str, str], tuple[float, float]]) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from scipy.signal import correlate2d
 from scipy.stats import spearmanr
 from sklearn.metrics.pairwise import cosine_similarity
 
-from vit1d import ssm
+from vit1d.analysis import ssm
 
 SR = 16_000
 FR = SR / 512
@@ -163,7 +163,7 @@ def test_chroma_names_the_triads():
 def test_chroma_novelty_finds_the_chord_changes():
     y = chord_audio()
     nov = ssm.novelty_curve(ssm.cosine_ssm(ssm.chroma(y)), 8)
-    from vit1d.attention import pick_peaks
+    from vit1d.analysis.attention import pick_peaks
 
     peaks = pick_peaks(nov, FR, delta=0.1, pre_max=0.2, post_max=0.2, pre_avg=0.5, post_avg=0.5)
     assert ssm.boundary_f_measure(np.array([1.0, 2.0, 3.0]), peaks, 4.0)[0] == 1.0

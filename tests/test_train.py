@@ -18,8 +18,9 @@ from safetensors.torch import load_file
 
 from vit1d import load_pretrained
 from vit1d.cli import main
-from vit1d.config import load_config
-from vit1d.train import lr_at, pretrain, weight_decay_at
+from vit1d.pretrain.config import load_config
+from vit1d.pretrain.schedules import lr_at, weight_decay_at
+from vit1d.pretrain.train import pretrain
 
 # precision is beside the point of the tests that use it, and auto measures for seconds
 FP32 = "train.precision=fp32"
@@ -284,7 +285,7 @@ def test_torchrun_two_ranks_match_single_process(audio_dir: Path, tmp_path: Path
 
 
 def test_snapshots_for_emergence_curves(audio_dir: Path, tmp_path: Path) -> None:
-    from vit1d.train import snapshot_folders
+    from vit1d.pretrain.run_files import snapshot_folders
 
     out = pretrain(
         "smoke",
@@ -311,7 +312,7 @@ def test_resume_keeps_the_precision_the_run_started_with(
 ) -> None:
     import json
 
-    from vit1d import train
+    from vit1d.pretrain import train
 
     over = {
         "train": {"steps": 4, "checkpoint_every": 2, "num_threads": 1},
@@ -333,7 +334,7 @@ def test_recipe_switches_train_and_resume_exactly(
 ) -> None:
     """Hard negatives and augmentations are pure functions of (seed, step): a run that dies
     mid-way and is resumed ends with the weights of an uninterrupted one."""
-    import vit1d.train as train_mod
+    import vit1d.pretrain.train as train_mod
 
     manifest = tmp_path / "manifest.csv"
     with open(manifest, "w", newline="") as fh:
@@ -388,7 +389,7 @@ def test_prefetching_batches_changes_no_weight(
 ) -> None:
     """The worker thread that builds the next batch on GPUs (train.prefetch=thread here, on a CPU)
     ends with the weights of the inline loop, and an error in the worker reaches the caller."""
-    import vit1d.train as train_mod
+    import vit1d.pretrain.train as train_mod
 
     sets = TINY + [
         "augment.gain_db=6",

@@ -22,11 +22,11 @@ import soundfile
 pytest.importorskip("music21")
 pytest.importorskip("tinysoundfont")
 
+from vit1d.core.errors import UserError  # noqa: E402
 from vit1d.corpus import jobs, scores, twins  # noqa: E402
 from vit1d.corpus.config import load_preset  # noqa: E402
 from vit1d.corpus.render import resolve_soundfont  # noqa: E402
-from vit1d.data import PairSampler, read_twins, twin_pool  # noqa: E402
-from vit1d.errors import UserError  # noqa: E402
+from vit1d.pretrain.data import PairSampler, read_twins, twin_pool  # noqa: E402
 
 SR = 16000
 HOP = 512

@@ -83,7 +83,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     (wheel,) = (tmp / "dist").glob("vit1d-*.whl")
     assert wheel.stat().st_size < MAX_WHEEL_BYTES, f"{wheel.name}: {wheel.stat().st_size} bytes"
     names = zipfile.ZipFile(wheel).namelist()
-    assert "vit1d/presets/smoke.yaml" in names and "vit1d/paths.py" in names
+    assert "vit1d/presets/smoke.yaml" in names and "vit1d/core/paths.py" in names
 
     venv = tmp / "venv"
     _run([sys.executable, "-m", "venv", venv], env, tmp)

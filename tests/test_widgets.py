@@ -11,8 +11,8 @@ import torch
 matplotlib.use("Agg")
 w = pytest.importorskip("ipywidgets")
 
-from vit1d import widgets  # noqa: E402
-from vit1d.model import ViT1D  # noqa: E402
+from vit1d.models.model import ViT1D  # noqa: E402
+from vit1d.viz import widgets  # noqa: E402
 
 SR = 16_000
 

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "LogMel": "vit1d.frontend",
-    "load_audio": "vit1d.frontend",
-    "ViT1D": "vit1d.model",
-    "ViTOutput": "vit1d.model",
-    "NTXent": "vit1d.losses",
-    "load_pretrained": "vit1d.checkpoint",
-    "save_pretrained": "vit1d.checkpoint",
-    "UserError": "vit1d.errors",
+    "LogMel": "vit1d.audio.frontend",
+    "load_audio": "vit1d.audio.frontend",
+    "ViT1D": "vit1d.models.model",
+    "ViTOutput": "vit1d.models.model",
+    "NTXent": "vit1d.pretrain.losses",
+    "load_pretrained": "vit1d.models.checkpoint",
+    "save_pretrained": "vit1d.models.checkpoint",
+    "UserError": "vit1d.core.errors",
 }
 
 __all__ = [
@@ -36,11 +36,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vit1d.checkpoint import load_pretrained, save_pretrained
-    from vit1d.errors import UserError
-    from vit1d.frontend import LogMel, load_audio
-    from vit1d.losses import NTXent
-    from vit1d.model import ViT1D, ViTOutput
+    from vit1d.audio.frontend import LogMel, load_audio
+    from vit1d.core.errors import UserError
+    from vit1d.models.checkpoint import load_pretrained, save_pretrained
+    from vit1d.models.model import ViT1D, ViTOutput
+    from vit1d.pretrain.losses import NTXent
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,7 @@
 
 * **training** views/s (forward + NT-Xent + backward + AdamW on the paper's ViT-1D) of
   - the *reference*: fp32, explicit attention, eager, no autocast;
-  - the *project's default path*: the precision and attention path :mod:`vit1d.device`
+  - the *project's default path*: the precision and attention path :mod:`vit1d.models.device`
     chooses at run time (bf16 with explicit attention on CPUs with native bf16, fp32 with
     fused attention elsewhere; ``torch.compile`` with ``--compile``);
 * **inference** x real time: waveform -> :class:`vit1d.LogMel` -> ViT-1D, 4 s clips, with the
@@ -17,7 +17,7 @@ and, in the whole suite (:func:`run_suite`, what ``make bench`` and the book's a
 * **profile**: where a training step's time goes (top operators by self time);
 * **training variants** (CPU): fp32 eager and fused, autocast bf16 (compiled with
   ``--compile``) and pure bf16 with fp32 master weights, each as a ratio to fp32 eager;
-* **probe fitting**: the stacked probes of :class:`vit1d.probe.LinearProbes` (every layer,
+* **probe fitting**: the stacked probes of :class:`vit1d.probing.linear.LinearProbes` (every layer,
   pooling and seed fitted at once) against the same probes fitted one at a time;
 * **corpus rendering** x real time of a tiny corpus (when the ``corpus`` extra is installed).
 
@@ -42,7 +42,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from vit1d.device import (
+from vit1d.audio.frontend import LogMel
+from vit1d.audio.grid import FRAME_RATE
+from vit1d.corpus.build import build_corpus
+from vit1d.corpus.config import load_preset
+from vit1d.models.device import (
     autocast,
     choose_fused_attention,
     choose_precision,
@@ -51,9 +55,10 @@ from vit1d.device import (
     select_device,
     torch_threads,
 )
-from vit1d.frontend import LogMel
-from vit1d.losses import NTXent
-from vit1d.model import ViT1D
+from vit1d.models.model import ViT1D
+from vit1d.pretrain.losses import NTXent
+from vit1d.probing import metrics as M
+from vit1d.probing.linear import LinearProbes, ProbeConfig
 
 CLIP_SECONDS = 4.0
 
@@ -393,9 +398,8 @@ def probe_fitting(
     epochs: int = 2, steps_per_epoch: int = 32,
 ) -> dict[str, Any]:  # fmt: skip
     """Seconds to fit ``views * seeds`` softmax probes on random features, stacked in one
-    :class:`vit1d.probe.LinearProbes` against a plain one-probe-at-a-time loop doing the same
+    :class:`vit1d.probing.linear.LinearProbes` against a plain one-probe-at-a-time loop doing the same
     number of Adam steps on the same batch size (the reference)."""
-    from vit1d.probe import LinearProbes, ProbeConfig
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(views, n, dim, generator=gen)
@@ -440,11 +444,9 @@ def probe_fitting(
 def chord_scoring(tracks: int = 40, probes: int = 39, seconds: float = 15.0) -> dict[str, Any]:
     """Seconds to score ``probes`` chord estimates on each of ``tracks`` synthetic tracks (the
     local chapter scores 13 layers x 3 seeds per test track): ``mir_eval``'s own path per
-    estimate (:func:`vit1d.metrics.chord_scores` on labelled intervals, the reference) against
-    :class:`vit1d.metrics.ChordReference` (the reference labels compared once per track). The
+    estimate (:func:`vit1d.probing.metrics.chord_scores` on labelled intervals, the reference) against
+    :class:`vit1d.probing.metrics.ChordReference` (the reference labels compared once per track). The
     largest difference between their scores is reported beside the speed-up."""
-    from vit1d import metrics as M
-    from vit1d.grid import FRAME_RATE
 
     rng = np.random.default_rng(0)
     n_frames = int(seconds * FRAME_RATE) + 1
@@ -505,8 +507,6 @@ def corpus_rendering(workdir: Path, workers: int = 1) -> dict[str, Any]:
     try:
         import yaml
 
-        from vit1d.corpus.build import build_corpus
-        from vit1d.corpus.config import load_preset
     except ImportError as exc:
         return {"skipped": f"the corpus extra is not installed ({exc.name})"}
     preset = workdir / "bench-corpus.yaml"

@@ -31,6 +31,7 @@ from typing import Any
 
 __all__ = ["build_corpus", "load_preset", "run_baseline", "TASKS"]
 
+from vit1d.corpus.config import load_preset
 from vit1d.corpus.tasks import TASKS
 
 
@@ -40,8 +41,6 @@ def __getattr__(name: str) -> Any:  # lazy: importing the package stays cheap
 
         return build_corpus
     if name == "load_preset":
-        from vit1d.corpus.config import load_preset
-
         return load_preset
     if name == "run_baseline":
         from vit1d.corpus.baseline import run_baseline

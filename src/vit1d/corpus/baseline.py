@@ -31,8 +31,8 @@ import mir_eval
 import numpy as np
 import pandas as pd
 
+from vit1d.audio.frontend import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, load_audio
 from vit1d.corpus import labels
-from vit1d.frontend import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, load_audio
 
 TEMPO_BIN = np.log(1.04)
 

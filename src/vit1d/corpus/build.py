@@ -30,12 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vit1d import atomic, faults
-from vit1d.corpus import jobs, scores, tasks, twins
+from vit1d.core import atomic, faults
+from vit1d.core.errors import UserError
+from vit1d.core.provenance import file_sha256
+from vit1d.corpus import jobs, scores, stats, tasks, twins
 from vit1d.corpus.config import check_values, preset_digest
 from vit1d.corpus.render import renderer_name, renderer_version, resolve_soundfont
-from vit1d.errors import UserError
-from vit1d.provenance import file_sha256
 
 FORMAT_VERSION = 1
 #: Render kinds, in the order the build lists them (``twin``: :mod:`vit1d.corpus.twins`).
@@ -236,7 +236,6 @@ def build_corpus(
         else:
             missing += 1
     counts = tasks.write_manifests(root, records, cfg)
-    from vit1d.corpus import stats
 
     summary = stats.write_stats(root, records, counts, cfg)
     log(summary["table"])

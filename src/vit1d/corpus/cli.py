@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vit1d.corpus.config import load_preset
+
 DESCRIPTION = """\
 Build the embedded corpus: real scores from the corpus bundled with music21 (Bach chorales,
 Palestrina, Monteverdi, quartets, Essen and O'Neill folk tunes, ...) rendered in-process with
@@ -73,7 +75,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vit1d.corpus.build import build_corpus
-    from vit1d.corpus.config import load_preset
 
     cfg = load_preset(
         args.preset,

@@ -3,7 +3,7 @@
 A preset is ``smoke`` or ``default`` (``src/vit1d/presets/corpus_<name>.yaml``, every key
 commented there) or a path to a YAML file of the same shape, for instance a copy of one of
 them. Keys left out take the built-in defaults below; an unknown key, a wrong type or an
-out-of-range value raises :class:`vit1d.errors.UserError` naming the file, the key and the
+out-of-range value raises :class:`vit1d.core.errors.UserError` naming the file, the key and the
 fix. :func:`preset_digest` fingerprints a validated preset, so a build can tell whether an
 output folder holds a corpus made with other settings.
 
@@ -20,9 +20,10 @@ from typing import Any
 
 import yaml
 
-from vit1d.errors import UserError
+from vit1d.core.errors import UserError
+from vit1d.core.paths import PRESET_DIR
+from vit1d.corpus.scores import COLLECTIONS
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 PRESETS = ("smoke", "default")
 
 # Leaf specs: (kind, default). Kinds: int, float, str, bool, range (two numbers, low <= high),
@@ -183,7 +184,6 @@ def _leaf(value: Any, kind: str, key: str, path: Path) -> Any:
 
 
 def _collections(value: Any, key: str, path: Path) -> dict[str, dict[str, Any]]:
-    from vit1d.corpus.scores import COLLECTIONS
 
     if not isinstance(value, dict) or not value:
         raise UserError(

@@ -26,12 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from vit1d import atomic
+from vit1d.audio.frontend import SAMPLE_RATE
+from vit1d.core import atomic
 from vit1d.corpus import effects, labels
 from vit1d.corpus.palette import INSTRUMENTS, TINYSOL, Channel, assign_ensemble, drum_pattern
+from vit1d.corpus.palette import INSTRUMENTS as _I
 from vit1d.corpus.render import Note, Program, get_synth, write_audio
 from vit1d.corpus.scores import stable_hash
-from vit1d.frontend import SAMPLE_RATE
 
 #: Velocities (0-1) of the dynamics of the isolated-note set.
 DYNAMICS = {"pp": 0.22, "p": 0.38, "mf": 0.58, "f": 0.78, "ff": 1.0}
@@ -267,8 +268,6 @@ def plain(s: dict[str, Any], instrument: str | None = "piano", drums: bool | Non
     one ``instrument`` and drums forced on or off: the label checks use it."""
     s = dict(s)
     if instrument is not None:
-        from vit1d.corpus.palette import INSTRUMENTS as _I
-
         s["channels"] = [Channel(instrument, _I[instrument].programs[0]).__dict__]
         s["part_channel"] = [0] * len(s["parts_used"])
         s["ensemble"] = "keyboard"

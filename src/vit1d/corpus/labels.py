@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vit1d import atomic
+from vit1d.core import atomic
 
 #: Pitch-class names used in key and chord labels.
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")

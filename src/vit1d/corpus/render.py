@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vit1d import atomic
+from vit1d.audio.frontend import SAMPLE_RATE
+from vit1d.core import atomic
+from vit1d.core.errors import UserError
 from vit1d.corpus import sf2
-from vit1d.errors import UserError
-from vit1d.frontend import SAMPLE_RATE
 
 INSTALL_HINT = (
     'the corpus builder, `pip install "vit1d[corpus]"`, renders with its NumPy renderer; for the '

@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from vit1d import atomic
-from vit1d.errors import UserError
+from vit1d.core import atomic
+from vit1d.core.errors import UserError
 
 #: Bumped whenever the extraction changes, so stale caches are never read.
 EXTRACT_VERSION = 1

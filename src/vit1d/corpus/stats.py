@@ -21,7 +21,7 @@ from typing import Any
 import mir_eval
 import numpy as np
 
-from vit1d import atomic
+from vit1d.core import atomic
 from vit1d.corpus import labels, tasks
 
 SPLITS = ("train", "valid", "test")

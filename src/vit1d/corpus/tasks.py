@@ -38,7 +38,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from vit1d import atomic
+from vit1d.core import atomic
 from vit1d.corpus.scores import stable_hash
 
 TASKS = ("pretrain", "tagging", "key", "tempo", "chords", "beats", "onsets", "pitch", "instrument")

@@ -25,7 +25,7 @@ original's note for note.
 
 The pretraining pool's twins are listed in ``pretrain/twins.csv``
 (:func:`vit1d.corpus.tasks.twin_manifest_text`), one row per twin, ``twin_of`` naming the
-original's ``render_id``. The sampler of :mod:`vit1d.data` crops the second view of a pair
+original's ``render_id``. The sampler of :mod:`vit1d.pretrain.data` crops the second view of a pair
 from a twin (``data.twin_prob``).
 
 Used by :mod:`vit1d.corpus.build`; tested against the audio in ``tests/test_twins.py``.

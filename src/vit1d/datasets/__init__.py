@@ -31,7 +31,7 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
-from vit1d.errors import UserError
+from vit1d.core.errors import UserError
 
 #: Adapter name -> module, in the order ``vit1d data --help`` lists them.
 ADAPTERS = {

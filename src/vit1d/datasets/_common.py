@@ -3,7 +3,7 @@ corpus root, deterministic splits, label normalisation and writing manifests and
 
 An adapter never copies or converts audio. It links the user's folder into the corpus root as
 ``<out>/source/<dataset>`` (a symbolic link) and writes audio paths through that link, so the
-manifest's paths are relative, stay inside the corpus root (which :func:`vit1d.probe.load_task`
+manifest's paths are relative, stay inside the corpus root (which :func:`vit1d.probing.tasks.load_task`
 requires of relative paths) and resolve to the original files. Where the link cannot be made
 (Windows without the symlink privilege) the paths are absolute instead, which ``load_task``
 also accepts. Annotations are always rewritten, parsed and checked, into the formats
@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from vit1d.errors import UserError
-from vit1d.metrics import ROOTS
+from vit1d.core.errors import UserError
+from vit1d.corpus.labels import PITCH_NAMES as ROOTS
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".au", ".ogg", ".aif", ".aiff")
 SPLITS = ("train", "valid", "test")
@@ -138,7 +138,7 @@ _MODES = {"maj": "major", "major": "major", "min": "minor", "minor": "minor"}
 
 def key_label(text: str) -> str | None:
     """A key in the probe's spelling (``Bb major``, ``C# minor``: the roots of
-    :data:`vit1d.metrics.ROOTS`, so enharmonic spellings of one key are one class), from
+    :data:`vit1d.corpus.labels.PITCH_NAMES`, so enharmonic spellings of one key are one class), from
     ``Bb major``, ``a# minor``, ``D:min`` or ``E maj``; ``None`` when the text is not a single
     major or minor key (``-``, ``C minor / F# minor``, modal keys)."""
     import mir_eval
@@ -377,7 +377,7 @@ class Build:
             return False
         # the frontend's cheap signature check: a failed download saved under an audio name
         # (an HTML page as .mp3) would otherwise only fail at feature extraction
-        from vit1d.frontend import _content_error
+        from vit1d.audio.frontend import _content_error
 
         if _content_error(path) is not None:
             self.skip("not audio (wrong file signature)", path)

@@ -1,0 +1,1 @@
+"""The audio front end: the time-frequency grid (torch-free) and the log-mel transform."""

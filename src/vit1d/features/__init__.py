@@ -1,0 +1,1 @@
+"""Features of a frozen model: windowing, the feature cache, extraction, the HEAR API."""

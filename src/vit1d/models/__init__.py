@@ -1,0 +1,1 @@
+"""The model: ViT-1D, its safetensors checkpoints, and the device and precision choice."""

@@ -1,0 +1,1 @@
+"""Figures and explorers: every figure of the book and the interactive widgets."""
