@@ -14,11 +14,8 @@ from vit1d.book.stamps import NotebookStep, code_digest
 from vit1d.core import atomic
 from vit1d.core.errors import UserError
 from vit1d.core.paths import source_checkout
+from vit1d.core.presets import pipeline_preset
 from vit1d.core.provenance import file_sha256
-
-#: Pipeline presets and the corpus preset each one reads.
-CORPUS_PRESET = {"smoke": "smoke", "default": "default", "long": "default", "paper": "default"}
-
 
 #: Names of the standard notebook parameters (a template declares the ones it uses).
 PARAMETERS = (
@@ -65,10 +62,9 @@ class Layout:
         data: str | Path | None = None,
         runs: str | Path | None = None,
     ) -> Layout:
-        if preset not in CORPUS_PRESET:
-            raise UserError(f"unknown preset {preset!r}: use one of {', '.join(CORPUS_PRESET)}")
+        corpus = pipeline_preset(preset).corpus  # an unknown preset: a UserError naming them
         root = Path(root).resolve()
-        data_dir = Path(data) if data else root / "data" / CORPUS_PRESET[preset]
+        data_dir = Path(data) if data else root / "data" / corpus
         runs_dir = Path(runs) if runs else root / "runs" / preset
         return cls(root, preset, data_dir.resolve(), runs_dir.resolve())
 

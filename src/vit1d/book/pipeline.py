@@ -82,7 +82,7 @@ from vit1d.book.execute import (
     one_precision,
     papermill_execute,
 )
-from vit1d.book.layout import CORPUS_PRESET, Layout
+from vit1d.book.layout import Layout
 from vit1d.book.site import chapter_source, jupyter_book_exe, prepare_assets, run_command, toc_files
 from vit1d.book.stamps import (
     NotebookStep,
@@ -97,6 +97,7 @@ from vit1d.book.stamps import (
 )
 from vit1d.core import atomic
 from vit1d.core.errors import UserError
+from vit1d.core.presets import pipeline_preset
 from vit1d.core.provenance import file_sha256
 
 # --------------------------------------------------------------------------------------------
@@ -393,7 +394,7 @@ class Pipeline:
 
     def corpus(self) -> str | None:
         lay = self.layout
-        cpreset = CORPUS_PRESET[lay.preset]
+        cpreset = pipeline_preset(lay.preset).corpus
         code = code_digest(lay.root / "src" / "vit1d", ["corpus", "corpus*.py", "presets/corpus*"])
         key = json_sha({"preset": cpreset, "code": code})
         stamp = self.read_stamp("corpus")
@@ -449,7 +450,9 @@ class Pipeline:
             if assets:
                 self.timed("assets", "[assets] offline JavaScript", self.assets)
             if corpus:
-                self.timed("corpus", f"[corpus] {CORPUS_PRESET[lay.preset]} corpus", self.corpus)
+                self.timed(
+                    "corpus", f"[corpus] {pipeline_preset(lay.preset).corpus} corpus", self.corpus
+                )
             self.run_notebooks()
             if book:
                 self.timed("book", "[book] jupyter-book build book/", self.build_book)

@@ -112,6 +112,10 @@ def cell_sources(nb: dict[str, Any]) -> list[str]:
     return out
 
 
+#: Library data files a module reads: a notebook that imports the module depends on them too.
+DATA_READ_BY = {"core/presets.py": ("presets/pipeline.yaml",)}
+
+
 def imported_library_files(src_dir: Path, sources: Iterable[str]) -> list[str]:
     """Library files (relative to ``src_dir``, the package folder) that the code ``sources``
     imports, directly or through other library modules: the transitive closure of their
@@ -132,7 +136,9 @@ def imported_library_files(src_dir: Path, sources: Iterable[str]) -> list[str]:
             if f not in seen:
                 seen.add(f)
                 todo += _imported_modules(f.read_text(encoding="utf-8"), package)
-    return sorted(f.relative_to(src_dir).as_posix() for f in seen)
+    files = {f.relative_to(src_dir).as_posix() for f in seen}
+    files |= {data for module in files for data in DATA_READ_BY.get(module, ())}
+    return sorted(files)
 
 
 def config_fingerprint(preset: str, overrides: list[str], seed: int | None) -> Any:

@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from vit1d.book.execute import StepFailed
-from vit1d.book.layout import CORPUS_PRESET, Layout, find_root
+from vit1d.book.layout import Layout, find_root
 from vit1d.book.pipeline import Pipeline
 from vit1d.book.site import publish_site
 from vit1d.core.errors import UserError
+from vit1d.core.presets import pipeline_names
 
 
 def _add_build_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="default", choices=sorted(CORPUS_PRESET))
+    p.add_argument("--preset", default="default", choices=pipeline_names())
     p.add_argument("--data", help="corpus root (default: data/<corpus preset>)")
     p.add_argument("--runs", help="runs folder of this preset (default: runs/<preset>)")
     p.add_argument(
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--out", default="public", help="output folder (default: public/)")
     site.add_argument(
         "--preset",
-        choices=sorted(CORPUS_PRESET),
+        choices=pipeline_names(),
         help="check that the built book is of this preset (the last pipeline run's)",
     )
     site.add_argument("--root", help="repository root")

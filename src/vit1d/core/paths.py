@@ -28,7 +28,7 @@ REFERENCE_IN_CHECKOUT = Path("checkpoints") / "reference"
 
 #: The installed package's folder (``src/vit1d`` in a source checkout).
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-#: The preset YAMLs (training and corpus), shipped as package data.
+#: The preset YAMLs (training, corpus and pipeline), shipped as package data.
 PRESET_DIR = PACKAGE_DIR / "presets"
 _PACKAGE = PACKAGE_DIR
 

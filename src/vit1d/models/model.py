@@ -21,27 +21,35 @@ describes it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Constructor arguments and their defaults: the paper's model (about 5.4 M parameters).
-DEFAULTS: dict[str, Any] = {
-    "n_mels": 128,
-    "dim": 192,
-    "depth": 12,
-    "heads": 3,
-    "mlp_ratio": 4.0,
-    "max_frames": 126,
-    "head": "mlp",
-    "head_dims": [1024, 1024, 2048],
-    "input_mean": -40.0,
-    "input_std": 20.0,
-    "mask_token": False,
-}
+
+@dataclass
+class ModelConfig:
+    """Constructor arguments of :class:`ViT1D` and their defaults: the paper's model (about
+    5.4 M backbone parameters, 8.7 M with the default projection head). The training config's
+    ``model`` section is this dataclass."""
+
+    n_mels: int = 128
+    dim: int = 192
+    depth: int = 12
+    heads: int = 3
+    mlp_ratio: float = 4.0
+    max_frames: int = 126
+    head: str = "mlp"  # projection head for the loss: none | linear | mlp
+    head_dims: list[int] = field(default_factory=lambda: [1024, 1024, 2048])
+    input_mean: float = -40.0  # fixed standardisation of the dB input: (x - mean) / std
+    input_std: float = 20.0
+    mask_token: bool = False  # a learned token for masked frames (set by the masked objective)
+
+
+#: :class:`ModelConfig`'s defaults as a dict (what ``ViT1D()`` builds).
+DEFAULTS: dict[str, Any] = asdict(ModelConfig())
 
 
 @dataclass

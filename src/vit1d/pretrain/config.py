@@ -12,37 +12,20 @@ nothing after it) are the empty string, which text keys use for "none".
 from __future__ import annotations
 
 import copy
-import difflib
 import json
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any
 
 import yaml
 
 from vit1d.core.errors import UserError
 from vit1d.core.paths import PRESET_DIR
+from vit1d.core.settings import OVERRIDES, merge_settings, read_yaml
 from vit1d.corpus.config import REDRAWS
-from vit1d.models import model as _model
+from vit1d.models.model import ModelConfig
 
 PRESETS = ("smoke", "default", "long", "paper")
-
-
-@dataclass
-class ModelConfig:
-    """Backbone and projection head (arguments of :class:`vit1d.ViT1D`)."""
-
-    n_mels: int = 128
-    dim: int = 192
-    depth: int = 12
-    heads: int = 3
-    mlp_ratio: float = 4.0
-    max_frames: int = 126
-    head: str = "mlp"
-    head_dims: list[int] = field(default_factory=lambda: [1024, 1024, 2048])
-    input_mean: float = -40.0
-    input_std: float = 20.0
-    mask_token: bool = False  # set by the masked objective
 
 
 @dataclass
@@ -143,135 +126,6 @@ class Config:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-assert set(asdict(ModelConfig())) == set(_model.DEFAULTS), "ModelConfig and ViT1D disagree"
-
-
-#: The source name of ``section.key=value`` overrides (``--set``) in error messages.
-OVERRIDES = "the overrides"
-_KINDS = {bool: "true or false", int: "an int", float: "a number", str: "text"}
-
-
-def _kind(hint: Any) -> str:
-    if get_origin(hint) is list:
-        (item,) = get_args(hint)
-        return f"a list of {'numbers' if item is float else item.__name__ + 's'}"
-    return _KINDS.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-def _as_text(value: Any) -> str:
-    """``value`` as one would type it after ``=`` (no spaces, so the shell keeps it whole)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ",".join(_as_text(v) for v in value) + "]"
-    if isinstance(value, str):
-        return value or "<text>"
-    return str(value)
-
-
-def _how_to_write(where: str, example: Any, source: str) -> str:
-    """How to write ``where`` correctly, with ``example`` (its value before the bad one)."""
-    none = example == ""
-    if source == OVERRIDES:
-        return f"e.g. --set {where}={_as_text(example)}" + (
-            f" (--set {where}= for none)" if none else ""
-        )
-    section, _, leaf = where.rpartition(".")
-    under = f" under '{section}:'" if section else ""
-    return f"e.g. '{leaf}: {_as_text(example)}'{under}" + (
-        f" ('{leaf}: \"\"' for none)" if none else ""
-    )
-
-
-def _check_value(value: Any, hint: Any, where: str, source: str, example: Any) -> Any:
-    """Return ``value`` converted to the type ``hint`` or raise a UserError that shows how to
-    write it (``example``: the key's value before this one)."""
-    if get_origin(hint) is list:
-        (item,) = get_args(hint)
-        if not isinstance(value, list):
-            raise UserError(
-                f"config key '{where}' in {source} expects {_kind(hint)}, got {value!r}; "
-                f"write it as [a,b,...], {_how_to_write(where, example, source)}"
-            )
-        out = []
-        for i, v in enumerate(value):
-            checked = _checked_scalar(v, item)
-            if checked is _REFUSED:
-                raise UserError(
-                    f"config key '{where}' in {source} expects {_kind(hint)}, got {v!r} "
-                    f"({type(v).__name__}) at position {i}; fix the value, "
-                    f"{_how_to_write(where, example, source)}"
-                )
-            out.append(checked)
-        return out
-    checked = _checked_scalar(value, hint)
-    if checked is _REFUSED:
-        empty = " (an empty value is the empty string, which only text keys take)"
-        raise UserError(
-            f"config key '{where}' in {source} expects {_kind(hint)}, got {value!r} "
-            f"({type(value).__name__}){empty if value == '' else ''}; fix the value, "
-            f"{_how_to_write(where, example, source)}"
-        )
-    return checked
-
-
-_REFUSED = object()
-
-
-def _checked_scalar(value: Any, hint: Any) -> Any:
-    """``value`` as a ``hint`` (bool, int, float or str), or ``_REFUSED``."""
-    if hint is str and value is None:
-        # YAML reads `key:` with nothing after it (and `--set key=~`) as null; for a text key
-        # that means "none", which text keys spell "" (data.group_by "" = no hard negatives)
-        return ""
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str):
-        try:  # YAML 1.1 reads "1e-3" as a string
-            return float(value)
-        except ValueError:
-            return _REFUSED
-    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        return _REFUSED
-    return value
-
-
-def _merge(obj: Any, updates: dict[str, Any], prefix: str, source: str) -> None:
-    """Apply a nested dict of updates onto a dataclass instance, validating keys and types."""
-    if not isinstance(updates, dict):
-        raise UserError(
-            f"config section '{prefix.rstrip('.') or 'top level'}' in {source} must be a "
-            f"mapping, got {updates!r}; write it as 'key: value' lines indented under it"
-        )
-    hints = get_type_hints(type(obj))
-    names = [f.name for f in fields(obj)]
-    for key, value in updates.items():
-        where = f"{prefix}{key}"
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f"did you mean '{prefix}{close[0]}'? " if close else ""
-            raise UserError(
-                f"unknown config key '{where}' in {source}; {hint}"
-                f"valid keys here: {', '.join(names)}"
-            )
-        current = getattr(obj, key)
-        if is_dataclass(current):
-            _merge(current, value, f"{where}.", source)
-        else:
-            setattr(obj, key, _check_value(value, hints[key], where, source, current))
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise UserError(
-            f"cannot parse config file {path} as YAML: {exc}; fix the syntax at the line it "
-            "names (indent with spaces, one 'key: value' per line, lists as [a, b])"
-        ) from None
-    return data or {}
-
-
 def preset_path(preset: str | Path) -> Path:
     """Path of a built-in preset name, or the given YAML path."""
     path = Path(preset)
@@ -313,14 +167,14 @@ def load_config(
     else:
         cfg = Config()
         if isinstance(preset, dict):
-            _merge(cfg, preset, "", "the given config")
+            merge_settings(cfg, preset, "", "the given config")
         elif preset is not None:
             path = preset_path(preset)
-            _merge(cfg, _read_yaml(path), "", str(path))
+            merge_settings(cfg, read_yaml(path), "", str(path))
     if overrides:
         if isinstance(overrides, list):
             overrides = parse_overrides(overrides)
-        _merge(cfg, overrides, "", OVERRIDES)
+        merge_settings(cfg, overrides, "", OVERRIDES)
     validate(cfg)
     return cfg
 
@@ -410,5 +264,5 @@ def validate(cfg: Config) -> None:
 def config_from_dict(data: dict[str, Any], source: str = "config.json") -> Config:
     """Rebuild a :class:`Config` from :meth:`Config.to_dict` output (e.g. a checkpoint)."""
     cfg = Config()
-    _merge(cfg, data, "", source)
+    merge_settings(cfg, data, "", source)
     return cfg

@@ -1,6 +1,7 @@
 """How much probing each pipeline preset affords: probe seeds, :class:`ProbeConfig` overrides,
 the tasks probed over training, and the analyses' clip counts. The book's chapters, the solver
-comparison and the recipe study read them here.
+comparison and the recipe study read them here; each pipeline preset's values live in
+``src/vit1d/presets/pipeline.yaml`` (:mod:`vit1d.core.presets`), the defaults below.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from vit1d.core.presets import pipeline_preset
+from vit1d.core.settings import merge_settings
 from vit1d.probing.linear import ProbeConfig
 
 
@@ -22,45 +25,26 @@ class ProbeSettings:
     masked_analyses_clips: int = 0
 
 
-#: Probe settings per pipeline preset. ``smoke`` trades statistical power for a fast CI book
-#: (two seeds, short probe training, a few files); the others follow the group's protocol.
-PROBE_SETTINGS = {
-    "smoke": ProbeSettings(
-        seeds=(0, 1),
-        config={
-            "max_epochs": 8,
-            "steps_per_epoch": 24,
-            "patience": 3,
-            "n_boot": 300,
-            "max_train_frames": 20_000,
-            "max_local_files": (24, 6, 12),
-        },
-        emergence_tasks=("key",),
-        analyses_clips=6,
-        masked_analyses_clips=4,
-    ),
-    # the group's protocol, capped to fit the one-hour book on a 2-core CPU: probes stop at
-    # 20 epochs (most stop earlier on validation loss), global tasks train on at most 1000
-    # files and stop on 200; every test file is scored (scoring is cheap and the paired
-    # intervals of the claims narrow with the test set: "Measuring" in the claims chapter);
-    # local tasks use 200/50/300 tracks; the analyses look at 40 clips per split
-    "default": ProbeSettings(
-        config={
-            "max_epochs": 20,
-            "max_global_files": (1000, 200, 0),
-            "max_local_files": (200, 50, 300),
-            "min_delta": 1e-3,
-        },
-        analyses_clips=40,
-        masked_analyses_clips=20,
-    ),
-}
-
-
 def probe_settings(preset: str) -> ProbeSettings:
-    return PROBE_SETTINGS.get(preset, PROBE_SETTINGS["default"])
+    """The ``probing`` section of pipeline preset ``preset`` (``presets/pipeline.yaml``),
+    validated: unknown keys, wrong types and ``config`` keys that :class:`ProbeConfig` lacks
+    raise a UserError naming the key and the file."""
+    spec = pipeline_preset(preset)
+    settings = ProbeSettings()
+    merge_settings(settings, spec.probing, "probing.", f"{spec.source} (preset {preset})")
+    check_probe_overrides(settings.config, "probing.config.", spec.source)
+    return settings
+
+
+def check_probe_overrides(config: dict[str, Any], prefix: str, source: str) -> dict[str, Any]:
+    """``config`` (overrides of :class:`ProbeConfig`) with each value converted to its field's
+    type (lists to tuples); an unknown key or a wrong type raises a UserError."""
+    probe = ProbeConfig()
+    merge_settings(probe, config, prefix, source)
+    config.update({key: getattr(probe, key) for key in config})
+    return config
 
 
 def probe_config(preset: str) -> ProbeConfig:
-    """The :class:`vit1d.probing.linear.ProbeConfig` of a preset (:data:`PROBE_SETTINGS`)."""
+    """The :class:`vit1d.probing.linear.ProbeConfig` of a preset (its ``probing.config``)."""
     return ProbeConfig(**probe_settings(preset).config)

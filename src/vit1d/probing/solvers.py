@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from vit1d.core.paths import reference_checkpoint
+from vit1d.core.presets import pipeline_names
 from vit1d.features.sources import ModelSpec, checkpoint_step
 from vit1d.models.device import cpu_info
 from vit1d.probing.compare import PRIMARY_METRIC, best_row
@@ -205,7 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", default=None, help="default: the reference checkpoint")
     p.add_argument("--work", default="runs/probe-solvers", help="features and results")
     p.add_argument("--out", default="bench/records", help="folder of the record")
-    p.add_argument("--preset", default="default", help="probe settings of this book preset")
+    p.add_argument(
+        "--preset",
+        default="default",
+        choices=pipeline_names(),
+        help="probe settings of this pipeline preset (presets/pipeline.yaml)",
+    )
     p.add_argument("--tasks", default=",".join(GLOBAL_TASKS + LOCAL_TASKS))
     args = p.parse_args(argv)
     settings = probe_settings(args.preset)

@@ -65,7 +65,10 @@ from pathlib import Path
 from typing import Any
 
 from vit1d.core.errors import UserError
+from vit1d.core.presets import pipeline_names, pipeline_preset
+from vit1d.core.settings import merge_settings
 from vit1d.probing.linear import ProbeConfig
+from vit1d.probing.settings import check_probe_overrides
 
 #: The augmentation strengths of the ``augment`` variants.
 AUGMENT = {"gain_db": 6.0, "eq_db": 12.0, "noise_snr_db": 25.0}
@@ -182,31 +185,25 @@ class StudySettings:
     )
 
 
-#: Study size per pipeline preset: ``smoke`` runs the code path in CI in a minute; the
-#: ``default`` study (``notebooks/03b_recipe.ipynb``) is what chose the default recipe.
-STUDIES = {
-    "smoke": StudySettings(
-        steps=8,
-        variants=("paper", "twins-within-4s"),
-        budgets=("batch-x0.5",),
-        final_seeds=(0,),
-        finalists=1,
-        tasks=("key",),
-        probe={
-            "solver": "adam",
-            "max_epochs": 4,
-            "steps_per_epoch": 16,
-            "patience": 2,
-            "n_boot": 100,
-            "max_global_files": (40, 10, 20),
-        },
-    ),
-    "default": StudySettings(),
-}
-
-
 def study_settings(preset: str) -> StudySettings:
-    return copy.deepcopy(STUDIES.get(preset, STUDIES["default"]))
+    """The recipe study's size for pipeline preset ``preset``: its ``study`` section of
+    ``presets/pipeline.yaml`` over :class:`StudySettings`' defaults (the committed study),
+    validated (``probe`` replaces the default probe settings and is checked against
+    :class:`vit1d.probing.linear.ProbeConfig`)."""
+    spec = pipeline_preset(preset)
+    settings = StudySettings()
+    source = f"{spec.source} (preset {preset})"
+    merge_settings(settings, spec.study, "study.", source)
+    check_probe_overrides(settings.probe, "study.probe.", source)
+    unknown = [
+        v for v in (*settings.variants, *settings.budgets) if v not in {**VARIANTS, **BUDGETS}
+    ]
+    if unknown:
+        raise UserError(
+            f"study.variants or study.budgets in {source} name(s) {', '.join(unknown)}; the "
+            f"variants are {', '.join(VARIANTS)} and the budgets {', '.join(BUDGETS)}"
+        )
+    return settings
 
 
 def run_label(variant: str, seed: int) -> str:
@@ -700,7 +697,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--data", required=True, help="corpus root (with pretrain/ and task folders)")
     p.add_argument("--out", required=True, help="study folder (runs, results, study.json)")
-    p.add_argument("--preset", default="default", help="base preset and study size")
+    p.add_argument(
+        "--preset",
+        default="default",
+        choices=pipeline_names(),
+        help="pipeline preset: the base training preset and the study size (presets/pipeline.yaml)",
+    )
     p.add_argument("--variants", default="", help="comma-separated subset of the variants")
     p.add_argument(
         "--budgets", default="", help="comma-separated subset of the budget variants, or none"
