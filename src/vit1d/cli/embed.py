@@ -14,7 +14,7 @@ from vit1d.core.errors import UserError
 from vit1d.features import hear
 from vit1d.features.embed import embed
 from vit1d.features.sources import ModelSpec, architecture_config, checkpoint_step, load_model
-from vit1d.features.windows import POOLINGS, ExtractSettings
+from vit1d.features.windows import BATCH_SIZE, POOLINGS, ExtractSettings
 from vit1d.models.device import select_device
 from vit1d.probing.speed import benchmark
 from vit1d.probing.tasks import limit_files, load_task, parse_file_caps, tasks_arg
@@ -36,7 +36,9 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         default=ExtractSettings.hop_s,
         help="hop between windows of long files, s (default %(default)s)",
     )
-    g.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    g.add_argument(
+        "--batch-size", type=int, default=BATCH_SIZE, help="windows per forward pass (%(default)s)"
+    )
     g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
     g.add_argument(
         "--precision",

@@ -74,8 +74,11 @@ from vit1d.features.cache import (
 )
 from vit1d.features.sources import ModelSpec, load_model
 from vit1d.features.windows import (
+    BATCH_SIZE,
+    HOP_S,
     LOGMEL_POOLINGS,
     POOLINGS,
+    WINDOW_S,
     ExtractSettings,
     file_windows,
     pool_window,
@@ -381,9 +384,9 @@ def embed(
     paths: Sequence[str | Path],
     cache_dir: str | Path | None = None,
     frames: bool = False,
-    window_s: float = 4.0,
-    hop_s: float = 4.0,
-    batch_size: int = 32,
+    window_s: float = WINDOW_S,
+    hop_s: float = HOP_S,
+    batch_size: int = BATCH_SIZE,
     device: str = "auto",
     precision: str = "auto",
     progress: bool = True,

@@ -25,6 +25,12 @@ POOLINGS = ("cls", "seq", "avg")
 
 LOGMEL_POOLINGS = ("meanstd",)
 
+#: Extraction defaults, read by every caller (the cache, the probe runner, the command line):
+#: 4-s windows (the model's 126 frames) every 4 s, and windows per forward pass.
+WINDOW_S = 4.0
+HOP_S = 4.0
+BATCH_SIZE = 32
+
 
 def window_starts(n_frames: int, window: int, hop: int) -> list[int]:
     """Start frames of the windows covering ``n_frames`` frames: ``0, hop, 2 hop, ...`` while a
@@ -73,8 +79,8 @@ def pool_window(hidden: Any) -> Any:
 class ExtractSettings:
     """How features are computed (everything here enters the cache key)."""
 
-    window_s: float = 4.0
-    hop_s: float = 4.0
+    window_s: float = WINDOW_S
+    hop_s: float = HOP_S
     precision: str = "fp32"
     # blocks run: None = all; n = layers 0..n only (a probe of shallow layers needs no more)
     depth: int | None = None

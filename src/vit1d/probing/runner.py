@@ -24,6 +24,7 @@ from vit1d.core.errors import UserError
 from vit1d.core.provenance import file_sha256, library_versions
 from vit1d.features.embed import embed
 from vit1d.features.sources import ModelSpec, architecture_config, checkpoint_step, load_model
+from vit1d.features.windows import BATCH_SIZE, HOP_S, WINDOW_S
 from vit1d.models.device import hardware_summary, select_device, torch_threads
 from vit1d.pretrain.run_files import snapshot_folders
 from vit1d.probing.items import write_items
@@ -59,9 +60,9 @@ class ExtractOptions:
     """Extraction settings passed to :func:`vit1d.features.embed.embed`."""
 
     cache_dir: str | None = None
-    window_s: float = 4.0
-    hop_s: float = 4.0
-    batch_size: int = 32
+    window_s: float = WINDOW_S
+    hop_s: float = HOP_S
+    batch_size: int = BATCH_SIZE
     device: str = "auto"
     precision: str = "auto"
     threads: int | None = None  # None: vit1d.features.embed.inference_threads decides

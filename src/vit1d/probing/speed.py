@@ -20,6 +20,7 @@ import numpy as np
 from vit1d.audio.grid import FRAME_RATE
 from vit1d.features.embed import embed
 from vit1d.features.sources import ModelSpec, load_model
+from vit1d.features.windows import BATCH_SIZE
 from vit1d.models.checkpoint import atomic_write_text
 from vit1d.models.device import cpu_info, hardware_summary, select_device
 from vit1d.probing.linear import ProbeConfig
@@ -31,7 +32,7 @@ def time_extraction(
     spec: ModelSpec,
     paths: Sequence[Path],
     precision: str,
-    batch_size: int = 32,
+    batch_size: int = BATCH_SIZE,
     device: str = "auto",
     frames: bool = False,
     model: Any = None,
