@@ -116,7 +116,7 @@ format: install
 	$(BIN)/ruff check --fix src tests
 
 bench: install
-	$(BIN)/python -m vit1d.bench --out bench/
+	$(BIN)/python -m vit1d.cli.bench --out bench/
 
 corpus: install
 	$(BIN)/vit1d corpus --preset $(PRESET) --out data/$(PRESET)

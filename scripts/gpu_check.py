@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from vit1d import bench
+    from vit1d.bench.suite import table
+    from vit1d.bench.training import run
     from vit1d.pretrain.train import pretrain
 
     out = Path(args.out)
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict = {"argv": sys.argv[1:], "data": str(data)}
     for compiled in (False, True):
-        result = bench.run(
+        result = run(
             out / f"bench-{'compile' if compiled else 'eager'}",
             pairs=args.pairs,
             steps=args.bench_steps,
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             compile_model=compiled,
             device_name=args.device,
         )
-        print(bench.table(result), flush=True)
+        print(table(result), flush=True)
         report[f"bench_{'compile' if compiled else 'eager'}"] = result
 
     runs = {

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from vit1d.book import badinputs
-from vit1d.book.badinputs import CASES, PICKLE_MARKER, run_catalogue, unsafe_loads, unsafe_loads_in
+from vit1d.book.bad_cases import PICKLE_MARKER, fake_execute, write_notebook
+from vit1d.book.badinputs import CASES, run_catalogue
+from vit1d.book.unsafe_loads import unsafe_loads, unsafe_loads_in
 from vit1d.pretrain.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,9 +179,9 @@ def test_after_a_failing_notebook_the_fixed_build_reruns_only_from_it(tmp_path: 
     result = _case("notebook_fails_mid_book").run(tmp_path)
     assert result.outcome == "refused" and result.intact
     root = tmp_path / "repo"
-    badinputs._notebook(root / "notebooks" / "02_b.ipynb", "x = '02_b'", "scores = {}")
+    write_notebook(root / "notebooks" / "02_b.ipynb", "x = '02_b'", "scores = {}")
     layout = layout.Layout.make(root, "smoke", tmp_path / "data", tmp_path / "runs")
-    pipe = pl.Pipeline(layout, execute=badinputs._fake_execute, out=io.StringIO())
+    pipe = pl.Pipeline(layout, execute=fake_execute, out=io.StringIO())
     done = {r.name: r.status for r in pipe.run_notebooks()}
     assert done == {"01_a": "skipped", "02_b": "ran", "03_c": "ran"}
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from vit1d import UserError
-from vit1d.bench import run, table
+from vit1d.bench.suite import table
+from vit1d.bench.training import run
 from vit1d.models import device
 
 
@@ -81,7 +82,7 @@ TINY_MODEL = {"dim": 32, "depth": 1, "heads": 2, "head_dims": [32]}
 
 
 def test_activation_memory_grows_linearly_with_the_batch() -> None:
-    from vit1d.bench import saved_activation_bytes
+    from vit1d.bench.training import saved_activation_bytes
     from vit1d.models.model import ViT1D
 
     cpu = torch.device("cpu")
@@ -102,7 +103,7 @@ def test_activation_memory_grows_linearly_with_the_batch() -> None:
 
 @pytest.mark.slow  # the profiler and every benchmark of the quick suite
 def test_bench_suite_writes_every_part(tmp_path) -> None:
-    from vit1d.bench import run_suite
+    from vit1d.bench.suite import run_suite
 
     result = run_suite(tmp_path, quick=True, model_kwargs=TINY_MODEL, corpus=False, variants=True)
     saved = json.loads((tmp_path / "bench.json").read_text())
@@ -130,7 +131,7 @@ def test_bench_suite_writes_every_part(tmp_path) -> None:
 
 def test_pure_bf16_step_updates_fp32_masters_and_casts_them_back() -> None:
     """After a step the bf16 weights are the fp32 masters rounded, and the masters moved."""
-    from vit1d.bench import pure_bf16_training_step
+    from vit1d.bench.training import pure_bf16_training_step
     from vit1d.models.model import ViT1D
 
     torch.manual_seed(0)

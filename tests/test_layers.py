@@ -30,8 +30,9 @@ LAYERS = [
     "studies",  # the recipe study, the reference export
     "viz",  # figures and explorers
     "book",  # the book build; nothing below imports it
+    "bench",  # throughput benchmarks against an fp32 eager reference
     "cli",  # the vit1d command's subcommands that are not their stage's own
-    "",  # the package's top: vit1d/__init__, cli, bench, the public HEAR module
+    "",  # the package's top: vit1d/__init__ and the public HEAR module
 ]
 
 

@@ -76,11 +76,13 @@ def test_an_unknown_preset_is_refused_everywhere(tmp_path: Path) -> None:
 
 def test_a_preset_missing_a_section_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "pipeline.yaml"
-    path.write_text("tiny:\n  corpus: smoke\n  study_in_book: false\n  probing: {}\n")
+    path.write_text(
+        "tiny:\n  corpus: smoke\n  study_in_book: false\n  bench: full\n  probing: {}\n"
+    )
     with pytest.raises(UserError, match="missing section.*study"):
         pipeline_preset("tiny", path)
     path.write_text(
-        "tiny2:\n  corpus: smoke\n  study_in_book: false\n  probing: {}\n  study: {}\n"
+        "tiny2:\n  corpus: smoke\n  study_in_book: false\n  bench: full\n  probing: {}\n  study: {}\n"
         "  probes: {}\n"
     )
     with pytest.raises(UserError, match="unknown section.*probes"):
@@ -92,7 +94,7 @@ def test_a_probe_override_that_probeconfig_lacks_names_the_key(
 ) -> None:
     path = tmp_path / "pipeline.yaml"
     path.write_text(
-        "smoke:\n  corpus: smoke\n  study_in_book: false\n"
+        "smoke:\n  corpus: smoke\n  study_in_book: false\n  bench: quick\n"
         "  probing: {config: {max_epoch: 3}}\n  study: {}\n"
     )
     monkeypatch.setattr(pipeline_preset, "__defaults__", (path,))  # the file it reads

@@ -24,7 +24,7 @@ COMMANDS = [
     "vit1d.cli.embed",
     "vit1d.cli.probe",
     "vit1d.cli.analyses",
-    "vit1d.bench",
+    "vit1d.cli.bench",
     "vit1d.cli.book",
 ]
 

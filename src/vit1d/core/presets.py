@@ -1,7 +1,8 @@
 """Pipeline presets: the one home of what each ``make book PRESET=<name>`` does besides
 pretraining (``src/vit1d/presets/pipeline.yaml``, every key commented there).
 
-Each preset names its corpus preset, whether the recipe chapter runs its study, its probing
+Each preset names its corpus preset, whether the recipe chapter runs its study, the
+benchmark suite of the reproducibility appendix, its probing
 (read into :class:`vit1d.probing.settings.ProbeSettings`) and its recipe-study size (read into
 :class:`vit1d.studies.recipes.StudySettings`). Those owners validate their sections with
 :func:`vit1d.core.settings.merge_settings`; this module checks that every preset has every
@@ -22,7 +23,9 @@ from vit1d.core.settings import read_yaml
 
 #: The pipeline presets' file.
 PIPELINE_FILE = PRESET_DIR / "pipeline.yaml"
-SECTIONS = ("corpus", "study_in_book", "probing", "study")
+SECTIONS = ("corpus", "study_in_book", "bench", "probing", "study")
+#: The benchmark suites a preset can ask the appendix for.
+BENCH_SUITES = ("quick", "full")
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class PipelinePreset:
     name: str
     corpus: str
     study_in_book: bool
+    bench: str  # one of BENCH_SUITES
     probing: dict[str, Any]
     study: dict[str, Any]
     source: str  # the file, for error messages
@@ -56,6 +60,8 @@ def _read(path: Path) -> dict[str, Any]:
             )
         if not isinstance(preset["study_in_book"], bool):
             raise UserError(f"{where}: study_in_book must be true or false")
+        if preset["bench"] not in BENCH_SUITES:
+            raise UserError(f"{where}: bench must be one of {', '.join(BENCH_SUITES)}")
         for section in ("probing", "study"):
             if not isinstance(preset[section], dict):
                 raise UserError(f"{where}: '{section}' must be a mapping ({{}} for the defaults)")

@@ -379,6 +379,35 @@ def _compute_chunk(
     store.add_shard(records, pooled, frame_arr, timing)
 
 
+def _provenance(
+    spec: ModelSpec, store: EmbeddingStore, meta: dict, precision: str, device: Any,
+    computed: int, threads: int,
+) -> dict[str, Any]:  # fmt: skip
+    """What :attr:`Embeddings.provenance` records: the model and its fingerprint, the cache,
+    the windowing, precision, hardware, extraction speed over the cache's shards, and how many
+    files this call computed with how many threads."""
+    timings = [sh.index.get("timing", {}) for sh in store.shards]
+    audio_s = sum(t.get("audio_seconds", 0.0) for t in timings)
+    wall_s = sum(t.get("wall_seconds", 0.0) for t in timings)
+    provenance = {
+        "model": meta["model"],
+        "model_name": spec.name,
+        "checkpoint": spec.checkpoint_name,
+        "step": spec.step,
+        "cache": str(store.folder),
+        "cache_key": meta["key"],
+        "weights_sha256": meta.get("weights"),
+        "window_frames": meta.get("window"),
+        "hop_frames": meta.get("hop"),
+        "precision": precision,
+        "hardware": hardware_summary(device),
+        "extraction_x_realtime": audio_s / wall_s if wall_s > 0 else None,
+        "computed_files": computed,
+        "threads": threads,
+    }
+    return provenance
+
+
 def embed(
     spec: ModelSpec | str | Path,
     paths: Sequence[str | Path],
@@ -439,25 +468,7 @@ def embed(
     n_frames = np.array(
         [store.shards[s].index["files"][row]["n_frames"] for s, row in where], dtype=int
     )
-    timings = [sh.index.get("timing", {}) for sh in store.shards]
-    audio_s = sum(t.get("audio_seconds", 0.0) for t in timings)
-    wall_s = sum(t.get("wall_seconds", 0.0) for t in timings)
-    provenance = {
-        "model": meta["model"],
-        "model_name": spec.name,
-        "checkpoint": spec.checkpoint_name,
-        "step": spec.step,
-        "cache": str(store.folder),
-        "cache_key": meta["key"],
-        "weights_sha256": meta.get("weights"),
-        "window_frames": meta.get("window"),
-        "hop_frames": meta.get("hop"),
-        "precision": prec,
-        "hardware": hardware_summary(dev),
-        "extraction_x_realtime": audio_s / wall_s if wall_s > 0 else None,
-        "computed_files": len(todo),
-        "threads": max(used),
-    }
+    provenance = _provenance(spec, store, meta, prec, dev, computed=len(todo), threads=max(used))
     return Embeddings(
         paths=paths,
         layers=list(meta["layers"]),

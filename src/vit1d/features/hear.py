@@ -65,12 +65,18 @@ device; outputs are ordinary tensors (not inference tensors) on the device of th
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from vit1d import __version__
 from vit1d.audio.frontend import HOP_LENGTH, SAMPLE_RATE, LogMel, load_audio
 from vit1d.core import atomic
 from vit1d.core.errors import UserError
@@ -286,55 +292,27 @@ def embed_folder(
     Resumable: a file whose ``.npz`` exists (written atomically) is not recomputed. A file
     that cannot be decoded is skipped and listed with its reason in ``files.csv``.
     """
-    import csv
-    import io
-    import json
-
-    from tqdm.auto import tqdm
-
-    from vit1d import __version__
-
     folder, out = Path(folder), Path(out)
     if not folder.is_dir():
         raise UserError(f"--audio {folder} is not a folder; pass a folder of audio files")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     if not files:
         raise UserError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {folder}")
-    device = next(model.parameters()).device
     identity = {
         "weights_sha256": weights_fingerprint(model.backbone),
         "layer": model.layer,
         "pooling": model.pooling,
     }
-    earlier = out / "embed.json"
-    if earlier.is_file():
-        saved = json.loads(earlier.read_text())
-        if {k: saved.get(k) for k in identity} != identity:
-            raise UserError(
-                f"{out} holds embeddings of another model, layer or pooling "
-                f"(layer {saved.get('layer')}, {saved.get('pooling')} pooling); pass another "
-                "--out, or delete that folder to start again"
-            )
-    else:  # written first, so an interrupted run is recognised when it is resumed
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(earlier, json.dumps({**identity, "complete": False}, indent=2))
+    _claim_folder(out, identity)
     rows, scenes = [], []
     for path in tqdm(files, desc="embed", unit="file", disable=not progress):
         rel = path.relative_to(folder).as_posix()
         target = out / "files" / f"{rel}.npz"
         if not _complete(target, timestamps):
-            try:
-                wave = torch.from_numpy(load_audio(path))[None].to(device)
-            except UserError as exc:
-                rows.append({"row": "", "file": rel, "seconds": "", "skipped": str(exc)})
+            problem = _embed_file(path, target, model, timestamps)
+            if problem:
+                rows.append({"row": "", "file": rel, "seconds": "", "skipped": problem})
                 continue
-            arrays = {"scene": get_scene_embeddings(wave, model)[0].cpu().numpy()}
-            if timestamps:
-                emb, ts = get_timestamp_embeddings(wave, model)
-                arrays["embeddings"] = emb[0].cpu().numpy()
-                arrays["timestamps_ms"] = ts[0].cpu().numpy()
-            with atomic.replacing(target, suffix=".npz") as tmp:  # np.savez adds no suffix then
-                np.savez(tmp, **arrays)
         with np.load(target) as saved:
             scenes.append(saved["scene"])
         rows.append(
@@ -362,6 +340,41 @@ def embed_folder(
     }
     atomic_write_text(out / "embed.json", json.dumps(report, indent=2))
     return report
+
+
+def _claim_folder(out: Path, identity: dict[str, Any]) -> None:
+    """Refuse ``out`` when it holds another model's, layer's or pooling's embeddings; mark a
+    new one with ``identity`` first, so that an interrupted run is recognised on resuming."""
+    earlier = out / "embed.json"
+    if earlier.is_file():
+        saved = json.loads(earlier.read_text())
+        if {k: saved.get(k) for k in identity} != identity:
+            raise UserError(
+                f"{out} holds embeddings of another model, layer or pooling "
+                f"(layer {saved.get('layer')}, {saved.get('pooling')} pooling); pass another "
+                "--out, or delete that folder to start again"
+            )
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(earlier, json.dumps({**identity, "complete": False}, indent=2))
+
+
+def _embed_file(path: Path, target: Path, model: HEARModel, timestamps: bool) -> str:
+    """Write ``target`` (``.npz``, atomically) with the file's scene embedding and, with
+    ``timestamps``, its frame embeddings; returns why the file was skipped, or ``""``."""
+    device = next(model.parameters()).device
+    try:
+        wave = torch.from_numpy(load_audio(path))[None].to(device)
+    except UserError as exc:
+        return str(exc)
+    arrays = {"scene": get_scene_embeddings(wave, model)[0].cpu().numpy()}
+    if timestamps:
+        emb, ts = get_timestamp_embeddings(wave, model)
+        arrays["embeddings"] = emb[0].cpu().numpy()
+        arrays["timestamps_ms"] = ts[0].cpu().numpy()
+    with atomic.replacing(target, suffix=".npz") as tmp:  # np.savez adds no suffix then
+        np.savez(tmp, **arrays)
+    return ""
 
 
 def _complete(target: Path, timestamps: bool) -> bool:

@@ -19,6 +19,7 @@ import csv
 import hashlib
 import json
 import multiprocessing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -257,25 +258,7 @@ def build_mel_cache(
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create the log-mel cache folder {cache_dir}: {exc}") from None
-    if workers > 0:
-        from concurrent.futures import ProcessPoolExecutor
-
-        # spawned, not forked: a fork of a process whose OpenMP threads already ran can hang
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
-        results = pool.map(_worker_mel, [str(f) for f in files], chunksize=4)
-    else:
-        pool, device = None, device or torch.device("cpu")
-        logmel = LogMel().to(device)
-
-        def one(f: Path) -> tuple[np.ndarray | None, str]:
-            try:
-                with torch.inference_mode():
-                    return _mel_of(f, logmel, device), ""
-            except UserError as exc:
-                return None, str(exc)
-
-        results = map(one, files)
+    pool, results = _decoded(files, device, workers)
     lengths, kept, skipped = [], [], []
     try:
         with atomic.replacing(data_path) as tmp, open(tmp, "wb") as fh:
@@ -310,6 +293,31 @@ def build_mel_cache(
     }
     atomic.write_json(index_path, index)
     return _open_cache(data_path, index)
+
+
+def _decoded(
+    files: list[Path], device: torch.device | None, workers: int
+) -> tuple[Any, Iterator[tuple[np.ndarray | None, str]]]:
+    """``(pool, results)``: each file's log-mel (or ``None`` and why not), in order, decoded in
+    ``workers`` processes (``pool``, to shut down) or in this one (``pool`` is ``None``)."""
+    if workers > 0:
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawned, not forked: a fork of a process whose OpenMP threads already ran can hang
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
+        return pool, pool.map(_worker_mel, [str(f) for f in files], chunksize=4)
+    device = device or torch.device("cpu")
+    logmel = LogMel().to(device)
+
+    def one(f: Path) -> tuple[np.ndarray | None, str]:
+        try:
+            with torch.inference_mode():
+                return _mel_of(f, logmel, device), ""
+        except UserError as exc:
+            return None, str(exc)
+
+    return None, map(one, files)
 
 
 def _unreadable_error(skipped: list[dict[str, str]]) -> UserError:

@@ -241,23 +241,12 @@ def _step(
     return loss, grad_norm
 
 
-def _run_record(
-    cfg: Config,
-    data: str | Path,
-    loaded: _Data,
-    model: ViT1D,
-    device: torch.device,
-    precision: str,
-    fused: bool,
-    elapsed: float,
-    log: list[dict[str, str]],
-    started: str,
-) -> dict[str, Any]:
+def _run_record(run: _Session, data: str | Path, log: list[dict[str, str]], started: str):
     """``run.json``: configuration, data, hardware, precision, speed and losses of the run."""
-    _, world = dist_info()
+    cfg, device, loaded = run.cfg, run.device, run.loaded
     tc, cache, twins = cfg.train, loaded.cache, loaded.twins
     speeds = [float(r["views_per_s"]) for r in log[1:]] or [0.0]
-    run = {
+    record = {
         "vit1d_version": __version__,
         "config": cfg.to_dict(),
         "data": {
@@ -269,16 +258,19 @@ def _run_record(
             "twin_renders": 0 if twins is None else int(twins.counts.sum()),
         },
         "hardware": hardware_summary(device),
-        "precision": precision,
-        "attention": "fused" if fused else "explicit",
-        "world_size": world,
+        "precision": run.precision,
+        "attention": "fused" if run.fused else "explicit",
+        "world_size": run.world,
         "objective": cfg.loss.objective,
         "views_per_step": 2 * tc.batch_size,
         "frames_per_view": loaded.frames,
         # forward + backward ~ 3 forward passes; the same for both objectives
-        "train_flops_per_step": 3 * 2 * tc.batch_size * flops_per_view(model.config, loaded.frames),
+        "train_flops_per_step": 3
+        * 2
+        * tc.batch_size
+        * flops_per_view(run.model.config, loaded.frames),
         "steps": tc.steps,
-        "train_seconds": round(elapsed, 2),
+        "train_seconds": round(run.elapsed, 2),
         "views_per_s_median": round(float(np.median(speeds)), 2),
         "final_loss": float(log[-1]["loss"]) if log else None,
         "first_loss": float(log[0]["loss"]) if log else None,
@@ -287,38 +279,41 @@ def _run_record(
     }
     if device.type == "cuda":
         gib = 2**30
-        run["gpu_peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / gib, 3)
-        run["gpu_memory_gib"] = round(
+        record["gpu_peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / gib, 3)
+        record["gpu_memory_gib"] = round(
             torch.cuda.get_device_properties(device).total_memory / gib, 1
         )
     if device.type == "cpu":
-        run["cpu_bf16_speedup"] = round(cpu_bf16_speedup(), 3)
-    return run
+        record["cpu_bf16_speedup"] = round(cpu_bf16_speedup(), 3)
+    return record
 
 
-def pretrain(
-    config: Config | str | Path | dict[str, Any] = "default",
-    data: str | Path | None = None,
-    out_dir: str | Path = "runs/pretrain",
-    resume: bool | str = "auto",
-    overrides: dict[str, Any] | list[str] | None = None,
-    progress: bool | None = None,
-) -> Path:
-    """Pretrain ViT-1D (contrastive, or the masked foil); returns ``out_dir`` (a loadable
-    checkpoint folder).
+@dataclass
+class _Session:
+    """A run once set up: where it trains, with what, and from which step."""
 
-    ``data``: a ``manifest.csv`` (its ``train`` split when it has a ``split`` column) or a
-    folder of audio files. ``resume``: ``"auto"`` continues from the last checkpoint in
-    ``out_dir`` if there is one; ``True`` requires one; ``False`` requires a fresh folder.
-    """
-    cfg = load_config(config, overrides)
-    if data is None:
-        raise UserError("no training data given: pass a manifest.csv or a folder of audio")
-    out_dir = Path(out_dir)
+    cfg: Config
+    device: torch.device
+    rank: int
+    world: int
+    precision: str
+    loaded: _Data
+    model: ViT1D
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    scaler: Any
+    step_fn: nn.Module
+    fused: bool
+    start_step: int
+    elapsed: float
+
+
+def _setup(
+    cfg: Config, data: str | Path, out_dir: Path, checkpoint: Path | None, show: bool
+) -> _Session:
+    """Device, process group, precision, pool, model, objective and optimiser; the state of
+    ``checkpoint`` restored when resuming."""
     tc = cfg.train
-    show = tc.progress if progress is None else progress
-    checkpoint = existing_run(out_dir, resume)
-
     if tc.num_threads > 0:
         torch.set_num_threads(tc.num_threads)
     device = select_device(tc.device)
@@ -358,25 +353,62 @@ def pretrain(
         )
     if tc.compile:
         step_fn = torch.compile(step_fn)
+    return _Session(
+        cfg, device, rank, world, precision, loaded, model, objective, optimizer, scaler,
+        step_fn, fused, start_step, elapsed,
+    )  # fmt: skip
 
-    snapshot_steps = {max(1, round(f * tc.steps)) for f in tc.snapshot_fractions}
-    log_path = out_dir / "log.csv"
-    extra = {"training": cfg.to_dict(), "precision": precision, "vit1d_version": __version__}
-    if rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    log_fh = open_log(log_path, start_step) if rank == 0 else None
+
+def _log_row(step: int, loss: float, grad_norm: float, dt: float, elapsed: float, cfg: Config):
+    """One row of ``log.csv`` for the step just finished (``step`` counts from 0)."""
+    return {
+        "step": step + 1,
+        "loss": f"{loss:.6f}",
+        "lr": f"{lr_at(step, cfg):.6g}",
+        "weight_decay": f"{weight_decay_at(step, cfg):.6g}",
+        "grad_norm": f"{float(grad_norm):.4f}",
+        "views_per_s": f"{2 * cfg.train.batch_size / dt:.2f}",
+        "elapsed_s": f"{elapsed:.2f}",
+    }
+
+
+def _save_after(run: _Session, done: int, out_dir: Path, extra: dict, log_fh: Any, snaps: set):
+    """A snapshot when ``done`` is a snapshot step; a checkpoint (log flushed first, so that a
+    resumed run finds every logged step) every ``checkpoint_every`` steps and at the end."""
+    tc = run.cfg.train
+    if run.rank == 0 and done in snaps:
+        save_checkpoint_folder(
+            run.model, out_dir / "snapshots" / f"step-{done:08d}", {**extra, "step": done}
+        )
+    if run.rank == 0 and (done % tc.checkpoint_every == 0 or done == tc.steps):
+        log_fh.flush()
+        os.fsync(log_fh.fileno())
+        state = {
+            "step": done,
+            "elapsed_s": run.elapsed,
+            "optimizer": run.optimizer.state_dict(),
+            "scaler": run.scaler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        write_checkpoint(run.model, out_dir, done, extra, state)
+    if run.world > 1 and done % tc.checkpoint_every == 0:
+        torch.distributed.barrier()
+
+
+def _train(run: _Session, out_dir: Path, extra: dict, log_fh: Any, show: bool) -> None:
+    """The steps from ``run.start_step`` to the end; ``run.elapsed`` counts their time."""
+    cfg, tc, device = run.cfg, run.cfg.train, run.device
+    snaps = {max(1, round(f * tc.steps)) for f in tc.snapshot_fractions}
     writer = csv.DictWriter(log_fh, LOG_COLUMNS) if log_fh else None
-    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     bar = tqdm(
         total=tc.steps,
-        initial=start_step,
+        initial=run.start_step,
         desc="pretrain",
         unit="step",
-        disable=not show or rank != 0,
+        disable=not show or run.rank != 0,
     )
-    model.train()
-    make_batch = _batch_maker(loaded, cfg, device)
-
+    run.model.train()
+    make_batch = _batch_maker(run.loaded, cfg, device)
     # On an accelerator one worker thread builds step k+1's batch while step k trains (NumPy
     # cropping and augmentation release the GIL; the memory-mapped cache needs no processes).
     # On a CPU that thread would only take cores from the training step, so "auto" builds
@@ -384,12 +416,12 @@ def pretrain(
     ahead = tc.prefetch == "thread" or (tc.prefetch == "auto" and device.type != "cpu")
     workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vit1d-batches")
     pending = None
-    if ahead and start_step < tc.steps:
-        pending = workers.submit(make_batch, start_step)
+    if ahead and run.start_step < tc.steps:
+        pending = workers.submit(make_batch, run.start_step)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     try:
-        for step in range(start_step, tc.steps):
+        for step in range(run.start_step, tc.steps):
             t0 = time.perf_counter()
             if ahead:
                 n, x = pending.result()
@@ -398,56 +430,63 @@ def pretrain(
             else:
                 n, x = make_batch(step)
             x = x.to(device, non_blocking=True)
-            loss, grad_norm = _step(step_fn, objective, model, optimizer, scaler, x, n, step, cfg)
+            loss, grad_norm = _step(
+                run.step_fn, run.objective, run.model, run.optimizer, run.scaler, x, n, step, cfg
+            )
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             dt = time.perf_counter() - t0
-            elapsed += dt
-            done = step + 1
+            run.elapsed += dt
             if writer is not None:
-                writer.writerow(
-                    {
-                        "step": done,
-                        "loss": f"{loss.item():.6f}",
-                        "lr": f"{lr_at(step, cfg):.6g}",
-                        "weight_decay": f"{weight_decay_at(step, cfg):.6g}",
-                        "grad_norm": f"{float(grad_norm):.4f}",
-                        "views_per_s": f"{2 * tc.batch_size / dt:.2f}",
-                        "elapsed_s": f"{elapsed:.2f}",
-                    }
-                )
+                writer.writerow(_log_row(step, loss.item(), grad_norm, dt, run.elapsed, cfg))
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", views_s=f"{2 * tc.batch_size / dt:.1f}")
-            if rank == 0 and done in snapshot_steps:
-                save_checkpoint_folder(
-                    model, out_dir / "snapshots" / f"step-{done:08d}", {**extra, "step": done}
-                )
-            if rank == 0 and (done % tc.checkpoint_every == 0 or done == tc.steps):
-                log_fh.flush()
-                os.fsync(log_fh.fileno())
-                state = {
-                    "step": done,
-                    "elapsed_s": elapsed,
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                }
-                write_checkpoint(model, out_dir, done, extra, state)
-            if world > 1 and done % tc.checkpoint_every == 0:
-                torch.distributed.barrier()
+            _save_after(run, step + 1, out_dir, extra, log_fh, snaps)
     finally:
         workers.shutdown(wait=True, cancel_futures=True)
         bar.close()
+
+
+def pretrain(
+    config: Config | str | Path | dict[str, Any] = "default",
+    data: str | Path | None = None,
+    out_dir: str | Path = "runs/pretrain",
+    resume: bool | str = "auto",
+    overrides: dict[str, Any] | list[str] | None = None,
+    progress: bool | None = None,
+) -> Path:
+    """Pretrain ViT-1D (contrastive, or the masked foil); returns ``out_dir`` (a loadable
+    checkpoint folder).
+
+    ``data``: a ``manifest.csv`` (its ``train`` split when it has a ``split`` column) or a
+    folder of audio files. ``resume``: ``"auto"`` continues from the last checkpoint in
+    ``out_dir`` if there is one; ``True`` requires one; ``False`` requires a fresh folder.
+    """
+    cfg = load_config(config, overrides)
+    if data is None:
+        raise UserError("no training data given: pass a manifest.csv or a folder of audio")
+    out_dir = Path(out_dir)
+    show = cfg.train.progress if progress is None else progress
+    run = _setup(cfg, data, out_dir, existing_run(out_dir, resume), show)
+    extra = {"training": cfg.to_dict(), "precision": run.precision, "vit1d_version": __version__}
+    if run.rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / "log.csv"
+    log_fh = open_log(log_path, run.start_step) if run.rank == 0 else None
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    try:
+        _train(run, out_dir, extra, log_fh, show)
+    finally:
         if log_fh:
             log_fh.close()
 
-    if world > 1:
+    if run.world > 1:
         torch.distributed.barrier()
-    if rank == 0:
-        save_pretrained(model, out_dir, extra)
-        log = read_log(log_path, tc.steps)
-        run = _run_record(cfg, data, loaded, model, device, precision, fused, elapsed, log, started)
-        atomic_write_text(out_dir / "run.json", json.dumps(run, indent=2))
-    if world > 1:
+    if run.rank == 0:
+        save_pretrained(run.model, out_dir, extra)
+        log = read_log(log_path, cfg.train.steps)
+        record = _run_record(run, data, log, started)
+        atomic_write_text(out_dir / "run.json", json.dumps(record, indent=2))
+    if run.world > 1:
         torch.distributed.barrier()
     return out_dir

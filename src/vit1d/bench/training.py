@@ -1,0 +1,359 @@
+"""Training and inference throughput: the project's path against an fp32 eager reference,
+its scaling with batch size and sequence length, and where a step's time goes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vit1d.audio.frontend import LogMel
+from vit1d.models.device import (
+    autocast,
+    choose_fused_attention,
+    choose_precision,
+    cpu_bf16_speedup,
+    hardware_summary,
+    select_device,
+)
+from vit1d.models.model import ViT1D
+from vit1d.pretrain.losses import NTXent
+
+CLIP_SECONDS = 4.0
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def training_step(
+    model: ViT1D,
+    device: torch.device,
+    precision: str,
+    fused: bool,
+    pairs: int,
+    compile_model: bool = False,
+) -> Callable[[], None]:
+    """A closure running one full training step on a fixed random batch of ``2 * pairs``
+    views: forward, NT-Xent, backward, AdamW."""
+    model = model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    loss_fn = NTXent(0.1)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return model.project(model(x, fused=fused).cls)
+
+    fn = torch.compile(forward) if compile_model else forward
+    x = torch.randn(2 * pairs, model.max_frames, model.n_mels, device=device) * 20 - 40
+
+    def step() -> None:
+        with autocast(device, precision):
+            z = fn(x)
+        loss_fn(z[:pairs], z[pairs:]).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        _sync(device)
+
+    return step
+
+
+def pure_bf16_training_step(model: ViT1D, pairs: int, fused: bool) -> Callable[[], None]:
+    """A training step with bf16 weights and activations throughout and fp32 master copies
+    that AdamW updates (the weights are cast once per step, after the update, instead of by
+    autocast at every matmul of forward and backward). CPU only; the loss is taken in fp32."""
+    model = model.train()
+    masters = [p.detach().float().clone().requires_grad_(True) for p in model.parameters()]
+    model = model.to(torch.bfloat16)
+    params = list(model.parameters())
+    opt = torch.optim.AdamW(masters, lr=1e-4)
+    loss_fn = NTXent(0.1)
+    x = (torch.randn(2 * pairs, model.max_frames, model.n_mels) * 20 - 40).to(torch.bfloat16)
+
+    def step() -> None:
+        z = model.project(model(x, fused=fused).cls).float()
+        loss_fn(z[:pairs], z[pairs:]).backward()
+        for m, p in zip(masters, params, strict=True):
+            m.grad = p.grad.float()
+            p.grad = None
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for m, p in zip(masters, params, strict=True):
+                p.copy_(m)
+
+    step.masters = masters  # type: ignore[attr-defined]  # for inspection by tests
+    return step
+
+
+def training_variants(
+    pairs: int = 32,
+    steps: int = 5,
+    warmup: int = 2,
+    compile_model: bool = True,
+    model_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Training views/s on the CPU of each way to run a step, as ratios to the fp32 eager
+    reference timed in alternation with them: fp32 with fused attention, autocast bf16 with
+    explicit attention (the run-time default on CPUs with native bf16), the same compiled by
+    inductor, and pure bf16 with fp32 master weights (:func:`pure_bf16_training_step`)."""
+    device = torch.device("cpu")
+
+    def fresh() -> ViT1D:
+        torch.manual_seed(0)
+        return ViT1D(**(model_kwargs or {}))
+
+    steps_by_name: dict[str, Callable[[], None]] = {
+        "fp32 eager": training_step(fresh(), device, "fp32", False, pairs),
+        "fp32 fused attention": training_step(fresh(), device, "fp32", True, pairs),
+        "autocast bf16": training_step(fresh(), device, "bf16", False, pairs),
+        "pure bf16, fp32 masters": pure_bf16_training_step(fresh(), pairs, False),
+    }
+    notes = []
+    if compile_model:
+        try:
+            compiled = training_step(fresh(), device, "bf16", False, pairs, compile_model=True)
+            compiled()  # compiles here: a failure is reported, not raised
+            steps_by_name["autocast bf16, compiled"] = compiled
+        except Exception as exc:  # inductor needs a C++ compiler; report and go on
+            notes.append(f"compile failed: {type(exc).__name__}: {str(exc)[:200]}")
+    seconds = interleaved_medians(steps_by_name, steps, warmup)
+    views = {k: 2 * pairs / v for k, v in seconds.items()}
+    ref = views["fp32 eager"]
+    return {
+        "pairs": pairs,
+        "views_per_s": {k: round(v, 2) for k, v in views.items()},
+        "ratio_to_fp32_eager": {k: round(v / ref, 3) for k, v in views.items()},
+        "hardware": hardware_summary(device),
+        "notes": notes,
+    }
+
+
+def inference_step(
+    model: ViT1D,
+    device: torch.device,
+    precision: str,
+    fused: bool,
+    clips: int,
+) -> Callable[[], None]:
+    """A closure embedding ``clips`` random 4 s waveforms: LogMel, then all tokens."""
+    model = model.to(device).eval()
+    logmel = LogMel().to(device)
+    samples = int(CLIP_SECONDS * 16000) - 1  # 1 + 63999 // 512 = 125 frames fits 126
+    wave = torch.randn(clips, samples, device=device) * 0.1
+
+    def step() -> None:
+        with torch.inference_mode():
+            mel = logmel(wave)
+            with autocast(device, precision):
+                model(mel, fused=fused)
+        _sync(device)
+
+    return step
+
+
+def interleaved_medians(
+    steps: dict[str, Callable[[], None]], reps: int, warmup: int
+) -> dict[str, float]:
+    """Median seconds per call of each closure, timed in alternation (A, B, A, B, ...), so
+    that a background load or frequency change slows every setting alike and their ratio
+    stays fair."""
+    for fn in steps.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(reps):
+        for name, fn in steps.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def run(
+    out: Path,
+    pairs: int = 32,
+    steps: int = 5,
+    warmup: int = 2,
+    clips: int = 64,
+    reps: int = 5,
+    compile_model: bool = False,
+    device_name: str = "auto",
+    model_kwargs: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Measure both paths, write ``out/bench.json`` and return its content."""
+    device = select_device(device_name)
+    precision = choose_precision(device, "auto")
+    fused = choose_fused_attention(device, precision)
+    kwargs = model_kwargs or {}
+
+    def fresh() -> ViT1D:
+        torch.manual_seed(0)
+        return ViT1D(**kwargs)
+
+    train = interleaved_medians(
+        {
+            "reference": training_step(fresh(), device, "fp32", False, pairs),
+            "project": training_step(fresh(), device, precision, fused, pairs, compile_model),
+        },
+        steps,
+        warmup,
+    )
+    infer = interleaved_medians(
+        {
+            "reference": inference_step(fresh(), device, "fp32", False, clips),
+            "project": inference_step(fresh(), device, precision, fused, clips),
+        },
+        reps,
+        1,
+    )
+    views = {k: 2 * pairs / v for k, v in train.items()}
+    realtime = {k: clips * CLIP_SECONDS / v for k, v in infer.items()}
+    hw = hardware_summary(device)
+    result = {
+        "hardware": hw,
+        "native_bf16": bool(hw["cpu"]["amx"] or hw["cpu"]["avx512_bf16"])
+        if device.type == "cpu"
+        else device.type == "cuda",
+        "cpu_bf16_block_speedup": round(cpu_bf16_speedup(), 3) if device.type == "cpu" else None,
+        "project_path": {
+            "precision": precision,
+            "attention": "fused" if fused else "explicit",
+            "compile": compile_model,
+        },
+        "reference_path": {"precision": "fp32", "attention": "explicit", "compile": False},
+        "model": fresh().config,
+        "pairs_per_step": pairs,
+        "timed_steps": steps,
+        "train_views_per_s": {k: round(v, 2) for k, v in views.items()},
+        "train_speedup": round(views["project"] / views["reference"], 3),
+        "inference_x_realtime": {k: round(v, 1) for k, v in realtime.items()},
+        "inference_speedup": round(realtime["project"] / realtime["reference"], 3),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def saved_activation_bytes(
+    model: ViT1D, x: torch.Tensor, device: torch.device, precision: str, fused: bool
+) -> int:
+    """Bytes of the tensors a training forward pass saves for its backward pass (activation
+    memory; parameters excluded), counted once per storage through autograd's pack hook."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: set[int] = set()
+    total = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params and ptr not in seen:
+            seen.add(ptr)
+            total += t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with autocast(device, precision):
+            z = model.project(model(x, fused=fused).cls)
+    del z
+    return total
+
+
+def scaling(
+    device: torch.device,
+    precision: str,
+    fused: bool,
+    pairs: list[int],
+    frames: list[int],
+    base_pairs: int,
+    steps: int = 3,
+    warmup: int = 1,
+    model_kwargs: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Training views/s and activation memory of the project's path, first against the batch
+    (``pairs`` at the model's 126 frames), then against the sequence length (``frames`` at
+    ``base_pairs`` pairs)."""
+    kwargs = model_kwargs or {}
+    points = [("batch", p, None) for p in pairs] + [("frames", base_pairs, f) for f in frames]
+    rows = []
+    for axis, p, f in points:
+        torch.manual_seed(0)
+        model = ViT1D(**kwargs, **({"max_frames": f} if f else {})).to(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        step = training_step(model, device, precision, fused, p)
+        seconds = interleaved_medians({"step": step}, steps, warmup)["step"]
+        x = torch.randn(2 * p, model.max_frames, model.n_mels, device=device) * 20 - 40
+        row = {
+            "axis": axis,
+            "pairs": p,
+            "frames": model.max_frames,
+            "views_per_s": round(2 * p / seconds, 2),
+            "activation_mib": round(
+                saved_activation_bytes(model, x, device, precision, fused) / 2**20, 1
+            ),
+        }
+        if device.type == "cuda":
+            row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        rows.append(row)
+    return rows
+
+
+@contextlib.contextmanager
+def _c_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for a while: the profiler's C++ side prints
+    start/stop lines there that no Python setting turns off (they would land in the book)."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def profile_step(step: Callable[[], None], device: torch.device, top: int = 10) -> dict:
+    """Self time of the operators of one call of ``step`` (after one warm-up call): the
+    ``top`` most expensive, with their share of the total."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with _c_stderr_silenced(), profile(activities=activities) as prof:
+        step()
+    events = prof.key_averages()
+
+    def self_us(e: Any) -> float:
+        if device.type == "cuda":
+            return float(getattr(e, "self_device_time_total", 0.0))
+        return float(e.self_cpu_time_total)
+
+    total = sum(self_us(e) for e in events) or 1.0
+    ranked = sorted(events, key=self_us, reverse=True)[:top]
+    return {
+        "clock": "GPU kernel time" if device.type == "cuda" else "CPU self time",
+        "total_ms": round(total / 1000, 2),
+        "top": [
+            {
+                "op": e.key,
+                "calls": int(e.count),
+                "self_ms": round(self_us(e) / 1000, 3),
+                "share": round(self_us(e) / total, 4),
+            }
+            for e in ranked
+        ],
+    }
