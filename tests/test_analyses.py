@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from vit1d.analysis import analyses
+from vit1d.analysis import analyses, clips, ssm_scores
 from vit1d.core.errors import UserError
 from vit1d.core.provenance import weights_fingerprint
 from vit1d.models.checkpoint import load_pretrained
@@ -143,7 +143,7 @@ def test_random_twin_is_seeded_and_differs(checkpoint: Path):
     from vit1d.models.checkpoint import load_pretrained
 
     model = load_pretrained(checkpoint, head=False)
-    a, b = analyses.random_twin(model, 3), analyses.random_twin(model, 3)
+    a, b = clips.random_twin(model, 3), clips.random_twin(model, 3)
     for (_, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters(), strict=True):
         assert torch.equal(pa, pb)
     assert not torch.equal(a.frame_proj.weight, model.frame_proj.weight)
@@ -172,7 +172,7 @@ def test_cli_help_and_user_errors(tmp_path: Path, checkpoint: Path, capsys):
     assert code == 2
     assert "manifest" in capsys.readouterr().err
     with pytest.raises(UserError, match="no manifest"):
-        analyses.read_manifest(tmp_path, "onsets")
+        clips.read_manifest(tmp_path, "onsets")
 
 
 def test_read_results_and_examples(results: Path, corpus: Path, checkpoint: Path):
@@ -185,9 +185,9 @@ def test_read_results_and_examples(results: Path, corpus: Path, checkpoint: Path
     from vit1d.models.checkpoint import load_pretrained
 
     model = load_pretrained(checkpoint, head=False)
-    row = analyses.read_manifest(corpus, "chords").iloc[2].to_dict()
-    clip = analyses.load_clip(row, LogMel())
-    mats = analyses.example_ssms(clip, {"trained": model, "random": model}, layers=[1, 2])
+    row = clips.read_manifest(corpus, "chords").iloc[2].to_dict()
+    clip = clips.load_clip(row, LogMel())
+    mats = ssm_scores.example_ssms(clip, {"trained": model, "random": model}, layers=[1, 2])
     assert list(mats)[:3] == ["trained layer 1", "trained layer 2", "random layer 2"]
     assert all(m.shape == (126, 126) for m in mats.values())
     # the chord-label panel is the exact labels: C major for the first second
@@ -196,10 +196,10 @@ def test_read_results_and_examples(results: Path, corpus: Path, checkpoint: Path
 
 
 def test_select_clips_is_seeded_and_ordered(corpus: Path):
-    df = analyses.read_manifest(corpus, "onsets")
-    a = analyses.select_clips(df, "valid", 1, seed=0)
-    assert len(a) == 1 and a.equals(analyses.select_clips(df, "valid", 1, seed=0))
-    assert len(analyses.select_clips(df, "valid", 0, seed=0)) == 2
+    df = clips.read_manifest(corpus, "onsets")
+    a = clips.select_clips(df, "valid", 1, seed=0)
+    assert len(a) == 1 and a.equals(clips.select_clips(df, "valid", 1, seed=0))
+    assert len(clips.select_clips(df, "valid", 0, seed=0)) == 2
 
 
 def test_instrument_labels_become_a_dimension(corpus: Path, tmp_path: Path):
@@ -207,12 +207,12 @@ def test_instrument_labels_become_a_dimension(corpus: Path, tmp_path: Path):
     ``mir_eval.io.load_labeled_intervals`` reads); the clip then gets that reference."""
     from vit1d.audio.frontend import LogMel
 
-    row = analyses.read_manifest(corpus, "chords").iloc[2].to_dict()
+    row = clips.read_manifest(corpus, "chords").iloc[2].to_dict()
     lab = tmp_path / "inst.lab"
     lab.write_text("0.0\t2.0\tpiano\n2.0\t5.0\tviolin\n")
     row["instruments"] = str(lab)
-    clip = analyses.load_clip(row, LogMel())
-    refs = analyses.clip_references(clip)
+    clip = clips.load_clip(row, LogMel())
+    refs = ssm_scores.clip_references(clip)
     frames = np.arange(len(refs["instrument"])) / (16_000 / 512)
     np.testing.assert_array_equal(refs["instrument"] == "piano", frames < 2.0)
 

@@ -1,5 +1,6 @@
-"""The book chapters' helpers (vit1d.book.chapters) on fabricated results: tables pick each
-model's final checkpoint and best layer, and the run metadata of the foil is gathered."""
+"""The book chapters' helpers (vit1d.book.chapters, vit1d.book.tables) on fabricated results:
+tables pick each model's final checkpoint and best layer, the run metadata of the foil is
+gathered, and the reference checkpoint joins the models only with the build's architecture."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from vit1d.book import chapters
+from vit1d.book import chapters, tables
 from vit1d.probing.settings import ProbeSettings
 
 
@@ -43,7 +44,7 @@ def rows():
 
 
 def test_best_table_uses_final_checkpoint_and_best_layer():
-    t = chapters.best_table(rows(), [("key", "weighted"), ("tempo", "acc1")])
+    t = tables.best_table(rows(), [("key", "weighted"), ("tempo", "acc1")])
     assert list(t["task"]) == ["key"]  # tasks without results are left out
     assert t["contrastive"].iloc[0].startswith("0.650") and "(L3 avg)" in t["contrastive"].iloc[0]
     assert t["masked"].iloc[0].startswith("0.550")
@@ -52,19 +53,19 @@ def test_best_table_uses_final_checkpoint_and_best_layer():
 
 def test_best_view_is_where_the_final_model_peaks():
     # the snapshot scores higher everywhere (0.9 base) but is not the final model
-    assert chapters.best_view(rows(), "key") == (3, "avg")
-    assert chapters.best_view(rows(), "key", model="masked") == (3, "avg")
+    assert tables.best_view(rows(), "key") == (3, "avg")
+    assert tables.best_view(rows(), "key", model="masked") == (3, "avg")
     other = rows()
     other.loc[(other["model"] == "contrastive") & (other["step"] == 40) & (other["layer"] == 1)
               & (other["pooling"] == "cls"), "mean"] = 0.99  # fmt: skip
-    assert chapters.best_view(other, "key") == (1, "cls")
-    assert chapters.best_view(rows(), "tempo") is None  # never probed
+    assert tables.best_view(other, "key") == (1, "cls")
+    assert tables.best_view(rows(), "tempo") is None  # never probed
 
 
 def test_pooling_and_reference_tables():
-    p = chapters.pooling_table(rows(), [("key", "weighted")])
+    p = tables.pooling_table(rows(), [("key", "weighted")])
     assert p["cls"].iloc[0].startswith("0.630") and p["avg"].iloc[0].startswith("0.650")
-    ref = chapters.reference_global_table(rows())
+    ref = tables.reference_global_table(rows())
     key = ref[ref["task"] == "key"].iloc[0]
     assert key["published cls (L12)"] == "0.539" and key["ours cls (L3)"].startswith("0.630")
 

@@ -17,7 +17,7 @@ import yaml
 from vit1d.core.errors import UserError
 from vit1d.corpus import labels, tasks
 from vit1d.corpus.config import load_preset, preset_digest
-from vit1d.corpus.scores import _expand, _repeat_order
+from vit1d.corpus.repeats import expand, repeat_order
 
 # ---------------------------------------------------------------------------- beat grid
 
@@ -130,20 +130,20 @@ def _bars(n, start=(), end=(), endings=None):
 
 
 def test_repeat_order_simple_and_endings():
-    assert _repeat_order(_bars(4)) == [0, 1, 2, 3]
-    assert _repeat_order(_bars(4, end={1})) == [0, 1, 0, 1, 2, 3]
-    assert _repeat_order(_bars(5, start={2}, end={3})) == [0, 1, 2, 3, 2, 3, 4]
+    assert repeat_order(_bars(4)) == [0, 1, 2, 3]
+    assert repeat_order(_bars(4, end={1})) == [0, 1, 0, 1, 2, 3]
+    assert repeat_order(_bars(5, start={2}, end={3})) == [0, 1, 2, 3, 2, 3, 4]
     # |: A B [1 C :| [2 D | E
     bars = _bars(5, end={2}, endings={2: {1}, 3: {2}})
-    assert _repeat_order(bars) == [0, 1, 2, 0, 1, 3, 4]
+    assert repeat_order(bars) == [0, 1, 2, 0, 1, 3, 4]
     # two repeated sections in a row, the second with its own start sign
-    assert _repeat_order(_bars(4, start={2}, end={1, 3})) == [0, 1, 0, 1, 2, 3, 2, 3]
+    assert repeat_order(_bars(4, start={2}, end={1, 3})) == [0, 1, 0, 1, 2, 3, 2, 3]
 
 
 def test_expand_shifts_events_and_cuts_ties_at_jumps():
     bars = _bars(2, end={1})
     events = [[0.0, 1.0, 60], [6.0, 3.0, 62]]  # the second note is tied past the repeat sign
-    out = _expand(events, bars, _repeat_order(bars))
+    out = expand(events, bars, repeat_order(bars))
     assert out == [[0.0, 1.0, 60], [6.0, 2.0, 62], [8.0, 1.0, 60], [14.0, 2.0, 62]]
 
 

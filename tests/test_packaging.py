@@ -213,6 +213,8 @@ def _extra(name: str) -> list[str]:
         ("vit1d.viz.plots", "matplotlib"),
         ("vit1d.viz.plots", "seaborn"),
         ("vit1d.viz.plots", "ipywidgets"),
+        ("vit1d.viz.analysis_plots", "seaborn"),
+        ("vit1d.viz.probing_plots", "matplotlib"),
         ("vit1d.viz.widgets", "ipywidgets"),
     ],
 )

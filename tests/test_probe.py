@@ -614,19 +614,19 @@ def test_probing_figures_draw_model_baselines_and_steps() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from vit1d.viz import plots
+    from vit1d.viz import probing_plots
 
     s = _summary_frame()
-    fig = plots.layer_curves(s, "key", "weighted")
+    fig = probing_plots.layer_curves(s, "key", "weighted")
     ax = fig.axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert {"cls", "avg", "cls (random-init)", "avg (random-init)", "log-mel"} <= set(lines)
     # the final model (step 100), not its snapshot, is drawn
     assert np.allclose(lines["avg"].get_ydata(), [0.5, 0.6, 0.7, 0.8])
-    fig = plots.emergence_curve(s, "key", "weighted", layer=3, pooling="avg")
+    fig = probing_plots.emergence_curve(s, "key", "weighted", layer=3, pooling="avg")
     steps = [c for c in fig.axes[0].containers]
     assert steps and list(steps[0].lines[0].get_xdata()) == [50, 100]
-    grid = plots.layer_curves_grid(s, [("key", "weighted"), ("tempo", "acc1")])
+    grid = probing_plots.layer_curves_grid(s, [("key", "weighted"), ("tempo", "acc1")])
     assert len([a for a in grid.axes if a.get_visible() and a.has_data()]) == 1
 
 

@@ -38,7 +38,8 @@ Peaks come from :func:`pick_peaks` (``librosa.util.peak_pick`` with windows in s
 the same for every curve, and the threshold ``delta`` chosen per curve on the validation
 split, so spectral flux and attention get the same tuning budget).
 
-Used by: ``notebooks/06_attention.ipynb``, :mod:`vit1d.analysis.analyses`, :mod:`vit1d.viz.widgets`.
+Used by: ``notebooks/06_attention.ipynb``, :mod:`vit1d.analysis.onsets`,
+:mod:`vit1d.analysis.ssm_scores`, :mod:`vit1d.analysis.analyses`, :mod:`vit1d.viz.widgets`.
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ In the spirit of libfmp's chapter on SSMs (Mueller, FMP C4), one concept per fun
   ``compute_novelty_ssm``, written from the formula); peaks mark changes such as chord
   changes, scored with :func:`boundary_f_measure` (``mir_eval.segment.detection``, 0.5 s).
 
-Used by: ``notebooks/07_self_similarity.ipynb``, :mod:`vit1d.analysis.analyses`, :mod:`vit1d.viz.widgets`.
+Used by: ``notebooks/07_self_similarity.ipynb``, :mod:`vit1d.analysis.ssm_scores`,
+:mod:`vit1d.analysis.analyses`, :mod:`vit1d.viz.widgets`.
 """
 
 from __future__ import annotations

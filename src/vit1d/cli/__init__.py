@@ -16,8 +16,8 @@ from vit1d.core.errors import UserError
 
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
 COMMANDS = [
-    "vit1d.corpus.cli",
-    "vit1d.datasets.cli",
+    "vit1d.cli.corpus",
+    "vit1d.cli.datasets",
     "vit1d.cli.pretrain",
     "vit1d.studies.recipes",
     "vit1d.studies.reference",

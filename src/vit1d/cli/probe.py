@@ -32,9 +32,24 @@ def register(subparsers: Any) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_corpus_args(p)
+    _add_source_args(p)
+    _add_view_args(p)
+    _add_output_args(p)
+    _add_training_args(p)
+    add_model_args(p)
+    p.set_defaults(func=_cli)
+
+
+def _add_corpus_args(p: argparse.ArgumentParser) -> None:
+    """The corpus and its tasks to probe."""
     p.add_argument("--data", help="corpus root holding <task>/manifest.csv")
     p.add_argument("--manifest", help="one manifest.csv instead of --data (task = its folder)")
     p.add_argument("--tasks", default="all", help="comma-separated tasks or all (default)")
+
+
+def _add_source_args(p: argparse.ArgumentParser) -> None:
+    """The models probed: a checkpoint, its snapshots and the baselines."""
     p.add_argument("--checkpoint", help="checkpoint folder (model.safetensors + config.json)")
     p.add_argument("--label", default="", help="model name in the results (default contrastive)")
     p.add_argument(
@@ -66,6 +81,10 @@ def register(subparsers: Any) -> None:
         help="architecture for --random-init without --checkpoint: a preset name "
         "or checkpoint folder",
     )
+
+
+def _add_view_args(p: argparse.ArgumentParser) -> None:
+    """The probes of each task: seeds, layers and poolings."""
     p.add_argument(
         "--seeds", type=int_list, default="0,1,2", help="probe seeds (default: %(default)s)"
     )
@@ -73,8 +92,16 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--poolings", default="cls,seq,avg", help="global poolings (default: %(default)s)"
     )
+
+
+def _add_output_args(p: argparse.ArgumentParser) -> None:
+    """Where the results go and the corpus name they carry."""
     p.add_argument("--out", default="results", help="results folder (default results/)")
     p.add_argument("--corpus", default="", help="corpus name in the results (default: its own)")
+
+
+def _add_training_args(p: argparse.ArgumentParser) -> None:
+    """Probe fitting (the ``probe training`` group; defaults from :class:`ProbeConfig`)."""
     g = p.add_argument_group("probe training")
     d = ProbeConfig()
     g.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (%(default)s)")
@@ -131,8 +158,6 @@ def register(subparsers: Any) -> None:
         default=d.workers,
         help="tasks fitted at once, one thread each (0 = one per CPU core; same results)",
     )
-    add_model_args(p)
-    p.set_defaults(func=_cli)
 
 
 def _cli(args: argparse.Namespace) -> int:

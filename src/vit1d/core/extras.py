@@ -4,7 +4,7 @@ A module that needs an optional dependency imports it at its top through a guard
 the ``ImportError`` into one naming the extra to install (:func:`missing`), so the fix is in
 the message: ``pip install "vit1d[viz]"``. The extras are declared in ``pyproject.toml``:
 
-* ``viz``: matplotlib, seaborn and ipywidgets, for :mod:`vit1d.viz.plots` and :mod:`vit1d.viz.widgets`
+* ``viz``: matplotlib, seaborn and ipywidgets, for the modules of :mod:`vit1d.viz`
   (``vit1d analyses --figures``, the book's figures and explorers);
 * ``corpus``: music21, pretty_midi (scores, ``TimGM6mb.sf2``) and matplotlib (the label
   figure) for :mod:`vit1d.corpus`, which renders with its NumPy renderer unless the faster

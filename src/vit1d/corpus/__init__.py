@@ -8,16 +8,18 @@ General-MIDI SoundFont. Labels come from the scores, so they are exact.
 Modules, one concept each:
 
 * :mod:`~vit1d.corpus.scores`: music21 parsing, reduced to cached note events;
+* :mod:`~vit1d.corpus.repeats`: bars, repeat signs and endings, events in playing order;
 * :mod:`~vit1d.corpus.palette`: instruments, ranges, GM programs, ensembles, drum patterns;
 * :mod:`~vit1d.corpus.labels`: beats, chords, keys, onsets, tags, annotation files;
 * :mod:`~vit1d.corpus.render`: synthesis (TinySoundFont, or :mod:`~vit1d.corpus.sf2` in
   NumPy) and audio files;
 * :mod:`~vit1d.corpus.effects`: room, EQ, noise, loudness;
 * :mod:`~vit1d.corpus.jobs`: one seeded render job (settings, audio, labels, record);
+* :mod:`~vit1d.corpus.records`: job records; a music render's labels and annotation files;
 * :mod:`~vit1d.corpus.tasks`: splits and the task manifests;
 * :mod:`~vit1d.corpus.stats`: counts, label distributions and their figure;
 * :mod:`~vit1d.corpus.baseline`: the log-mel baseline check;
-* :mod:`~vit1d.corpus.build`: the whole build; :mod:`~vit1d.corpus.cli`: ``vit1d corpus``.
+* :mod:`~vit1d.corpus.build`: the whole build; :mod:`vit1d.cli.corpus`: ``vit1d corpus``.
 
 Quick use::
 

@@ -94,20 +94,35 @@ def run_baseline(
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.metrics import average_precision_score, roc_auc_score
 
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     warnings.filterwarnings("ignore", message="The least populated class")
     warnings.filterwarnings("ignore", message="The number of unique classes")
     root = Path(root)
     rows: list[dict[str, Any]] = []
+    for global_task in (_tagging, _key, _tempo, _isolated_notes):
+        rows += global_task(root, log, max_train, max_test, seed)
+    rows += _local_chords(root, log, max_local_train, max_local_test, seed)
+    for task in ("beats", "onsets"):
+        rows += _local_events(root, task, log, max_local_train, max_local_test, seed)
+    return _write_table(root, rows)
 
-    def load(task: str) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
-        m = pd.read_csv(root / task / "manifest.csv")
-        return _subset(m, "train", max_train, seed), _subset(m, "test", max_test, seed), root / task
 
-    # tagging
-    tr, te, base = load("tagging")
+def _load(
+    root: Path, task: str, n_tr: int | None, n_te: int | None, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
+    """A task's train and test subsets and its folder."""
+    m = pd.read_csv(root / task / "manifest.csv")
+    return _subset(m, "train", n_tr, seed), _subset(m, "test", n_te, seed), root / task
+
+
+def _tagging(
+    root: Path, log: Callable, n_tr: int | None, n_te: int | None, seed: int
+) -> list[dict[str, Any]]:
+    """Macro ROC-AUC and mAP over the tags with at least 5 train and some test positives."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    tr, te, base = _load(root, "tagging", n_tr, n_te, seed)
     log(f"baseline: tagging ({len(tr)} train, {len(te)} test clips)")
     xtr, xte = _global_features(base, list(tr["audio"])), _global_features(base, list(te["audio"]))
     ttr = [set(t.split(";")) for t in tr["tags"]]
@@ -123,24 +138,34 @@ def run_baseline(
         aucs.append(roc_auc_score(yte, p))
         aps.append(average_precision_score(yte, p))
     n = f"{len(te)} test clips, {len(aucs)} tags"
-    rows.append(
-        {"task": "tagging", "metric": "ROC-AUC (macro)", "value": float(np.mean(aucs)), "n": n}
-    )
-    rows.append({"task": "tagging", "metric": "mAP (macro)", "value": float(np.mean(aps)), "n": n})
+    return [
+        {"task": "tagging", "metric": "ROC-AUC (macro)", "value": float(np.mean(aucs)), "n": n},
+        {"task": "tagging", "metric": "mAP (macro)", "value": float(np.mean(aps)), "n": n},
+    ]
 
-    # key
-    tr, te, base = load("key")
+
+def _key(
+    root: Path, log: Callable, n_tr: int | None, n_te: int | None, seed: int
+) -> list[dict[str, Any]]:
+    """Key accuracy and the MIREX weighted score."""
+    tr, te, base = _load(root, "key", n_tr, n_te, seed)
     log(f"baseline: key ({len(tr)} train, {len(te)} test clips)")
     xtr, xte = _global_features(base, list(tr["audio"])), _global_features(base, list(te["audio"]))
     pred = _clf().fit(xtr, tr["key"]).predict(xte)
     n = f"{len(te)} test clips"
     acc = float(np.mean(pred == te["key"]))
-    rows.append({"task": "key", "metric": "accuracy", "value": acc, "n": n})
     w = [mir_eval.key.weighted_score(r, e) for r, e in zip(te["key"], pred, strict=True)]
-    rows.append({"task": "key", "metric": "MIREX weighted", "value": float(np.mean(w)), "n": n})
+    return [
+        {"task": "key", "metric": "accuracy", "value": acc, "n": n},
+        {"task": "key", "metric": "MIREX weighted", "value": float(np.mean(w)), "n": n},
+    ]
 
-    # tempo: classify 4 %-wide log-tempo bins
-    tr, te, base = load("tempo")
+
+def _tempo(
+    root: Path, log: Callable, n_tr: int | None, n_te: int | None, seed: int
+) -> list[dict[str, Any]]:
+    """Acc1 and Acc2 of a classifier over 4 %-wide log-tempo bins."""
+    tr, te, base = _load(root, "tempo", n_tr, n_te, seed)
     log(f"baseline: tempo ({len(tr)} train, {len(te)} test clips)")
     xtr, xte = _global_features(base, list(tr["audio"])), _global_features(base, list(te["audio"]))
     btr = np.round(np.log(tr["bpm"].to_numpy()) / TEMPO_BIN).astype(int)
@@ -151,12 +176,19 @@ def run_baseline(
     for f in (1.0, 2.0, 0.5, 3.0, 1.0 / 3.0):
         acc2 |= np.abs(pred - f * ref) <= 0.04 * f * ref
     n = f"{len(te)} test clips"
-    rows.append({"task": "tempo", "metric": "Acc1", "value": float(acc1.mean()), "n": n})
-    rows.append({"task": "tempo", "metric": "Acc2", "value": float(acc2.mean()), "n": n})
+    return [
+        {"task": "tempo", "metric": "Acc1", "value": float(acc1.mean()), "n": n},
+        {"task": "tempo", "metric": "Acc2", "value": float(acc2.mean()), "n": n},
+    ]
 
-    # isolated notes
+
+def _isolated_notes(
+    root: Path, log: Callable, n_tr: int | None, n_te: int | None, seed: int
+) -> list[dict[str, Any]]:
+    """Pitch and instrument accuracy on the isolated notes."""
+    rows = []
     for task, col in (("pitch", "pitch"), ("instrument", "instrument")):
-        tr, te, base = load(task)
+        tr, te, base = _load(root, task, n_tr, n_te, seed)
         log(f"baseline: {task} ({len(tr)} train, {len(te)} test notes)")
         xtr = _global_features(base, list(tr["audio"]))
         xte = _global_features(base, list(te["audio"]))
@@ -164,12 +196,11 @@ def run_baseline(
         acc = float(np.mean(pred == te[col].astype(str)))
         n = f"{len(te)} test notes"
         rows.append({"task": task, "metric": "accuracy", "value": acc, "n": n})
+    return rows
 
-    # local tasks
-    rows += _local_chords(root, log, max_local_train, max_local_test, seed)
-    for task in ("beats", "onsets"):
-        rows += _local_events(root, task, log, max_local_train, max_local_test, seed)
 
+def _write_table(root: Path, rows: list[dict[str, Any]]) -> str:
+    """Write ``stats/baseline.md`` and ``baseline.json``; returns the markdown table."""
     for r in rows:
         r.setdefault("n", "")
     table = ["| task | metric | log-mel baseline | evaluated on |", "|---|---|---:|---|"]

@@ -35,6 +35,7 @@ from vit1d.core.errors import UserError
 from vit1d.core.provenance import file_sha256
 from vit1d.corpus import jobs, scores, stats, tasks, twins
 from vit1d.corpus.config import check_values, preset_digest
+from vit1d.corpus.records import record_path
 from vit1d.corpus.render import renderer_name, renderer_version, resolve_soundfont
 
 FORMAT_VERSION = 1
@@ -163,6 +164,66 @@ def build_corpus(
     renderer = renderer_version()  # checks VIT1D_RENDERER before any work
     cache = Path(cache_dir or cfg["cache_dir"] or default_cache_dir()).expanduser()
     digest = preset_digest(cfg)
+    _claim_output(root, cfg, digest, log)
+
+    # 1. scores
+    units, works, skipped, t_parse = _load_scores(cfg, cache, log)
+
+    # 2. jobs
+    planned, split_of = _planned_jobs(works, cfg)
+    todo = _jobs_to_run(root, planned, works, split_of)
+    log(f"render: {len(planned)} jobs, {len(planned) - len(todo)} already done, {len(todo)} to go")
+
+    # 3. render
+    t1 = time.perf_counter()
+    rendered_s, errors = _render(root, todo, cfg, str(soundfont), log)
+    t_render = time.perf_counter() - t1
+
+    # 4. manifests, statistics, provenance
+    records, missing = _read_records(root, planned)
+    counts = tasks.write_manifests(root, records, cfg)
+    summary = stats.write_stats(root, records, counts, cfg)
+    log(summary["table"])
+    elapsed = time.perf_counter() - t_start
+    prov = _provenance(
+        cfg,
+        root,
+        digest=digest,
+        renderer=renderer,
+        soundfont=soundfont,
+        n_works=(len(units), len(works), len(skipped)),
+        records=records,
+        errors=errors,
+        missing=missing,
+        counts=counts,
+        tags=summary["tags"],
+    )
+    prov["this_run"] = {
+        "workers": cfg["workers"],
+        "build_s": round(elapsed, 1),
+        "parse_s": round(t_parse, 1),
+        "render_s": round(t_render, 1),
+        "rendered_audio_h": round(rendered_s / 3600, 3),
+        "render_x_realtime": round(rendered_s / t_render, 1) if t_render > 0 else None,
+        "end_to_end_x_realtime": round(rendered_s / elapsed, 1) if elapsed > 0 else None,
+        "resumed": len(planned) != len(todo),
+        "jobs_run": len(todo),
+    }
+    _atomic_json(root / "corpus.json", prov)
+    log(
+        f"corpus: {prov['hours']['total']:.2f} h of audio in {root} "
+        f"({prov['disk_bytes'] / 1e9:.2f} GB); this run {elapsed:.0f} s "
+        f"(parse {t_parse:.0f} s, render {t_render:.0f} s, "
+        f"{prov['this_run']['end_to_end_x_realtime']}x real time end to end)"
+    )
+    if errors:
+        log(f"warning: {len(errors)} renders failed; see failed_renders in corpus.json")
+    return prov
+
+
+def _claim_output(root: Path, cfg: dict[str, Any], digest: str, log: Callable) -> None:
+    """Check that ``root`` is empty or holds a corpus of the same preset, seed and renderer,
+    stamp it (``build.json``) and delete the temporary files a killed build left."""
     stamp = root / "build.json"
     if stamp.is_file():
         old = json.loads(stamp.read_text(encoding="utf-8"))
@@ -190,7 +251,11 @@ def build_corpus(
     if n_tmp:
         log(f"removed {n_tmp} temporary files left by an interrupted build")
 
-    # 1. scores
+
+def _load_scores(
+    cfg: dict[str, Any], cache: Path, log: Callable
+) -> tuple[list[str], list[dict[str, Any]], list[dict[str, str]], float]:
+    """Select the works and load their note events; returns (units, works, skipped, seconds)."""
     t0 = time.perf_counter()
     units = scores.select_units(cfg["collections"], cfg["seed"])
     log(f"scores: {len(units)} works selected from the music21 corpus; cache {cache}")
@@ -207,44 +272,62 @@ def build_corpus(
     log(f"scores: {len(works)} usable works, {len(skipped)} skipped, {t_parse:.1f} s")
     if not works:
         raise UserError("no usable works were selected; check the collections in the preset")
+    return units, works, skipped, t_parse
 
-    # 2. jobs
-    planned, split_of = _planned_jobs(works, cfg)
+
+def _jobs_to_run(
+    root: Path, planned: list[tuple], works: list[dict[str, Any]], split_of: dict[str, str]
+) -> list[tuple]:
+    """The planned jobs that have no record yet, with their work and split filled in."""
     by_id = {w["id"]: w for w in works}
     todo = []
     for job in planned:
-        if jobs.record_path(root, job[1]).is_file():
+        if record_path(root, job[1]).is_file():
             continue
         if job[0] == "notes":
             todo.append(job)
         else:
             todo.append((job[0], job[1], by_id[job[2]], split_of[job[2]], *job[3:]))
-    log(f"render: {len(planned)} jobs, {len(planned) - len(todo)} already done, {len(todo)} to go")
+    return todo
 
-    # 3. render
-    t1 = time.perf_counter()
-    rendered_s, errors = _render(root, todo, cfg, str(soundfont), log)
-    t_render = time.perf_counter() - t1
 
-    # 4. manifests, statistics, provenance
-    records = []
+def _read_records(root: Path, planned: list[tuple]) -> tuple[list[dict[str, Any]], int]:
+    """The records of the planned jobs, in plan order, and how many are missing."""
+    out = []
     missing = 0
     for job in planned:
-        path = jobs.record_path(root, job[1])
+        path = record_path(root, job[1])
         if path.is_file():
-            records.append(json.loads(path.read_text(encoding="utf-8")))
+            out.append(json.loads(path.read_text(encoding="utf-8")))
         else:
             missing += 1
-    counts = tasks.write_manifests(root, records, cfg)
+    return out, missing
 
-    summary = stats.write_stats(root, records, counts, cfg)
-    log(summary["table"])
+
+def _provenance(
+    cfg: dict[str, Any],
+    root: Path,
+    *,
+    digest: str,
+    renderer: str,
+    soundfont: Path,
+    n_works: tuple[int, int, int],
+    records: list[dict[str, Any]],
+    errors: dict[str, str],
+    missing: int,
+    counts: dict[str, Any],
+    tags: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """``corpus.json`` less ``this_run``: versions, SoundFont, seed, counts, hours, disk.
+
+    ``n_works``: the numbers of works selected, usable and skipped.
+    """
     hours = {
         kind: round(sum(r["duration"] for r in records if r["kind"] == kind) / 3600, 3)
         for kind in KINDS
     }
-    elapsed = time.perf_counter() - t_start
-    prov = {
+    selected, usable, skipped = n_works
+    return {
         "format_version": FORMAT_VERSION,
         "preset": cfg["name"],
         "preset_digest": digest,
@@ -260,9 +343,9 @@ def build_corpus(
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "works": {
-            "selected": len(units),
-            "usable": len(works),
-            "skipped": len(skipped),
+            "selected": selected,
+            "usable": usable,
+            "skipped": skipped,
             "pretrain": len({r["work"] for r in records if r["kind"] == "pretrain"}),
             "music": len({r["work"] for r in records if r["kind"] == "music"}),
         },
@@ -271,30 +354,9 @@ def build_corpus(
         "missing_renders": missing,
         "counts": counts,
         "hours": {**hours, "total": round(sum(hours.values()), 3)},
-        "tag_vocabulary": summary["tags"],
+        "tag_vocabulary": tags,
         "disk_bytes": _disk_bytes(root),
-        "this_run": {
-            "workers": cfg["workers"],
-            "build_s": round(elapsed, 1),
-            "parse_s": round(t_parse, 1),
-            "render_s": round(t_render, 1),
-            "rendered_audio_h": round(rendered_s / 3600, 3),
-            "render_x_realtime": round(rendered_s / t_render, 1) if t_render > 0 else None,
-            "end_to_end_x_realtime": round(rendered_s / elapsed, 1) if elapsed > 0 else None,
-            "resumed": len(planned) != len(todo),
-            "jobs_run": len(todo),
-        },
     }
-    _atomic_json(root / "corpus.json", prov)
-    log(
-        f"corpus: {prov['hours']['total']:.2f} h of audio in {root} "
-        f"({prov['disk_bytes'] / 1e9:.2f} GB); this run {elapsed:.0f} s "
-        f"(parse {t_parse:.0f} s, render {t_render:.0f} s, "
-        f"{prov['this_run']['end_to_end_x_realtime']}x real time end to end)"
-    )
-    if errors:
-        log(f"warning: {len(errors)} renders failed; see failed_renders in corpus.json")
-    return prov
 
 
 def _render(

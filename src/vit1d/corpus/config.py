@@ -7,7 +7,7 @@ out-of-range value raises :class:`vit1d.core.errors.UserError` naming the file, 
 fix. :func:`preset_digest` fingerprints a validated preset, so a build can tell whether an
 output folder holds a corpus made with other settings.
 
-Used by :mod:`vit1d.corpus.cli` and :mod:`vit1d.corpus.build`.
+Used by :mod:`vit1d.cli.corpus` and :mod:`vit1d.corpus.build`.
 """
 
 from __future__ import annotations

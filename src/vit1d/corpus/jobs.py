@@ -11,8 +11,9 @@ line), instrumentation (:func:`vit1d.corpus.palette.assign_ensemble`), drums, ti
 velocity humanisation, room, equalisation and noise. The labels are then computed from the
 same note list that is sent to the synthesiser (:mod:`vit1d.corpus.labels`), and the job
 writes, in this order, the audio, the annotation files and finally its *record*
-(``records/<render_id>.json``: labels, settings, file names). A record exists only once
-everything it names is complete, which is what makes a build resumable.
+(``records/<render_id>.json``: labels, settings, file names; :mod:`vit1d.corpus.records`).
+A record exists only once everything it names is complete, which is what makes a build
+resumable.
 
 Used by :mod:`vit1d.corpus.build`.
 """
@@ -27,8 +28,7 @@ from typing import Any
 import numpy as np
 
 from vit1d.audio.frontend import SAMPLE_RATE
-from vit1d.core import atomic
-from vit1d.corpus import effects, labels
+from vit1d.corpus import effects, labels, records
 from vit1d.corpus.palette import INSTRUMENTS, TINYSOL, Channel, assign_ensemble, drum_pattern
 from vit1d.corpus.palette import INSTRUMENTS as _I
 from vit1d.corpus.render import Note, Program, get_synth, write_audio
@@ -42,10 +42,6 @@ TAIL_S = 1.0  # release kept after the last note when a work ends inside a clip
 
 def job_rng(seed: int, render_id: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), stable_hash("render", render_id)])
-
-
-def record_path(root: Path, render_id: str) -> Path:
-    return root / "records" / f"{render_id}.json"
 
 
 def _uniform(rng: np.random.Generator, lo_hi: list[float]) -> float:
@@ -313,10 +309,12 @@ def run_music(
 
     rel_audio = f"audio/{render_id}.{audio_ext}"
     write_audio(root / rel_audio, audio)
-    rec = _music_record(root, render_id, work, split, s, nominal, onsets, duration, len(audio))
+    rec = records.music_record(
+        root, render_id, work, split, s, nominal, onsets, duration, len(audio)
+    )
     rec["audio"] = rel_audio
     rec.update(extra or {})
-    _write_record(root, render_id, rec)
+    records.write_record(root, render_id, rec)
     return rec
 
 
@@ -343,107 +341,6 @@ def finish_audio(audio: np.ndarray, s: dict[str, Any], cfg: dict[str, Any]) -> n
     y = effects.add_noise(y, s["snr_db"], s["noise"], rng)
     y = effects.fade(y, sr)
     return effects.normalise_loudness(y, cfg["effects"]["loudness_dbfs"])
-
-
-def _music_record(
-    root: Path,
-    render_id: str,
-    work: dict[str, Any],
-    split: str,
-    s: dict[str, Any],
-    nominal: list[tuple[float, float, int]],
-    onsets: list[float],
-    duration: float,
-    n_samples: int,
-) -> dict[str, Any]:
-    sec_per_q = 60.0 / (s["bpm"] * s["beat_q"])
-    start_q = s["start_q"]
-    end_q = start_q + duration / sec_per_q
-    beats_q, down, lens, _idx = labels.beat_grid(work["measures"], start_q, end_q)
-    beats = (beats_q - start_q) * sec_per_q
-    const_beat = bool(len(lens)) and bool(np.all(np.abs(lens - s["beat_q"]) < 1e-6))
-    chords = labels.chord_segments(nominal, duration, min_dur=0.0)
-    onset_times = labels.merge_onsets([t for t in onsets if t < duration])
-    key = None
-    if work.get("key"):
-        key = labels.key_name(work["key"][0] + s["transpose"], work["key"][1])
-    channels = s["channels"]
-    instruments = sorted({c["instrument"] for c in channels})
-    families = sorted({INSTRUMENTS[c["instrument"]].family for c in channels})
-    n_players = len(channels) if s["ensemble"] != "keyboard" else 1
-    n_voices = len(s["parts_used"])
-    tags = list(instruments) + families
-    tags.append(labels.ensemble_tag(n_players))
-    tags.append(work["style"])
-    tags.append(labels.tempo_class(s["bpm"]))
-    if key:
-        tags.append(key.split()[1])
-    if n_voices == 1:
-        tags.append("monophonic")
-    if s["drums"]:
-        tags.append("drums")
-    if s["reverb_wet"] >= 0.2 and s["reverb_rt60"] >= 1.0:
-        tags.append("reverberant")
-    ms = work["measures"]
-    if ms:
-        num, beat = ms[0][3], ms[0][5]
-        if abs(beat - 1.5) < 1e-6 or abs(beat - 3.0) < 1e-6:
-            tags.append("compound_meter")
-        elif num in (3, 6, 9) or (num * 4.0 / ms[0][4]) / beat == 3:
-            tags.append("triple_meter")
-        else:
-            tags.append("duple_meter")
-    ann: dict[str, str] = {}
-    base = render_id.replace("/", "_")
-    if len(beats):
-        ann["beats"] = f"annotations/beats/{base}.txt"
-        ann["downbeats"] = f"annotations/beats/{base}.downbeats.txt"
-        labels.write_events(root / ann["beats"], beats, f"beats of {render_id}, seconds")
-        labels.write_events(root / ann["downbeats"], beats[down], f"downbeats of {render_id}")
-    ann["chords"] = f"annotations/chords/{base}.lab"
-    labels.write_intervals(root / ann["chords"], chords)
-    ann["onsets"] = f"annotations/onsets/{base}.txt"
-    labels.write_events(root / ann["onsets"], onset_times, f"note onsets of {render_id}")
-    majmin = sum(b - a for a, b, lab in chords if lab != "N")
-    return {
-        "render_id": render_id,
-        "kind": render_id.split("/", 1)[0],
-        "work": work["id"],
-        "split": split,
-        "duration": round(duration, 4),
-        "n_samples": int(n_samples),
-        "labels": {
-            "tags": sorted(set(tags)),
-            "key": key,
-            "bpm": s["bpm"],
-            "n_beats": int(len(beats)),
-            "const_beat": const_beat,
-            "chord_seconds": round(majmin, 3),
-            "n_voices": n_voices,
-            "n_onsets": int(len(onset_times)),
-        },
-        "annotations": ann,
-        "settings": {
-            "collection": work["collection"],
-            "style": work["style"],
-            "ensemble": s["ensemble"],
-            "instrumentation": ";".join(c["instrument"] for c in channels),
-            "programs": ";".join(str(c["program"]) for c in channels),
-            "banks": ";".join(str(c["bank"]) for c in channels),
-            "octave_shifts": ";".join(str(c["octave_shift"]) for c in channels),
-            "render_bpm": s["bpm"],
-            "transpose": s["transpose"],
-            "start_q": s["start_q"],
-            "drums": int(s["drums"]),
-            "humanize_ms": s["humanize_ms"],
-            "reverb_rt60": s["reverb_rt60"],
-            "reverb_wet": s["reverb_wet"],
-            "highpass_hz": s["highpass_hz"],
-            "lowpass_hz": s["lowpass_hz"],
-            "noise": s["noise"],
-            "snr_db": s["snr_db"],
-        },
-    }
 
 
 # ------------------------------------------------------------------------ isolated notes
@@ -532,10 +429,5 @@ def run_note(
             "snr_db": s["snr_db"],
         },
     }
-    _write_record(root, render_id, rec)
+    records.write_record(root, render_id, rec)
     return rec
-
-
-def _write_record(root: Path, render_id: str, rec: dict[str, Any]) -> None:
-    # no fsync: one record per render (see write_audio)
-    atomic.write_json(record_path(root, render_id), rec, fsync=False, indent=1, sort_keys=True)

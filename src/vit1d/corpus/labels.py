@@ -10,8 +10,9 @@ placed in seconds. Nothing is estimated from audio:
 * onsets: the note-on times actually sent to the synthesiser, merged within 30 ms;
 * annotation files in the formats ``mir_eval.io`` reads.
 
-Used by :mod:`vit1d.corpus.jobs`; the label checks in ``tests/test_corpus_labels.py``
-compare these against the audio (onset detection, chroma, pitch tracking).
+Used by :mod:`vit1d.corpus.jobs` and :mod:`vit1d.corpus.records`; the label checks in
+``tests/test_corpus_labels.py`` compare these against the audio (onset detection, chroma,
+pitch tracking).
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ every part, a solo line over a keyboard, or a free mixture. :func:`assign_ensemb
 instruments whose range fits each part (shifting a part by octaves when needed: octaves keep
 key and chord labels exact) and returns one channel per part.
 
-Used by :mod:`vit1d.corpus.jobs`; shown in ``notebooks/02_corpus.ipynb``.
+Used by :mod:`vit1d.corpus.jobs` and :mod:`vit1d.corpus.records`; shown in
+``notebooks/02_corpus.ipynb``.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ import numpy as np
 
 from vit1d.core import atomic
 from vit1d.core.errors import UserError
+from vit1d.corpus import repeats
 
 #: Bumped whenever the extraction changes, so stale caches are never read.
 EXTRACT_VERSION = 1
@@ -240,23 +241,19 @@ def extract_score(score: Any, work_id: str, collection: str) -> dict[str, Any]:
     Tied notes are merged and repeats expanded here, on plain event lists (music21's own
     ``stripTies`` and ``expandRepeats`` cost as much as the parse itself).
     """
-    from music21 import key, stream
+    from music21 import stream
 
     parts_src = list(score.parts) if hasattr(score, "parts") and len(score.parts) else [score]
     measure_lists = [list(p.getElementsByClass(stream.Measure)) for p in parts_src]
-    bars = _bar_structure(score, parts_src[0], measure_lists[0])
-    order = _repeat_order(bars) if bars else None
-    if order is not None and (
-        len(order) > 4 * len(bars) or any(len(ms) != len(bars) for ms in measure_lists if ms)
-    ):
-        order = None
+    bars = repeats.bar_structure(score, parts_src[0], measure_lists[0])
+    order = repeats.playing_order(bars, [len(ms) for ms in measure_lists])
     expanded = order is not None and order != list(range(len(bars)))
 
     parts: list[list[list[float]]] = []
     for part in parts_src:
         events = _merged_events(part)
         if events and order is not None:
-            events = _expand(events, bars, order)
+            events = repeats.expand(events, bars, order)
         if events:
             events.sort()
             parts.append(events)
@@ -266,18 +263,36 @@ def extract_score(score: Any, work_id: str, collection: str) -> dict[str, Any]:
         return {"id": work_id, "error": f"{len(parts)} parts"}
     # order parts from the highest to the lowest mean pitch
     parts.sort(key=lambda evs: -float(np.mean([e[2] for e in evs])))
+    measures = repeats.measure_rows(bars, order)
+    tonic_mode, key_source = _score_key(score, parts)
 
-    measures: list[list[float]] = []
-    if bars:
-        seq = order if order is not None else list(range(len(bars)))
-        t = bars[seq[0]]["offset"] if order is None else 0.0
-        for i in seq:
-            b = bars[i]
-            off = b["offset"] if order is None else t
-            measures.append([round(off, 6), round(b["dur"], 6), round(b["pad"], 6)] + b["ts"])
-            t = off + b["dur"]
+    title = None
+    if score.metadata is not None:
+        title = score.metadata.title or score.metadata.movementName
+    length = max(e[0] + e[1] for p in parts for e in p)
+    if measures:
+        length = max(length, measures[-1][0] + measures[-1][1])
+    return {
+        "id": work_id,
+        "collection": collection,
+        "style": COLLECTIONS.get(collection, "other"),
+        "title": str(title) if title else None,
+        "parts": parts,
+        "measures": measures,
+        "key": list(tonic_mode) if tonic_mode else None,
+        "key_source": key_source,
+        "length": round(length, 6),
+        "repeats_expanded": expanded,
+    }
 
-    # key: stated key or key signature, confirmed by the final bass note
+
+def _score_key(
+    score: Any, parts: list[list[list[float]]]
+) -> tuple[tuple[int, str] | None, str | None]:
+    """``((tonic pitch class, mode), source)`` of the key the score states, or that its key
+    signature implies, kept only when the final bass note is its tonic; else ``(None, None)``."""
+    from music21 import key
+
     tonic_mode = None
     key_source = None
     sigs = list(score.recurse().getElementsByClass(key.KeySignature))
@@ -298,25 +313,7 @@ def extract_score(score: Any, work_id: str, collection: str) -> dict[str, Any]:
             key_source = "signature+final"
     if tonic_mode is not None and tonic_mode[0] != final_bass:
         tonic_mode, key_source = None, None
-
-    title = None
-    if score.metadata is not None:
-        title = score.metadata.title or score.metadata.movementName
-    length = max(e[0] + e[1] for p in parts for e in p)
-    if measures:
-        length = max(length, measures[-1][0] + measures[-1][1])
-    return {
-        "id": work_id,
-        "collection": collection,
-        "style": COLLECTIONS.get(collection, "other"),
-        "title": str(title) if title else None,
-        "parts": parts,
-        "measures": measures,
-        "key": list(tonic_mode) if tonic_mode else None,
-        "key_source": key_source,
-        "length": round(length, 6),
-        "repeats_expanded": expanded,
-    }
+    return tonic_mode, key_source
 
 
 def _merged_events(part: Any) -> list[list[float]]:
@@ -355,109 +352,6 @@ def _merged_events(part: Any) -> list[list[float]]:
             else:
                 open_ties.pop(midi, None)
     return events
-
-
-def _bar_structure(score: Any, part: Any, bars: list[Any]) -> list[dict[str, Any]]:
-    """Per bar of ``part``: offset, length, pickup padding, time signature, repeat marks."""
-    from music21 import bar, meter, spanner
-
-    endings: dict[int, set[int]] = {}
-    try:
-        brackets = part.spannerBundle.getByClass(spanner.RepeatBracket)
-    except Exception:
-        brackets = []
-    for br in brackets:
-        try:
-            nums = {int(x) for x in br.getNumberList()}
-        except Exception:
-            continue
-        for m in br.getSpannedElements():
-            endings.setdefault(id(m), set()).update(nums)
-    out: list[dict[str, Any]] = []
-    current = None
-    for i, m in enumerate(bars):
-        ts = m.timeSignature or current
-        if ts is None:
-            ts = m.getContextByClass(meter.TimeSignature)
-        if ts is None:
-            return []
-        current = ts
-        bar_len = float(ts.barDuration.quarterLength)
-        dur = float(m.duration.quarterLength)
-        pad = float(m.paddingLeft or 0.0)
-        if i == 0 and pad == 0.0 and 0 < dur < bar_len:
-            pad = bar_len - dur  # an unmarked pickup bar
-        left, right = m.leftBarline, m.rightBarline
-        out.append(
-            {
-                "offset": float(m.offset),
-                "dur": dur,
-                "pad": pad,
-                "ts": [
-                    int(ts.numerator),
-                    int(ts.denominator),
-                    round(float(ts.beatDuration.quarterLength), 6),
-                ],
-                "start": isinstance(left, bar.Repeat) and left.direction == "start",
-                "end": (
-                    int(right.times or 2)
-                    if isinstance(right, bar.Repeat) and right.direction == "end"
-                    else 0
-                ),
-                "endings": endings.get(id(m), set()),
-            }
-        )
-    return out
-
-
-def _repeat_order(bars: list[dict[str, Any]]) -> list[int]:
-    """Bar indices in playing order: repeat signs and first/second endings followed."""
-    order: list[int] = []
-    played: dict[int, int] = {}
-    section, pass_no, i = 0, 1, 0
-    n = len(bars)
-    while i < n and len(order) <= 4 * n:
-        b = bars[i]
-        if b["start"] and i != section:
-            section, pass_no = i, 1
-        if b["endings"] and pass_no not in b["endings"]:
-            i += 1
-            continue
-        order.append(i)
-        if b["end"]:
-            played[i] = played.get(i, 0) + 1
-            if played[i] < b["end"]:
-                pass_no += 1
-                i = section
-                continue
-            section, pass_no = i + 1, 1
-        elif b["endings"] and (i + 1 >= n or not bars[i + 1]["endings"]):
-            section, pass_no = i + 1, 1  # a last ending closes the repeated section
-        i += 1
-    return order
-
-
-def _expand(
-    events: list[list[float]], bars: list[dict[str, Any]], order: list[int]
-) -> list[list[float]]:
-    """Lay a part's events out in playing order (bars repeated, skipped endings dropped)."""
-    starts = np.asarray([b["offset"] for b in bars])
-    idx = np.searchsorted(starts, np.asarray([e[0] for e in events]) + 1e-6, side="right") - 1
-    by_bar: dict[int, list[list[float]]] = {}
-    for e, k in zip(events, idx, strict=True):
-        by_bar.setdefault(int(max(k, 0)), []).append(e)
-    out: list[list[float]] = []
-    t = 0.0
-    for pos, i in enumerate(order):
-        b = bars[i]
-        follows = pos + 1 < len(order) and order[pos + 1] == i + 1
-        for on, dur, midi in by_bar.get(i, []):
-            if not follows:  # a tie into a bar that is not played next: cut at the bar line
-                dur = min(dur, b["offset"] + b["dur"] - on)
-            if dur > 0:
-                out.append([round(on - b["offset"] + t, 6), round(dur, 6), midi])
-        t += b["dur"]
-    return out
 
 
 def _final_bass_pc(parts: list[list[list[float]]]) -> int:

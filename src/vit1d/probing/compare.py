@@ -1,8 +1,8 @@
 """Choosing a probe on the validation split and comparing two probes on the same test items.
 
 The claims ledger (:mod:`vit1d.ledger.claims`), the probe tables and the emergence curves
-(:mod:`vit1d.book.chapters`) all read probe results through these functions, so the book states
-one protocol:
+(:mod:`vit1d.book.tables`, :mod:`vit1d.book.examples`) all read probe results through these
+functions, so the book states one protocol:
 
 * **Choose on validation, report on test.** A model's layer and pooling for a task are those
   with the highest *validation* mean of the metric (:func:`best_row`); the number reported is
@@ -19,7 +19,8 @@ one protocol:
   split's most frequent class for every test item; constant scores for tagging) that
   :mod:`vit1d.probing.probe` writes as model ``chance``.
 
-Used by :mod:`vit1d.ledger.claims`, :mod:`vit1d.book.chapters` and ``notebooks/09_claims.ipynb``.
+Used by :mod:`vit1d.ledger.claims`, :mod:`vit1d.book.tables`, :mod:`vit1d.book.examples` and
+``notebooks/09_claims.ipynb``.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ onsets      ``mir_eval.onset`` F-measure (50 ms)              track
 
 Beat metrics are computed on the whole excerpt: ``mir_eval.beat.evaluate`` would first drop the
 beats of the first 5 s, a convention for full songs that would discard a third of a 15 s clip.
-Used by :mod:`vit1d.probing.probe`; ``notebooks`` on global and local probes describe the metrics.
+Used by :mod:`vit1d.probing.scoring` and :mod:`vit1d.probing.probe`; ``notebooks`` on global and
+local probes describe the metrics.
 """
 
 from __future__ import annotations
@@ -259,7 +260,7 @@ class ChordReference:
     (``mir_eval.util.merge_labeled_intervals``), then the duration-weighted accuracy
     (``mir_eval.chord.weighted_accuracy``). :meth:`scores` returns what :func:`chord_scores`
     returns for the same estimate (tests/test_metrics.py checks both on random tracks).
-    Used by :mod:`vit1d.probing.probe` (chapter 05, local probes).
+    Used by :mod:`vit1d.probing.scoring` (chapter 05, local probes).
     """
 
     def __init__(self, intervals: np.ndarray, labels: Sequence[str]) -> None:

@@ -46,7 +46,9 @@ element-wise) and its own early stopping, and the stopping of one never changes 
 result of a probe does not depend on which others share its stack. Chords ignore frames whose
 reference chord has no maj/min reduction.
 
-Used by ``vit1d probe`` and the probing notebooks; results go through :mod:`vit1d.probing.results`.
+The views a task's probes read are :mod:`vit1d.probing.views`'s, the scoring of their outputs
+:mod:`vit1d.probing.scoring`'s. Used by ``vit1d probe`` and the probing notebooks; results go
+through :mod:`vit1d.probing.results`.
 """
 
 from __future__ import annotations
@@ -54,56 +56,33 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vit1d.audio.grid import FRAME_RATE
 from vit1d.core.errors import UserError
 from vit1d.probing import metrics as M
 from vit1d.probing.items import scalar_items, tagging_items
 from vit1d.probing.linear import LinearProbes, ProbeConfig, standardise
 from vit1d.probing.results import bootstrap_tagging, summary_row
-from vit1d.probing.tasks import (
-    SPLITS,
-    Example,
-    Task,
-    chord_reference,
-    frame_targets,
-    global_targets,
+from vit1d.probing.scoring import score_global, score_tracks
+from vit1d.probing.tasks import SPLITS, Task, global_targets
+from vit1d.probing.views import (
+    View,
+    concat_frame_targets,
+    frame_matrix,
+    global_matrix,
+    local_chunks,
+    probe_groups,
+    subsample_rows,
+    task_views,
 )
 
 # ----------------------------------------------------------------------------------------------
 # Probing one task
 # ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class View:
-    """A feature matrix the probes read: which embeddings (init), layer and pooling."""
-
-    source: int
-    layer: int
-    pooling: str
-
-
-def _views(
-    embeddings: Sequence[Any],
-    local: bool,
-    layers: Sequence[int] | None,
-    poolings: Sequence[str] | None,
-) -> list[View]:
-    views = []
-    for e_i, emb in enumerate(embeddings):
-        use_layers = [la for la in emb.layers if layers is None or la in layers] or emb.layers[-1:]
-        if local:
-            views += [View(e_i, la, "frame") for la in use_layers]
-            continue
-        pools = [p for p in emb.poolings if poolings is None or p in poolings] or emb.poolings
-        views += [View(e_i, la, p) for la in use_layers for p in pools]
-    return views
 
 
 def fit_seeds(solver: str, n_sources: int, seeds: Sequence[int]) -> list[int]:
@@ -116,80 +95,6 @@ def fit_seeds(solver: str, n_sources: int, seeds: Sequence[int]) -> list[int]:
     if solver == "lbfgs" and n_sources == 1 and seeds:
         return seeds[:1]
     return seeds
-
-
-def _groups(views: list[View], n_sources: int, seeds: Sequence[int]) -> list[tuple[int, int]]:
-    """``(view, seed)`` pairs: every seed on every view, or, with one source per seed (random
-    init), seed ``k`` on the views of source ``k``."""
-    if n_sources == 1:
-        return [(v, s) for v in range(len(views)) for s in seeds]
-    if n_sources != len(seeds):
-        raise UserError(
-            f"{n_sources} feature sources but {len(seeds)} seeds: give one init seed per probe seed"
-        )
-    return [(v, seeds[views[v].source]) for v in range(len(views))]
-
-
-def _global_matrix(emb: Any, view: View, indices: np.ndarray) -> Any:
-    import torch
-
-    return torch.from_numpy(emb.pooled(view.layer, view.pooling, indices))
-
-
-def _frame_matrix(emb: Any, layer: int, indices: np.ndarray, picks: np.ndarray | None) -> Any:
-    """Concatenated frame tokens ``(F, D)`` float32 of files ``indices`` (rows ``picks``)."""
-    import torch
-
-    frames = np.concatenate(emb.frames(layer, indices)).astype(np.float32)
-    if picks is not None:
-        frames = frames[picks]
-    return torch.from_numpy(frames)
-
-
-def _frame_targets(task: Task, emb: Any, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Concatenated frame targets and per-file offsets."""
-    ys = [frame_targets(task, task.examples[i], int(emb.n_frames[i])) for i in indices]
-    offsets = np.concatenate([[0], np.cumsum([len(y) for y in ys])]).astype(int)
-    return np.concatenate(ys) if ys else np.zeros(0), offsets
-
-
-def _subsample(y: np.ndarray, limit: int, seed: int, ignore_negative: bool) -> np.ndarray:
-    """Sorted row numbers: at most ``limit`` rows (seeded), skipping ignored targets."""
-    rows = np.flatnonzero(y >= 0) if ignore_negative else np.arange(len(y))
-    if len(rows) > limit:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
-    return rows
-
-
-def _score_global(task: Task, test_idx: np.ndarray, logits: np.ndarray) -> dict[str, tuple]:
-    """Per-unit scores ``{metric: (values, weights)}`` of one probe's test logits ``(N, C)``."""
-    exs = [task.examples[i] for i in test_idx]
-    if task.name == "tagging":
-        y = global_targets(task, test_idx)
-        s = M.tagging_scores(y, logits)
-        return {"roc_auc": (s["roc_auc"], None), "map": (s["map"], None)}
-    pred = [task.classes[k] for k in np.argmax(logits, axis=1)]
-    ref = [ex.label for ex in exs]
-    if task.name == "key":
-        s = M.key_scores(ref, pred)
-    elif task.name == "tempo":
-        s = M.tempo_scores(ref, pred)
-    else:
-        s = M.accuracy_scores(ref, pred)
-    return {m: (v, None) for m, v in s.items()}
-
-
-def _score_local(task: Task, example: Example, out: np.ndarray, duration: float) -> dict:
-    """Scores of one test track from its frame outputs (logits ``(T, C)`` or ``(T, 1)``)."""
-    if task.name == "chords":
-        return chord_reference(example.label).scores(np.argmax(out, axis=1), FRAME_RATE, duration)
-    act = 1.0 / (1.0 + np.exp(-out[:, 0].astype(np.float64)))
-    ref = M.load_events(example.label)
-    if task.name == "beats":
-        s = M.beat_scores(ref, M.activation_to_beats(act, FRAME_RATE))
-    else:
-        s = M.onset_scores(ref, M.activation_to_onsets(act, FRAME_RATE))
-    return {k: (v, 1.0) for k, v in s.items()}
 
 
 def probe_task(
@@ -219,9 +124,9 @@ def probe_task(
         if [Path(p) for p in emb.paths] != [ex.audio for ex in task.examples]:
             raise ValueError("embeddings must list the task's audio files in manifest order")
     t0 = time.perf_counter()
-    views = _views(embeddings, task.spec.local, layers, poolings)
+    views = task_views(embeddings, task.spec.local, layers, poolings)
     fitted = fit_seeds(cfg.solver, len(embeddings), seeds)
-    groups = _groups(views, len(embeddings), fitted)
+    groups = probe_groups(views, len(embeddings), fitted)
     tr, va = task.indices("train"), task.indices("valid")
     scores: dict[tuple[int, str, str], list[tuple[int, np.ndarray, np.ndarray | None]]] = {}
     # with lbfgs, "epochs" and "best_epoch" count L-BFGS iterations (over the L2 weights, the
@@ -230,14 +135,26 @@ def probe_task(
     if cfg.solver == "lbfgs":
         info["l2"] = {}
     if task.spec.local:
-        chunks = _local_chunks(task, embeddings, views, tr, cfg)
+        chunks = local_chunks(embeddings, views, tr, cfg)
     else:
         chunks = [list(range(len(views)))]
     for chunk in chunks:
         _train_and_score(
             task, embeddings, views, groups, chunk, tr, va, splits, cfg, scores, info, progress
         )
-    rows, summary = [], []
+    rows = _seed_rows(task, views, scores)  # sorts each probe's seeds, as the items list them
+    raw = info.pop("_raw", {})
+    summary = _summary_rows(task, views, scores, raw, cfg)
+    info["seconds"] = round(time.perf_counter() - t0, 2)
+    info["notes"] = task.notes
+    info["n"] = {s: int(len(task.indices(s))) for s in SPLITS}
+    items = _item_frames(task, views, scores, raw)
+    return {"rows": rows, "summary": summary, "items": items, "info": info}
+
+
+def _seed_rows(task: Task, views: list[View], scores: dict) -> list[dict[str, Any]]:
+    """One row per (view, split, metric, seed): the probe's value over the split's units."""
+    rows = []
     for (v, split, metric), per_seed in sorted(scores.items()):
         view = views[v]
         per_seed.sort(key=lambda t: t[0])
@@ -254,19 +171,34 @@ def probe_task(
                     "n": int(len(values)),
                 }
             )
-    merged: dict[tuple[int, str, str, str], list] = {}
-    for (v, split, metric), per_seed in scores.items():
-        key = (views[v].layer, views[v].pooling, split, metric)
-        merged.setdefault(key, []).extend(per_seed)
-    raw = info.pop("_raw", {})
+    return rows
+
+
+def _tagging_ci(task: Task, raw: dict, cfg: ProbeConfig) -> dict[tuple, tuple[float, float, float]]:
+    """Tagging's macro metrics (mean, CI) per (layer, pooling, split, metric), bootstrapped
+    from the probes' scores of every clip (``raw``)."""
     tag_ci: dict[tuple[int, str, str, str], tuple[float, float, float]] = {}
-    for (layer, pooling, split), per_seed in raw.items():  # tagging: macro metrics
+    for (layer, pooling, split), per_seed in raw.items():
         per_seed.sort(key=lambda t: t[0])
         y = global_targets(task, task.indices(split))
         logits = [out for _, out in per_seed]
         n_boot = min(cfg.n_boot, cfg.n_boot_tagging)
         for metric, stat in bootstrap_tagging(y, logits, n_boot=n_boot).items():
             tag_ci[(layer, pooling, split, metric)] = stat
+    return tag_ci
+
+
+def _summary_rows(
+    task: Task, views: list[View], scores: dict, raw: dict, cfg: ProbeConfig
+) -> list[dict[str, Any]]:
+    """One row per (layer, pooling, split, metric): the mean over seeds with its bootstrap CI
+    (:func:`vit1d.probing.results.summary_row`; tagging's from :func:`_tagging_ci`)."""
+    merged: dict[tuple[int, str, str, str], list] = {}
+    for (v, split, metric), per_seed in scores.items():
+        key = (views[v].layer, views[v].pooling, split, metric)
+        merged.setdefault(key, []).extend(per_seed)
+    tag_ci = _tagging_ci(task, raw, cfg)
+    summary = []
     for (layer, pooling, split, metric), per_seed in sorted(merged.items()):
         per_seed.sort(key=lambda t: t[0])
         matrix = np.stack([values for _, values, _ in per_seed])
@@ -287,11 +219,7 @@ def probe_task(
                 **stats,
             }
         )
-    info["seconds"] = round(time.perf_counter() - t0, 2)
-    info["notes"] = task.notes
-    info["n"] = {s: int(len(task.indices(s))) for s in SPLITS}
-    items = _item_frames(task, views, scores, raw)
-    return {"rows": rows, "summary": summary, "items": items, "info": info}
+    return summary
 
 
 def chance_summary(task: Task, splits: Sequence[str] = ("valid", "test")) -> list[dict[str, Any]]:
@@ -308,7 +236,7 @@ def chance_summary(task: Task, splits: Sequence[str] = ("valid", "test")) -> lis
         if task.name != "tagging":
             y = global_targets(task, task.indices("train"))
             logits[:, int(np.bincount(y[y >= 0], minlength=len(task.classes)).argmax())] = 1.0
-        for metric, (values, weights) in _score_global(task, idx, logits).items():
+        for metric, (values, weights) in score_global(task, idx, logits).items():
             out.append(
                 {
                     "task": task.name,
@@ -361,16 +289,6 @@ def _item_frames(task: Task, views: list[View], scores: dict, raw: dict) -> list
     return frames
 
 
-def _local_chunks(
-    task: Task, embeddings: Sequence[Any], views: list[View], tr: np.ndarray, cfg: ProbeConfig
-) -> list[list[int]]:
-    """Views per training stack so that the training frames fit ``memory_mb``."""
-    frames = min(cfg.max_train_frames, int(embeddings[0].n_frames[tr].sum()))
-    per_view = max(1, frames * embeddings[0].frame_dim * 4)
-    size = max(1, int(cfg.memory_mb * 2**20 // per_view))
-    return [list(range(i, min(i + size, len(views)))) for i in range(0, len(views), size)]
-
-
 def _train_and_score(
     task: Task,
     embeddings: Sequence[Any],
@@ -388,45 +306,98 @@ def _train_and_score(
     """Train the probes of the views in ``chunk`` together and score them on ``splits``."""
     import torch
 
-    local = task.spec.local
-    emb0 = embeddings[0]
-    if local:
-        ytr_all, _ = _frame_targets(task, emb0, tr)
-        yva_all, _ = _frame_targets(task, emb0, va)
+    ytr_np, yva_np, parts = _chunk_targets(task, embeddings[0], tr, va, cfg)
+    xtr_t, xva_t, stats = _standardised_stacks(task, embeddings, views, chunk, parts)
+    probes, chunk_groups = _fit_stack(
+        task, groups, chunk, xtr_t, ytr_np, xva_t, yva_np, cfg, progress
+    )
+    _record_fit(info, probes, views, groups, chunk, chunk_groups)
+    del xtr_t, xva_t  # the training stacks are not needed to score: free them first
+    for split in splits:
+        idx = task.indices(split)
+        if len(idx) == 0:
+            continue
+        for v in chunk:
+            members = [k for k, g in enumerate(chunk_groups) if groups[g][0] == v]
+            m, s = stats[v]
+            with torch.no_grad():
+                x = (_load_view(task, embeddings, views[v], idx, None) - m) / s
+                out = probes.logits(x, members).numpy()
+            seeds = [groups[chunk_groups[k]][1] for k in members]
+            emb = embeddings[views[v].source]
+            _score_probes(task, emb, v, views[v], split, idx, seeds, out, scores, info)
+
+
+def _chunk_targets(
+    task: Task, emb0: Any, tr: np.ndarray, va: np.ndarray, cfg: ProbeConfig
+) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Training and validation targets, and the ``(files, rows)`` each split's features are
+    read from: local tasks draw at most ``max_train_frames`` / ``max_valid_frames`` frames."""
+    if task.spec.local:
+        ytr_all, _ = concat_frame_targets(task, emb0, tr)
+        yva_all, _ = concat_frame_targets(task, emb0, va)
         ignore = task.spec.loss == "softmax"
-        pick_tr = _subsample(ytr_all, cfg.max_train_frames, 0, ignore)
-        pick_va = _subsample(yva_all, cfg.max_valid_frames, 1, ignore)
+        pick_tr = subsample_rows(ytr_all, cfg.max_train_frames, 0, ignore)
+        pick_va = subsample_rows(yva_all, cfg.max_valid_frames, 1, ignore)
         ytr_np, yva_np = ytr_all[pick_tr], yva_all[pick_va]
-
-        def load(v: int, indices: np.ndarray, picks: np.ndarray) -> Any:
-            return _frame_matrix(embeddings[views[v].source], views[v].layer, indices, picks)
-
-        n_tr, n_va = len(pick_tr), len(pick_va)
         parts = ((tr, pick_tr), (va, pick_va))
     else:
         ytr_np, yva_np = global_targets(task, tr), global_targets(task, va)
-
-        def load(v: int, indices: np.ndarray, picks: np.ndarray | None) -> Any:
-            return _global_matrix(embeddings[views[v].source], views[v], indices)
-
-        n_tr, n_va = len(tr), len(va)
         parts = ((tr, None), (va, None))
     if len(ytr_np) == 0 or len(yva_np) == 0:
         raise UserError(
             f"task {task.name}: no usable training or validation targets in {task.manifest}"
         )
-    # one view at a time into preallocated stacks, standardised with train statistics
-    dim = embeddings[0].frame_dim if local else embeddings[0].dim
+    return ytr_np, yva_np, parts
+
+
+def _load_view(
+    task: Task, embeddings: Sequence[Any], view: View, indices: np.ndarray, picks: Any
+) -> Any:
+    """Features of ``view`` for files ``indices``: frame tokens (rows ``picks``) or pooled."""
+    if task.spec.local:
+        return frame_matrix(embeddings[view.source], view.layer, indices, picks)
+    return global_matrix(embeddings[view.source], view, indices)
+
+
+def _standardised_stacks(
+    task: Task, embeddings: Sequence[Any], views: list[View], chunk: list[int], parts: tuple
+) -> tuple[Any, Any, dict[int, tuple[Any, Any]]]:
+    """The chunk's training and validation features ``(views, rows, dim)``, standardised with
+    train statistics (returned per view)."""
+    import torch
+
+    # one view at a time into preallocated stacks
+    dim = embeddings[0].frame_dim if task.spec.local else embeddings[0].dim
+    n_tr, n_va = (len(idx) if picks is None else len(picks) for idx, picks in parts)
     xtr_t = torch.empty(len(chunk), n_tr, dim)
     xva_t = torch.empty(len(chunk), n_va, dim)
-    stats = []
+    stats = {}
     for k, v in enumerate(chunk):
-        x = load(v, *parts[0])
+        x = _load_view(task, embeddings, views[v], *parts[0])
         m, sd = standardise(x)
-        stats.append((m, sd))
+        stats[v] = (m, sd)
         xtr_t[k] = (x - m) / sd
-        xva_t[k] = (load(v, *parts[1]) - m) / sd
+        xva_t[k] = (_load_view(task, embeddings, views[v], *parts[1]) - m) / sd
         del x
+    return xtr_t, xva_t, stats
+
+
+def _fit_stack(
+    task: Task,
+    groups: list[tuple[int, int]],
+    chunk: list[int],
+    xtr_t: Any,
+    ytr_np: np.ndarray,
+    xva_t: Any,
+    yva_np: np.ndarray,
+    cfg: ProbeConfig,
+    progress: bool,
+) -> tuple[LinearProbes, list[int]]:
+    """Fit the probes of the chunk's ``(view, seed)`` groups as one stack; returns it and the
+    indices in ``groups`` of its probes, in stack order."""
+    import torch
+
     if task.spec.loss == "softmax":
         ytr_t, yva_t = torch.from_numpy(ytr_np).long(), torch.from_numpy(yva_np).long()
     else:
@@ -446,6 +417,18 @@ def _train_and_score(
         pos_weight,
     )
     probes.fit(xtr_t, ytr_t, xva_t, yva_t, cfg, desc=f"probe {task.name}" if progress else None)
+    return probes, chunk_groups
+
+
+def _record_fit(
+    info: dict,
+    probes: LinearProbes,
+    views: list[View],
+    groups: list[tuple[int, int]],
+    chunk: list[int],
+    chunk_groups: list[int],
+) -> None:
+    """Note each probe's best epoch (and kept L2 weight) and the chunk's epochs in ``info``."""
     for k, g in enumerate(chunk_groups):
         v, seed = groups[g]
         key = f"{views[v].layer}/{views[v].pooling}/{seed}"
@@ -453,48 +436,29 @@ def _train_and_score(
         if "l2" in info:
             info["l2"][key] = float(probes.chosen_l2[k])
     info["epochs"][f"chunk{chunk[0]}"] = probes.epochs_run
-    del xtr_t, xva_t
-    for split in splits:
-        idx = task.indices(split)
-        if len(idx) == 0:
-            continue
-        for v in chunk:
-            view = views[v]
-            emb = embeddings[view.source]
-            members = [k for k, g in enumerate(chunk_groups) if groups[g][0] == v]
-            m, s = stats[local_view[v]]
-            with torch.no_grad():
-                if local:
-                    x = (_frame_matrix(emb, view.layer, idx, None) - m) / s
-                else:
-                    x = (_global_matrix(emb, view, idx) - m) / s
-                out = probes.logits(x, members).numpy()
-            for pos, k in enumerate(members):
-                seed = groups[chunk_groups[k]][1]
-                if local:
-                    per = _score_local_tracks(task, emb, idx, out[pos])
-                else:
-                    per = _score_global(task, idx, out[pos])
-                    if task.name == "tagging":  # macro metrics: the bootstrap needs scores
-                        key = (view.layer, view.pooling, split)
-                        info.setdefault("_raw", {}).setdefault(key, []).append((seed, out[pos]))
-                for metric, (values, weights) in per.items():
-                    scores.setdefault((v, split, metric), []).append((seed, values, weights))
 
 
-def _score_local_tracks(task: Task, emb: Any, idx: np.ndarray, out: np.ndarray) -> dict:
-    """Per-track scores of one probe over the files ``idx`` (frame outputs concatenated)."""
-    offsets = np.concatenate([[0], np.cumsum(emb.n_frames[idx])]).astype(int)
-    values: dict[str, list[float]] = {m: [] for m in task.spec.metrics}
-    weights: dict[str, list[float]] = {m: [] for m in task.spec.metrics}
-    for j, i in enumerate(idx):
-        ex = task.examples[i]
-        duration = float(emb.n_frames[i] - 1) / FRAME_RATE + 0.5 / FRAME_RATE
-        per = _score_local(task, ex, out[offsets[j] : offsets[j + 1]], duration)
-        for metric, (value, weight) in per.items():
-            values[metric].append(value)
-            weights[metric].append(weight)
-    return {
-        m: (np.asarray(values[m]), np.asarray(weights[m]) if task.name == "chords" else None)
-        for m in task.spec.metrics
-    }
+def _score_probes(
+    task: Task,
+    emb: Any,
+    v: int,
+    view: View,
+    split: str,
+    idx: np.ndarray,
+    seeds: list[int],
+    out: np.ndarray,
+    scores: dict,
+    info: dict,
+) -> None:
+    """Add the scores of view ``v``'s probes (outputs ``out[k]`` of probe seed ``seeds[k]``) on
+    the files ``idx`` of ``split`` to ``scores``."""
+    for pos, seed in enumerate(seeds):
+        if task.spec.local:
+            per = score_tracks(task, emb, idx, out[pos])
+        else:
+            per = score_global(task, idx, out[pos])
+            if task.name == "tagging":  # macro metrics: the bootstrap needs scores
+                key = (view.layer, view.pooling, split)
+                info.setdefault("_raw", {}).setdefault(key, []).append((seed, out[pos]))
+        for metric, (values, weights) in per.items():
+            scores.setdefault((v, split, metric), []).append((seed, values, weights))

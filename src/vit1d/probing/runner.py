@@ -128,85 +128,23 @@ def run_probes(
     root = tasks[0].manifest.parent.parent
     corpus = corpus or corpus_name(root)
     cache = ext.cache_dir or str(root / ".vit1d_cache" / "embed")
-    global_files = list(
-        dict.fromkeys(ex.audio for t in tasks if not t.spec.local for ex in t.examples)
-    )
-    local_files = list(dict.fromkeys(ex.audio for t in tasks if t.spec.local for ex in t.examples))
+    audio = _task_audio(tasks)
     written: dict[str, Any] = {"run_ids": []}
     # probing only some layers: the blocks above the deepest are not run
     depth = max(layers) if layers else None
     for group in sources:
         run_id = f"{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         started = time.perf_counter()
-        per_spec: list[dict[str, Any]] = []
-        for spec in group:
-            model = load_model(spec)
-            say(f"extract {spec.name} {spec.checkpoint_name}")
-            made = {}
-            local_set = set(local_files)
-            for frames, files in ((True, local_files), (False, global_files)):
-                only = [f for f in files if frames or f not in local_set]
-                if only:
-                    made[frames] = ext.embed(spec, only, cache, frames, model, progress, depth)
-            per_spec.append({"spec": spec, "model": model, "made": made})
-        rows, summary, items, task_info = [], [], [], {}
-        task_embs = [
-            [
-                # the task's files, in manifest order, from the store that holds them (all
-                # extracted above: looked up here, in this thread, before the fits start)
-                ext.embed(
-                    entry["spec"],
-                    [ex.audio for ex in task.examples],
-                    cache,
-                    task.spec.local,
-                    entry["model"],
-                    progress=False,
-                    depth=depth,
-                )
-                for entry in per_spec
-            ]
-            for task in tasks
-        ]
+        per_spec = _extract_group(group, audio, ext, cache, progress, depth, say)
+        task_embs = _task_embeddings(tasks, per_spec, ext, cache, depth)
         for task in tasks:
             say(f"probe {group[0].name} {task.name}: {len(task.examples)} examples")
         results = _fit_tasks(tasks, task_embs, seeds, layers, poolings, cfg, progress)
-        for task, embs, result in zip(tasks, task_embs, results, strict=True):
-            prov0 = embs[0].provenance
-            checkpoint = group[0].checkpoint_name if len(group) == 1 else "random-init"
-            common = {
-                "model": group[0].name,
-                "checkpoint": checkpoint,
-                "step": group[0].step if group[0].step is not None else "",
-                "corpus": corpus,
-                "precision": prov0["precision"],
-                "run_id": run_id,
-            }
-            rows += [{**common, **r} for r in result["rows"]]
-            summary += [{**common, **r} for r in result["summary"]]
-            keys = {k: common[k] for k in ("model", "checkpoint", "corpus")}
-            items += [f.assign(**keys) for f in result["items"]]
-            task_info[task.name] = {
-                **result["info"],
-                "manifest": str(task.manifest),
-                "manifest_sha256": file_sha256(task.manifest),
-                "classes": len(task.classes),
-            }
+        rows, summary, items, task_info = _group_rows(
+            tasks, task_embs, results, group, corpus, run_id
+        )
         provenance = {
-            "models": [
-                {**asdict(e["spec"]), "weights_sha256": _embed_hash(e), "precision": _embed_prec(e)}
-                for e in per_spec
-            ],
-            "model": group[0].name,
-            "corpus": {
-                "name": corpus,
-                "root": str(root.resolve()),
-                "corpus_json_sha256": file_sha256(root / "corpus.json")
-                if (root / "corpus.json").is_file()
-                else None,
-            },
-            "tasks": task_info,
-            "seeds": sorted({s for info in task_info.values() for s in info["seeds"]}),
-            "seed_pairing": "init seed k <-> probe seed k" if len(group) > 1 else "all seeds",
+            **_run_provenance(group, per_spec, root, corpus, task_info),
             "layers": list(layers) if layers is not None else "all",
             "poolings": list(poolings) if poolings is not None else "all",
             "probe_config": asdict(cfg),
@@ -230,6 +168,131 @@ def run_probes(
     if rows:
         upsert_csv(out_dir / SUMMARY_CSV, rows, SUMMARY_COLUMNS)
     return written
+
+
+def _task_audio(tasks: Sequence[Task]) -> tuple[list[Any], list[Any]]:
+    """The audio files of the local tasks and of the global tasks, each once, in task order."""
+    global_files = list(
+        dict.fromkeys(ex.audio for t in tasks if not t.spec.local for ex in t.examples)
+    )
+    local_files = list(dict.fromkeys(ex.audio for t in tasks if t.spec.local for ex in t.examples))
+    return local_files, global_files
+
+
+def _extract_group(
+    group: Sequence[Any],
+    audio: tuple[list[Any], list[Any]],
+    ext: ExtractOptions,
+    cache: str,
+    progress: bool,
+    depth: int | None,
+    say: Any,
+) -> list[dict[str, Any]]:
+    """Load each spec of ``group`` and extract its features: frame tokens of the local tasks'
+    files, pooled vectors of the other files. One ``{spec, model, made}`` per spec."""
+    local_files, global_files = audio
+    per_spec: list[dict[str, Any]] = []
+    for spec in group:
+        model = load_model(spec)
+        say(f"extract {spec.name} {spec.checkpoint_name}")
+        made = {}
+        local_set = set(local_files)
+        for frames, files in ((True, local_files), (False, global_files)):
+            only = [f for f in files if frames or f not in local_set]
+            if only:
+                made[frames] = ext.embed(spec, only, cache, frames, model, progress, depth)
+        per_spec.append({"spec": spec, "model": model, "made": made})
+    return per_spec
+
+
+def _task_embeddings(
+    tasks: Sequence[Task],
+    per_spec: list[dict[str, Any]],
+    ext: ExtractOptions,
+    cache: str,
+    depth: int | None,
+) -> list[list[Any]]:
+    """Per task, one embeddings object per spec: the task's files, in manifest order, from the
+    store that holds them (all extracted by :func:`_extract_group`: looked up here, in this
+    thread, before the fits start)."""
+    return [
+        [
+            ext.embed(
+                entry["spec"],
+                [ex.audio for ex in task.examples],
+                cache,
+                task.spec.local,
+                entry["model"],
+                progress=False,
+                depth=depth,
+            )
+            for entry in per_spec
+        ]
+        for task in tasks
+    ]
+
+
+def _group_rows(
+    tasks: Sequence[Task],
+    task_embs: Sequence[Sequence[Any]],
+    results: Sequence[dict[str, Any]],
+    group: Sequence[Any],
+    corpus: str,
+    run_id: str,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Any], dict[str, Any]]:
+    """A source group's result rows, summary rows and per-item frames, with the model, corpus
+    and run columns, and each task's info for the provenance."""
+    rows, summary, items, task_info = [], [], [], {}
+    for task, embs, result in zip(tasks, task_embs, results, strict=True):
+        prov0 = embs[0].provenance
+        checkpoint = group[0].checkpoint_name if len(group) == 1 else "random-init"
+        common = {
+            "model": group[0].name,
+            "checkpoint": checkpoint,
+            "step": group[0].step if group[0].step is not None else "",
+            "corpus": corpus,
+            "precision": prov0["precision"],
+            "run_id": run_id,
+        }
+        rows += [{**common, **r} for r in result["rows"]]
+        summary += [{**common, **r} for r in result["summary"]]
+        keys = {k: common[k] for k in ("model", "checkpoint", "corpus")}
+        items += [f.assign(**keys) for f in result["items"]]
+        task_info[task.name] = {
+            **result["info"],
+            "manifest": str(task.manifest),
+            "manifest_sha256": file_sha256(task.manifest),
+            "classes": len(task.classes),
+        }
+    return rows, summary, items, task_info
+
+
+def _run_provenance(
+    group: Sequence[Any],
+    per_spec: list[dict[str, Any]],
+    root: Path,
+    corpus: str,
+    task_info: dict[str, Any],
+) -> dict[str, Any]:
+    """The models, corpus, tasks and seeds of a source group's run (the start of its record in
+    ``probes_runs.json``)."""
+    return {
+        "models": [
+            {**asdict(e["spec"]), "weights_sha256": _embed_hash(e), "precision": _embed_prec(e)}
+            for e in per_spec
+        ],
+        "model": group[0].name,
+        "corpus": {
+            "name": corpus,
+            "root": str(root.resolve()),
+            "corpus_json_sha256": file_sha256(root / "corpus.json")
+            if (root / "corpus.json").is_file()
+            else None,
+        },
+        "tasks": task_info,
+        "seeds": sorted({s for info in task_info.values() for s in info["seeds"]}),
+        "seed_pairing": "init seed k <-> probe seed k" if len(group) > 1 else "all seeds",
+    }
 
 
 def _fit_tasks(

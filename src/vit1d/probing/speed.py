@@ -105,6 +105,24 @@ def benchmark(
         kw = {"device": device, "model": model, "threads": threads}
         time_extraction(spec, files[:4], precision, **kw)  # warm-up
         report["speed"][precision] = time_extraction(spec, files, precision, **kw)
+    results = _probe_precisions(spec, data, tasks, seeds, device, config)
+    _compare_precisions(results, report)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(out), json.dumps(report, indent=2))
+    return report
+
+
+def _probe_precisions(
+    spec: ModelSpec,
+    data: Path,
+    tasks: Sequence[str],
+    seeds: Sequence[int],
+    device: str,
+    config: Any,
+) -> dict[str, dict[tuple, list[float]]]:
+    """Probe ``tasks`` on features extracted in fp32 and in bf16: per precision, the values
+    of every ``(task, layer, pooling, metric)`` over seeds and splits."""
     results: dict[str, dict[tuple, list[float]]] = {"fp32": {}, "bf16": {}}
     with tempfile.TemporaryDirectory(prefix="vit1d-bench-probe-") as tmp:
         for task_name in tasks:
@@ -123,6 +141,12 @@ def benchmark(
                 for r in out_rows["rows"]:
                     key = (task_name, r["layer"], r["pooling"], r["metric"])
                     results[precision].setdefault(key, []).append(r["value"])
+    return results
+
+
+def _compare_precisions(results: dict[str, dict[tuple, list[float]]], report: dict) -> None:
+    """Add to ``report`` each probe's fp32 and bf16 means and their difference, and the
+    largest and median differences beside the median seed-to-seed standard deviation."""
     diffs, stds = [], []
     for key, fp32 in results["fp32"].items():
         bf16 = results["bf16"].get(key)
@@ -143,7 +167,3 @@ def benchmark(
         report["median_abs_diff"] = float(np.median(diffs))
         report["median_seed_std"] = float(np.median(stds))
         report["within_noise"] = bool(np.median(diffs) <= np.median(stds) + 1e-12)
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(Path(out), json.dumps(report, indent=2))
-    return report

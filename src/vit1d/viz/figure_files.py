@@ -7,7 +7,7 @@ from typing import Any
 
 from vit1d.audio.grid import FRAME_RATE
 from vit1d.core import atomic
-from vit1d.viz import plots
+from vit1d.viz import analysis_plots
 
 
 def write_figures(results: dict[str, Any], out: Path) -> dict[str, Path]:
@@ -16,15 +16,15 @@ def write_figures(results: dict[str, Any], out: Path) -> dict[str, Path]:
     forced (headless, matplotlib falls back to Agg by itself)."""
     written = {}
     if "onsets" in results:
-        fig = plots.onset_heatmap(results["onsets"]["summary"])
+        fig = analysis_plots.onset_heatmap(results["onsets"]["summary"])
         written["onset_heatmap"] = _save(fig, out / "onset_heatmap.png")
     if "ssm" in results:
-        fig = plots.ssm_score_heatmap(results["ssm"]["summary"])
+        fig = analysis_plots.ssm_score_heatmap(results["ssm"]["summary"])
         written["ssm_heatmap"] = _save(fig, out / "ssm_heatmap.png")
-        fig = plots.novelty_layers_figure(results["ssm"]["novelty_summary"])
+        fig = analysis_plots.novelty_layers_figure(results["ssm"]["novelty_summary"])
         written["novelty_layers"] = _save(fig, out / "novelty_layers.png")
         for i, (clip, mats) in enumerate(results["ssm"].get("examples", {}).items()):
-            fig = plots.ssm_panels(mats, FRAME_RATE, ncols=5, title=f"{clip}, first 4 s")
+            fig = analysis_plots.ssm_panels(mats, FRAME_RATE, ncols=5, title=f"{clip}, first 4 s")
             written[f"ssm_example_{i}"] = _save(fig, out / f"ssm_example_{i}.png")
     return written
 

@@ -8,9 +8,9 @@
   ``ipywidgets.jslink`` (:func:`vit1d.viz.plots.image_stack`). The link runs in the browser, so
   it works in the built HTML book with no kernel (docs/design.md, "The book").
 
-Both show (:func:`vit1d.viz.plots.explorer_figure`) the log-mel with the labelled onsets, the
-frame-to-frame attention map, the onset curve read from it with its picked peaks, the
-layer's token SSM, and an audio player of the window.
+Both show (:func:`vit1d.viz.analysis_plots.explorer_figure`) the log-mel with the labelled
+onsets, the frame-to-frame attention map, the onset curve read from it with its picked
+peaks, the layer's token SSM, and an audio player of the window.
 
 Used by: ``notebooks/06_attention.ipynb``, ``notebooks/07_self_similarity.ipynb`` and
 ``notebooks/10_explorer.ipynb``.
@@ -111,12 +111,12 @@ def render_png(
     method: str = "row_change",
     dpi: int = 80,
 ) -> bytes:
-    """PNG bytes of :func:`vit1d.viz.plots.explorer_figure` for one choice."""
-    from vit1d.viz import plots
+    """PNG bytes of :func:`vit1d.viz.analysis_plots.explorer_figure` for one choice."""
+    from vit1d.viz import analysis_plots, plots
 
     d = view_data(view, window, layer, head, method)
     title = f"{view.name}, {d['start']:.1f} s: layer {layer}, head {head}, curve '{method}'"
-    fig = plots.explorer_figure(
+    fig = analysis_plots.explorer_figure(
         d["mel"], d["attention"], d["curve"], d["ssm"], FRAME_RATE, d["onsets"], d["peaks"], title
     )
     return plots.fig_to_png(fig, dpi=dpi)
