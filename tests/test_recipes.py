@@ -15,44 +15,44 @@ from vit1d.audio.frontend import SAMPLE_RATE
 from vit1d.core.errors import UserError
 from vit1d.pretrain.augment import is_active
 from vit1d.pretrain.config import Config, load_config
-from vit1d.studies import recipes
+from vit1d.studies import ranking, recipes, variants
 
 
 def test_labels_round_trip_and_baselines_have_none() -> None:
-    assert recipes.parse_label(recipes.run_label("hard-negatives+augment", 3)) == (
+    assert variants.parse_label(variants.run_label("hard-negatives+augment", 3)) == (
         "hard-negatives+augment",
         3,
     )
-    assert recipes.parse_label("random-init") is None
-    assert recipes.parse_label("logmel") is None
+    assert variants.parse_label("random-init") is None
+    assert variants.parse_label("logmel") is None
 
 
 def test_variant_overrides_are_valid_configs() -> None:
     settings = recipes.StudySettings(steps=7, snapshot_fractions=(0.5, 1.0))
-    for name in recipes.VARIANTS:
-        cfg = load_config("default", recipes.variant_overrides(name, 2, settings))
+    for name in variants.VARIANTS:
+        cfg = load_config("default", variants.variant_overrides(name, 2, settings))
         assert cfg.seed == 2 and cfg.train.steps == 7
         assert cfg.train.snapshot_fractions == [0.5, 1.0]
-    both = load_config("default", recipes.variant_overrides("hard-negatives+augment", 0, settings))
+    both = load_config("default", variants.variant_overrides("hard-negatives+augment", 0, settings))
     assert both.data.group_by == "instrumentation" and both.augment.eq_db > 0
     with pytest.raises(UserError, match="unknown recipe variant"):
-        recipes.variant_overrides("pitch-shift", 0, settings)
+        variants.variant_overrides("pitch-shift", 0, settings)
 
 
 def _switch_values(cfg: Config) -> dict[str, object]:
-    return {n: getattr(getattr(cfg, n.split(".")[0]), n.split(".")[1]) for n in recipes.SWITCHES}
+    return {n: getattr(getattr(cfg, n.split(".")[0]), n.split(".")[1]) for n in variants.SWITCHES}
 
 
 def test_variants_are_defined_relative_to_the_papers_recipe() -> None:
     """On the default preset (which holds a chosen recipe), ``paper`` is the authors' recipe
     and every other variant differs from it by exactly its own switches."""
     settings = recipes.StudySettings(steps=7)
-    paper = load_config("default", recipes.variant_overrides("paper", 0, settings))
+    paper = load_config("default", variants.variant_overrides("paper", 0, settings))
     assert paper.data.group_by == "" and paper.data.twin_prob == 0.0
     assert not is_active(paper.augment) and paper.loss.temperature == 0.1
     base = _switch_values(paper)
-    for name, switches in recipes.VARIANTS.items():
-        cfg = load_config("default", recipes.variant_overrides(name, 0, settings))
+    for name, switches in variants.VARIANTS.items():
+        cfg = load_config("default", variants.variant_overrides(name, 0, settings))
         mine = _switch_values(cfg)
         changed = {k for k in base if mine[k] != base[k]}
         declared = {
@@ -65,7 +65,7 @@ def test_variants_are_defined_relative_to_the_papers_recipe() -> None:
         for section, values in switches.items():
             for key, value in values.items():
                 assert getattr(getattr(cfg, section), key) == value, (name, section, key)
-    twins = load_config("default", recipes.variant_overrides("twins", 0, settings))
+    twins = load_config("default", variants.variant_overrides("twins", 0, settings))
     assert twins.data.twin_prob == 1.0 and twins.data.group_by == ""
     assert twins.data.twin_max_distance_s == 0.0 and not is_active(twins.augment)
 
@@ -75,24 +75,24 @@ def test_budget_variants_spend_the_same_compute_differently() -> None:
     base = load_config("default")
     work = base.train.batch_size * base.model.depth * settings.steps
     seen = set()
-    for name in recipes.BUDGETS:
-        cfg = load_config("default", recipes.variant_overrides(name, 1, settings, "default"))
+    for name in variants.BUDGETS:
+        cfg = load_config("default", variants.variant_overrides(name, 1, settings, "default"))
         assert cfg.seed == 1
         assert cfg.train.batch_size * cfg.model.depth * cfg.train.steps == work
         scale = cfg.train.steps / settings.steps
         assert cfg.optim.warmup_steps == round(base.optim.warmup_steps * scale)
         # on top of the recipe the default preset uses
-        assert recipes.variant_of(cfg) == recipes.BUDGET_RECIPE
+        assert variants.variant_of(cfg) == variants.BUDGET_RECIPE
         seen.add((cfg.train.batch_size, cfg.model.depth))
     assert seen == {(16, 12), (128, 12), (32, 6)}
-    assert recipes.preset_variant("default") == recipes.BUDGET_RECIPE  # budgets of our recipe
+    assert variants.preset_variant("default") == variants.BUDGET_RECIPE  # budgets of our recipe
 
 
 def test_variant_of_tells_the_crop_distance_and_learning_rate_apart() -> None:
     settings = recipes.StudySettings(steps=7)
-    for name in recipes.VARIANTS:  # on the recipe-neutral defaults, as the study's variants
-        cfg = load_config(Config(), recipes.variant_overrides(name, 0, settings))
-        assert recipes.variant_of(cfg) == name
+    for name in variants.VARIANTS:  # on the recipe-neutral defaults, as the study's variants
+        cfg = load_config(Config(), variants.variant_overrides(name, 0, settings))
+        assert variants.variant_of(cfg) == name
 
 
 def _table(
@@ -102,7 +102,7 @@ def _table(
     rows = []
     for variant, tasks in values.items():
         for task, per_seed in tasks.items():
-            metric = recipes.STUDY_METRICS[task]
+            metric = ranking.STUDY_METRICS[task]
             for seed, v in enumerate(per_seed):
                 for step, scale in ((5, 0.5), (10, 1.0)):
                     rows.append(
@@ -138,7 +138,7 @@ def _table(
                     seed=-1,
                     step=0,
                     task=task,
-                    metric=recipes.STUDY_METRICS[task],
+                    metric=ranking.STUDY_METRICS[task],
                     layer=0,
                     value=value,
                     ci_low=value - 0.01,
@@ -156,14 +156,14 @@ def test_choose_recipe_ranks_by_mean_rank_at_the_final_step() -> None:
             "hard-negatives": {"key": [0.55, 0.55], "tagging": [0.3, 0.3]},
         }
     )
-    best, ranking = recipes.choose_recipe(table)
+    best, ranked = ranking.choose_recipe(table)
     assert best == "augment"
-    assert ranking.loc["augment", "key"] == pytest.approx(0.65)
-    assert ranking.loc["augment", "mean_rank"] == 1.0
-    assert "random-init" not in ranking.index  # baselines are not candidates
+    assert ranked.loc["augment", "key"] == pytest.approx(0.65)
+    assert ranked.loc["augment", "mean_rank"] == 1.0
+    assert "random-init" not in ranked.index  # baselines are not candidates
     # a tie goes to the variant listed first in VARIANTS
     tie = _table({"augment": {"key": [0.5]}, "paper": {"key": [0.5]}})
-    assert recipes.choose_recipe(tie)[0] == "paper"
+    assert ranking.choose_recipe(tie)[0] == "paper"
 
 
 def test_finalists_are_the_paper_and_the_best_screened_variants() -> None:
@@ -178,11 +178,11 @@ def test_finalists_are_the_paper_and_the_best_screened_variants() -> None:
     settings = recipes.StudySettings(
         variants=("paper", "augment", "twins", "hard-negatives"), seeds=(0,), finalists=2
     )
-    assert recipes.finalists(table, settings) == ["paper", "twins", "augment"]
+    assert ranking.finalists(table, settings) == ["paper", "twins", "augment"]
     # only the screened seeds and variants count: a final seed of another variant does not
     extra = table[table.variant == "hard-negatives"].assign(seed=1, value=9.0)
     both = pd.concat([table, extra])
-    assert recipes.finalists(both, settings) == ["paper", "twins", "augment"]
+    assert ranking.finalists(both, settings) == ["paper", "twins", "augment"]
 
 
 def test_the_best_layer_is_chosen_on_valid_and_reported_on_test(tmp_path: Path) -> None:
@@ -198,7 +198,7 @@ def test_the_best_layer_is_chosen_on_valid_and_reported_on_test(tmp_path: Path) 
             )  # fmt: skip
     (tmp_path / "results").mkdir()
     pd.DataFrame(rows).to_csv(tmp_path / "results" / "probes_summary.csv", index=False)
-    row = recipes.study_table(tmp_path).iloc[0]
+    row = ranking.study_table(tmp_path).iloc[0]
     assert row["layer"] == 1 and row["value"] == pytest.approx(0.3)  # valid's choice, test's score
 
 
@@ -215,11 +215,11 @@ def test_beating_both_baselines_comes_before_the_mean_rank() -> None:
     # the prior-only rows are shown beside the runs, not a bar to clear
     chance = dict(variant="chance", seed=-1, step=0, task="key", metric="weighted", layer=0)
     table = pd.concat([table, pd.DataFrame([{**chance, "value": 0.9, "ci_high": 0.95}])])
-    wins = recipes.beats_baselines(table).set_index(["variant", "seed"])["wins"]
+    wins = ranking.beats_baselines(table).set_index(["variant", "seed"])["wins"]
     assert wins[("paper", 0)] == 1 and wins[("augment", 0)] == 0  # 0.53-0.01 < 0.52+0.01
-    best, ranking = recipes.choose_recipe(table)
-    assert ranking.loc["augment", "mean_rank"] < ranking.loc["paper", "mean_rank"]
-    assert best == "paper" and ranking.loc["paper", "wins"] == 1.0
+    best, ranked = ranking.choose_recipe(table)
+    assert ranked.loc["augment", "mean_rank"] < ranked.loc["paper", "mean_rank"]
+    assert best == "paper" and ranked.loc["paper", "wins"] == 1.0
 
 
 def test_variant_spread_compares_variants_with_their_seeds() -> None:
@@ -229,27 +229,27 @@ def test_variant_spread_compares_variants_with_their_seeds() -> None:
             "augment": {"key": [0.70, 0.71], "tagging": [0.36, 0.34]},
         }
     )
-    spread = recipes.variant_spread(table)
+    spread = ranking.variant_spread(table)
     assert spread.loc["key", "best"] == "augment"
     assert spread.loc["key", "between"] == pytest.approx(0.705 - 0.51)
     assert spread.loc["key", "within"] == pytest.approx(0.02)
     assert spread.loc["tagging", "within"] == pytest.approx(0.10)
     assert list(spread["separable"]) == [True, False]  # key, tagging
     # one seed per variant: the seeds' spread is not measured, nothing is separable
-    single = recipes.variant_spread(_table({"paper": {"key": [0.5]}, "augment": {"key": [0.7]}}))
+    single = ranking.variant_spread(_table({"paper": {"key": [0.5]}, "augment": {"key": [0.7]}}))
     assert np.isnan(single.loc["key", "within"]) and not single.loc["key", "separable"]
 
 
 def test_preset_variant_recognises_the_switches(tmp_path: Path) -> None:
-    assert recipes.preset_variant("smoke") == "paper"
+    assert variants.preset_variant("smoke") == "paper"
     path = tmp_path / "p.yaml"
     path.write_text(
         "data:\n  group_by: instrumentation\naugment:\n  gain_db: 6.0\n"
         "  eq_db: 12.0\n  noise_snr_db: 25.0\n"
     )
-    assert recipes.preset_variant(path) == "hard-negatives+augment"
+    assert variants.preset_variant(path) == "hard-negatives+augment"
     path.write_text("augment:\n  gain_db: 1.0\n")
-    assert recipes.preset_variant(path) is None
+    assert variants.preset_variant(path) is None
 
 
 def _tone(f0: float, seconds: float, odd: bool) -> np.ndarray:
@@ -311,11 +311,11 @@ def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path
     out = recipes.run_study(
         study_corpus, tmp_path / "study", str(preset), settings, progress=False, say=lambda *_: None
     )
-    table = recipes.study_table(out)
+    table = ranking.study_table(out)
     runs = table[table.seed >= 0]
     assert set(runs.variant) == {"paper", "hard-negatives+augment", "twins-within-4s", "batch-x0.5"}
     assert set(runs.step) == {2, 4, 8}  # budget: 8 steps
-    study = json.loads((out / recipes.STUDY_JSON).read_text())
+    study = json.loads((out / ranking.STUDY_JSON).read_text())
     finals = study["finalists"]
     assert finals[0] == "paper" and len(finals) == 2 and finals[1] in settings.variants
     seeds = {v: set(runs[runs.variant == v].seed) for v in set(runs.variant)}
@@ -324,8 +324,8 @@ def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path
     # each run trained with exactly its variant's switches over the paper's recipe
     for variant in settings.variants:
         ran = json.loads((out / variant / "seed-0" / "run.json").read_text())["config"]
-        want = load_config(str(preset), recipes.variant_overrides(variant, 0, settings))
-        for name in recipes.SWITCHES:
+        want = load_config(str(preset), variants.variant_overrides(variant, 0, settings))
+        for name in variants.SWITCHES:
             section, key = name.split(".")
             assert ran[section][key] == getattr(getattr(want, section), key), (variant, name)
     twin_run = json.loads((out / "twins-within-4s" / "seed-0" / "run.json").read_text())
@@ -335,25 +335,25 @@ def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path
     paper_run = json.loads((out / "paper" / "seed-0" / "run.json").read_text())
     assert paper_run["data"]["tracks_with_twins"] == 0
     assert {"random-init", "logmel"} <= set(table.variant)
-    assert (out / recipes.STUDY_JSON).is_file()
-    best, ranking = recipes.choose_recipe(table)
-    assert best in settings.variants and list(ranking.columns) == ["pitch", "wins", "mean_rank"]
+    assert (out / ranking.STUDY_JSON).is_file()
+    best, ranked = ranking.choose_recipe(table)
+    assert best in settings.variants and list(ranked.columns) == ["pitch", "wins", "mean_rank"]
     # the winner comes from the finals: only finalists are ranked once they ran
-    winner, final_ranking = recipes.study_choice(out, table)
+    winner, final_ranking = ranking.study_choice(out, table)
     assert winner in finals and set(final_ranking.index) == set(finals)
-    assert "batch-x0.5" not in ranking.index  # budgets are compared on their own
-    budgets = recipes.budget_table(out)
-    assert list(budgets.index) == [recipes.BUDGET_RECIPE, "batch-x0.5"]
+    assert "batch-x0.5" not in ranked.index  # budgets are compared on their own
+    budgets = ranking.budget_table(out)
+    assert list(budgets.index) == [variants.BUDGET_RECIPE, "batch-x0.5"]
     assert list(budgets.batch) == [4, 2] and list(budgets.steps) == [4, 8]
-    assert budgets.seeds.tolist() == [2 if recipes.BUDGET_RECIPE in finals else 1, 1]
+    assert budgets.seeds.tolist() == [2 if variants.BUDGET_RECIPE in finals else 1, 1]
     assert (budgets.train_minutes > 0).all()
     # equal compute: the FLOPs counted by the runs themselves agree
     pflops = budgets.train_pflops.to_numpy()
     assert pflops[0] > 0 and abs(pflops[1] / pflops[0] - 1) < 0.02
     assert np.isfinite(budgets["pitch"]).all()
-    compute = recipes.with_compute(table, out)
+    compute = ranking.with_compute(table, out)
     last = compute[compute.seed == 0].groupby("variant")["train_pflops"].max()
-    assert last["batch-x0.5"] == pytest.approx(last[recipes.BUDGET_RECIPE], rel=0.02)
+    assert last["batch-x0.5"] == pytest.approx(last[variants.BUDGET_RECIPE], rel=0.02)
     assert last["batch-x0.5"] == pytest.approx(pflops[1], rel=0.02)
     assert (compute[compute.seed < 0].train_pflops == 0).all()
     # resumable: nothing is retrained or probed again
@@ -371,11 +371,11 @@ def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path
     recipes.run_study(study_corpus, seeded, str(preset), more, progress=False, say=lambda *_: None)
     trained = sorted(str(p.parent.relative_to(seeded)) for p in seeded.glob("*/seed-*/run.json"))
     assert trained == sorted(f"{v}/seed-2" for v in finals)
-    again = recipes.study_table(seeded)
+    again = ranking.study_table(seeded)
     old = table.merge(again, on=["variant", "seed", "step", "task", "metric", "layer"])
     assert len(old) == len(table) and np.allclose(old.value_x, old.value_y)
     assert set(again[again.variant == finals[1]].seed) == {0, 1, 2}
-    facts = json.loads((seeded / recipes.STUDY_JSON).read_text())["runs"]
+    facts = json.loads((seeded / ranking.STUDY_JSON).read_text())["runs"]
     assert set(facts) == set(study["runs"]) | {f"{v}/seed-2" for v in finals}
     with pytest.raises(UserError, match="exists"):
         recipes.seed_study(seeded, out)
@@ -393,6 +393,6 @@ def test_default_preset_follows_the_committed_study() -> None:
     committed = root / "checkpoints" / "reference" / "recipe-study"
     if not (committed / "results" / "probes_summary.csv").is_file():
         pytest.skip("no recipe study committed yet (make recipe-study, then make reference)")
-    best, _ = recipes.study_choice(committed)
-    assert recipes.preset_variant("default") == best
-    assert recipes.preset_variant("long") == best
+    best, _ = ranking.study_choice(committed)
+    assert variants.preset_variant("default") == best
+    assert variants.preset_variant("long") == best

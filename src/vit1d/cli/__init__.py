@@ -1,6 +1,6 @@
 """The ``vit1d`` command line (also ``python -m vit1d``).
 
-Each subcommand lives beside the concept it drives: a module listed in :data:`COMMANDS`
+Each subcommand is one module of this package, listed in :data:`COMMANDS`; it
 exposes ``register(subparsers)``, which adds its parser and sets ``func`` to a callable
 taking the parsed arguments. User errors (:class:`vit1d.core.errors.UserError`) print one line
 and exit with status 2.
@@ -19,8 +19,8 @@ COMMANDS = [
     "vit1d.cli.corpus",
     "vit1d.cli.datasets",
     "vit1d.cli.pretrain",
-    "vit1d.studies.recipes",
-    "vit1d.studies.reference",
+    "vit1d.cli.recipe_study",
+    "vit1d.cli.reference",
     "vit1d.cli.embed",
     "vit1d.cli.probe",
     "vit1d.cli.analyses",

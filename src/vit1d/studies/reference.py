@@ -34,7 +34,7 @@ import numpy as np
 
 from vit1d.core.errors import UserError
 from vit1d.core.provenance import file_sha256
-from vit1d.studies.recipes import preset_variant, variant_of
+from vit1d.studies.variants import preset_variant, variant_of
 
 REFERENCE_DIR = Path("checkpoints") / "reference"
 MAX_BYTES = 15 * 1024 * 1024
@@ -99,6 +99,46 @@ def check_embeddings(model: Any) -> dict[str, list[list[float]]]:
     }
 
 
+def _provenance(
+    source: Path, saved: dict, run: dict, steps: Any, corpus_root: Path, tmp: Path, root: Any
+) -> dict[str, Any]:
+    """``provenance.json`` of an export: the training config and run, the corpus's hashes, the
+    code revision and the exported weights' hash (``tmp``: the folder being written)."""
+    training = saved.get("training", {})
+    corpus = json.loads((corpus_root / "corpus.json").read_text())
+    manifest = corpus_root / "pretrain" / "manifest.csv"
+    return {
+        "steps": steps,
+        "planned_steps": training.get("train", {}).get("steps"),
+        "source": str(source),
+        "training": training,
+        "precision": saved.get("precision"),
+        "recipe_variant": _variant_of(training),
+        "long_preset_variant": preset_variant("long"),
+        "run": {
+            k: run.get(k)
+            for k in (
+                "hardware",
+                "train_seconds",
+                "views_per_s_median",
+                "first_loss",
+                "final_loss",
+                "finished",
+            )
+        },
+        "corpus": {
+            "name": corpus.get("config", {}).get("name"),
+            "seed": corpus.get("config", {}).get("seed"),
+            "corpus_json_sha256": file_sha256(corpus_root / "corpus.json"),
+            "pretrain_manifest_sha256": file_sha256(manifest) if manifest.is_file() else None,
+        },
+        "code": code_revision(root),
+        "weights": "float16 backbone; projection head dropped",
+        "weights_sha256": file_sha256(tmp / "model.safetensors"),
+        "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 def export_reference(
     run_dir: str | Path,
     corpus_root: str | Path,
@@ -139,40 +179,7 @@ def export_reference(
         lines = log.read_text().splitlines()
         kept = [lines[0]] + [ln for ln in lines[1:] if int(ln.split(",")[0]) <= int(steps)]
         atomic_write_text(tmp / "training_log.csv", "\n".join(kept) + "\n")
-    training = saved.get("training", {})
-    corpus = json.loads((corpus_root / "corpus.json").read_text())
-    manifest = corpus_root / "pretrain" / "manifest.csv"
-
-    provenance = {
-        "steps": steps,
-        "planned_steps": training.get("train", {}).get("steps"),
-        "source": str(source),
-        "training": training,
-        "precision": saved.get("precision"),
-        "recipe_variant": _variant_of(training),
-        "long_preset_variant": preset_variant("long"),
-        "run": {
-            k: run.get(k)
-            for k in (
-                "hardware",
-                "train_seconds",
-                "views_per_s_median",
-                "first_loss",
-                "final_loss",
-                "finished",
-            )
-        },
-        "corpus": {
-            "name": corpus.get("config", {}).get("name"),
-            "seed": corpus.get("config", {}).get("seed"),
-            "corpus_json_sha256": file_sha256(corpus_root / "corpus.json"),
-            "pretrain_manifest_sha256": file_sha256(manifest) if manifest.is_file() else None,
-        },
-        "code": code_revision(root),
-        "weights": "float16 backbone; projection head dropped",
-        "weights_sha256": file_sha256(tmp / "model.safetensors"),
-        "exported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    provenance = _provenance(source, saved, run, steps, corpus_root, tmp, root)
     atomic_write_text(tmp / "provenance.json", json.dumps(provenance, indent=2))
     atomic_write_text(tmp / "check.json", json.dumps(check_embeddings(fp16)))
     if study_dir is not None and (Path(study_dir) / "results" / "probes_summary.csv").is_file():
@@ -280,46 +287,3 @@ def verify_reference(folder: str | Path = REFERENCE_DIR, rtol: float = CHECK_RTO
             "the code changed since export; re-export with `make reference`"
         )
     return worst
-
-
-def register(subparsers: Any) -> None:
-    """Add ``vit1d reference`` to the command line."""
-    p = subparsers.add_parser(
-        "reference",
-        help="train (or resume) the long preset and export the reference checkpoint",
-        description="Train the `long` preset on the default corpus's pretraining pool (resumes "
-        "the run folder; stop it any time and run again to continue), then export the small "
-        "float16 reference folder with its provenance and check.",
-    )
-    p.add_argument("--data", required=True, help="corpus root (data/default)")
-    p.add_argument("--run", required=True, help="training run folder (runs/long/pretrain)")
-    p.add_argument("--out", default=str(REFERENCE_DIR), help="reference folder to write")
-    p.add_argument("--study", default="", help="recipe study folder to copy the summary from")
-    p.add_argument("--preset", default="long", help="training preset (default: long)")
-    p.add_argument(
-        "--export-only", action="store_true", help="export the run's latest checkpoint as it is"
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cli)
-
-
-def _cli(args: Any) -> int:
-    from vit1d.pretrain.train import pretrain
-
-    data = Path(args.data)
-    if not args.export_only:
-        pretrain(
-            args.preset,
-            data / "pretrain" / "manifest.csv",
-            args.run,
-            resume="auto",
-            progress=False if args.no_progress else None,
-        )
-    out = export_reference(args.run, data, args.out, args.study or None)
-    prov = json.loads((out / "provenance.json").read_text())
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
-    print(
-        f"reference: step {prov['steps']} of {prov['planned_steps']}, {size:.1f} MB in {out} "
-        f"(check: max deviation {verify_reference(out):.1e})"
-    )
-    return 0

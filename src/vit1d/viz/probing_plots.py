@@ -18,7 +18,7 @@ import numpy as np
 
 from vit1d.core.extras import missing
 from vit1d.probing.compare import best_row
-from vit1d.studies.recipes import VARIANTS
+from vit1d.studies.variants import VARIANTS
 from vit1d.viz.plots import WIDTH
 
 try:
@@ -259,7 +259,7 @@ def emergence_curve(
 
 
 def _variant_colours(names: Any) -> dict[str, str]:
-    """One colour per recipe variant, in the order of :data:`vit1d.studies.recipes.VARIANTS`, so
+    """One colour per recipe variant, in the order of :data:`vit1d.studies.variants.VARIANTS`, so
     every figure of the recipe chapter colours a variant alike."""
 
     order = {v: i for i, v in enumerate(VARIANTS)}
@@ -296,10 +296,10 @@ def recipe_curves(
 ) -> Any:
     """The recipe study's emergence curves (``notebooks/03b_recipe.ipynb``): best-layer score
     against training step (or another column ``x`` of the table, such as the training
-    compute of :func:`vit1d.studies.recipes.with_compute`), one colour per variant, one thin line per
+    compute of :func:`vit1d.studies.ranking.with_compute`), one colour per variant, one thin line per
     seed and a thick line for their mean; the random-init (dashed, mean over init seeds) and
     log-mel (dotted) baselines and chance (dash-dot) as horizontal lines. ``table`` is
-    :func:`vit1d.studies.recipes.study_table`, ``metrics`` maps task -> metric."""
+    :func:`vit1d.studies.ranking.study_table`, ``metrics`` maps task -> metric."""
     panels = [(t, m) for t, m in metrics.items() if ((table.task == t) & (table.metric == m)).any()]
     fig, axes = _panel_grid(len(panels), ncols)
     runs = table[table["seed"] >= 0]
