@@ -20,31 +20,25 @@ from typing import Any
 
 import pandas as pd
 
-#: Key or column names (or parts of them) that differ between any two runs.
-VOLATILE = (
+#: Key or column names whose values differ between any two runs of the same inputs.
+VOLATILE = {
     "run_id",
-    "run",
-    "second",
-    "time",
     "finished",
     "started",
     "created",
-    "date",
     "hardware",
     "versions",
-    "host",
-    "views_per_s",
-    "elapsed",
-    "duration",
-    "threads",
-    "bench",
-)
+    "seconds",
+    "train_seconds",
+    "views_per_s_median",
+    "num_threads",
+}
 #: Files that hold only provenance and timings.
 SKIPPED = {"pipeline.json", "probes_runs.json", "pretrain_runs.json", "bench.json", ".lock"}
 
 
 def volatile(name: str) -> bool:
-    return any(part in str(name).lower() for part in VOLATILE)
+    return str(name) in VOLATILE
 
 
 def checkout_of(results: Path) -> Path:

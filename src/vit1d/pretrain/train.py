@@ -241,7 +241,9 @@ def _step(
     return loss, grad_norm
 
 
-def _run_record(run: _Session, data: str | Path, log: list[dict[str, str]], started: str):
+def _run_record(
+    run: _Session, data: str | Path, log: list[dict[str, str]], started: str
+) -> dict[str, Any]:
     """``run.json``: configuration, data, hardware, precision, speed and losses of the run."""
     cfg, device, loaded = run.cfg, run.device, run.loaded
     tc, cache, twins = cfg.train, loaded.cache, loaded.twins
@@ -359,7 +361,9 @@ def _setup(
     )  # fmt: skip
 
 
-def _log_row(step: int, loss: float, grad_norm: float, dt: float, elapsed: float, cfg: Config):
+def _log_row(
+    step: int, loss: float, grad_norm: float, dt: float, elapsed: float, cfg: Config
+) -> dict[str, Any]:
     """One row of ``log.csv`` for the step just finished (``step`` counts from 0)."""
     return {
         "step": step + 1,
@@ -437,10 +441,11 @@ def _train(run: _Session, out_dir: Path, extra: dict, log_fh: Any, show: bool) -
                 torch.cuda.synchronize(device)
             dt = time.perf_counter() - t0
             run.elapsed += dt
+            value = loss.item()  # one device sync per step, not one per use
             if writer is not None:
-                writer.writerow(_log_row(step, loss.item(), grad_norm, dt, run.elapsed, cfg))
+                writer.writerow(_log_row(step, value, grad_norm, dt, run.elapsed, cfg))
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", views_s=f"{2 * tc.batch_size / dt:.1f}")
+            bar.set_postfix(loss=f"{value:.3f}", views_s=f"{2 * tc.batch_size / dt:.1f}")
             _save_after(run, step + 1, out_dir, extra, log_fh, snaps)
     finally:
         workers.shutdown(wait=True, cancel_futures=True)

@@ -31,8 +31,9 @@ def probe_settings(preset: str) -> ProbeSettings:
     raise a UserError naming the key and the file."""
     spec = pipeline_preset(preset)
     settings = ProbeSettings()
-    merge_settings(settings, spec.probing, "probing.", f"{spec.source} (preset {preset})")
-    check_probe_overrides(settings.config, "probing.config.", spec.source)
+    source = f"{spec.source} (preset {preset})"
+    merge_settings(settings, spec.probing, "probing.", source)
+    check_probe_overrides(settings.config, "probing.config.", source)
     return settings
 
 
