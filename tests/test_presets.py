@@ -137,3 +137,19 @@ def test_a_chapter_reading_the_probe_settings_depends_on_the_pipeline_file() -> 
     assert "presets/pipeline.yaml" not in imported_library_files(
         PACKAGE_DIR, ["from vit1d.audio.grid import SAMPLE_RATE"]
     )
+
+
+def test_random_init_seeds_are_one_network_or_one_per_probe_seed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert probe_settings("default").random_init_seeds == 1
+    assert probe_settings("smoke").random_init_seeds == len(probe_settings("smoke").seeds)
+    assert probe_settings("paper").random_init_seeds == len(probe_settings("paper").seeds)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(
+        "smoke:\n  corpus: smoke\n  study_in_book: false\n  bench: quick\n"
+        "  probing: {seeds: [0, 1, 2], random_init_seeds: 2}\n  study: {}\n"
+    )
+    monkeypatch.setattr(pipeline_preset, "__defaults__", (path,))
+    with pytest.raises(UserError, match="random_init_seeds is 2.*write 1.*or 3"):
+        probe_settings("smoke")

@@ -698,3 +698,36 @@ def test_sigkill_mid_extraction_then_rerun_gives_identical_results(
         assert fitted["run_id"].nunique() == 3  # one per model: real ids, not constants
         assert (fitted["run_id"] != "").all()
         assert a.drop(columns="run_id").to_csv() == b.drop(columns="run_id").to_csv(), name
+
+
+def test_chapter_emergence_probes_each_snapshot_once(
+    tiny_corpus: Path, tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The book's probing chapter probes the final model at every view, then the snapshots at
+    its best view; the last snapshot holds the final model's weights, so it is not extracted
+    and fitted again: its point on the emergence curve is the final model's row."""
+    from vit1d.book import chapters
+    from vit1d.book.layout import NotebookPaths
+    from vit1d.probing.settings import ProbeSettings
+
+    settings = ProbeSettings(
+        seeds=(0,),
+        random_init_seeds=1,
+        config={"max_epochs": 2, "steps_per_epoch": 4, "n_boot": 20},
+        emergence_tasks=("pitch",),
+    )
+    monkeypatch.setattr(chapters, "probe_settings", lambda preset: settings)
+    results = tmp_path / "results"
+    results.mkdir()
+    paths = NotebookPaths("smoke", tiny_corpus, tmp_path / "runs", results, tiny_run)
+    ran = chapters.run_chapter_probes(paths, ["pitch"], "smoke", masked=False, emergence=True)
+    assert ran["emergence_tasks"] == ["pitch"]
+    runs = json.loads((results / "probes_runs.json").read_text())
+    probed = [m["path"] for r in runs.values() for m in r["models"] if m["kind"] == "checkpoint"]
+    assert sum("step-00000005" in c for c in probed) == 1
+    assert not any("step-00000010" in c for c in probed)  # the final model's snapshot
+    summary = pd.read_csv(results / "probes_summary.csv")
+    mine = summary[(summary["model"] == "contrastive") & (summary["task"] == "pitch")]
+    layer, pooling = chapters.best_view(summary, "pitch")
+    at_view = mine[(mine["layer"] == layer) & (mine["pooling"] == pooling)]
+    assert sorted(set(at_view["step"].dropna().astype(int))) == [5, 10]

@@ -94,8 +94,8 @@ def model_sources(
 ) -> tuple[list[list[Any]], list[str]]:
     """Source groups for :func:`vit1d.probing.runner.run_probes`: the contrastive checkpoint, the
     masked one (when trained), the committed reference checkpoint (when it exists and has the
-    build's architecture, so the same baselines apply), the random-init model (one init seed
-    per probe seed) and the log-mel baseline. Returns ``(sources, notes)``; a missing or
+    build's architecture, so the same baselines apply), the random-init model
+    (``settings.random_init_seeds`` init seeds) and the log-mel baseline. Returns ``(sources, notes)``; a missing or
     skipped checkpoint is a note."""
     from vit1d.features.sources import ModelSpec, architecture_config, checkpoint_step
     from vit1d.probing.runner import baseline_sources
@@ -132,7 +132,9 @@ def model_sources(
                 [ModelSpec("checkpoint", str(ref), label="reference", step=checkpoint_step(ref))]
             )
     if baselines:
-        sources += baseline_sources(architecture_config(str(ckpt)), len(settings.seeds), True)
+        sources += baseline_sources(
+            architecture_config(str(ckpt)), settings.random_init_seeds, True
+        )
     return sources, notes
 
 
@@ -167,7 +169,14 @@ def run_chapter_probes(
     ran = {"tasks": [t.name for t in loaded], "notes": notes, "run_ids": out["run_ids"]}
     if emergence:
         em_tasks = [t for t in loaded if t.name in settings.emergence_tasks]
-        snaps = emergence_sources(paths.checkpoint) if em_tasks else []
+        final_step = sources[0][0].step
+        # the last snapshot is the final model, probed above at every view: its point on the
+        # curve is that row, not a second extraction and fit of the same weights
+        snaps = [
+            g
+            for g in (emergence_sources(paths.checkpoint) if em_tasks else [])
+            if g[0].step != final_step
+        ]
         # a curve is drawn at the final model's best layer and pooling only, so only that
         # view of each snapshot is probed (13 x 3 times less work than all of them)
         views: dict[str, tuple[int, str] | None] = {}

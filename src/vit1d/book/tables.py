@@ -205,23 +205,35 @@ def ssm_best_table(summary: Any, models: Sequence[str] = ("trained", "random", "
     return out[cols] if not out.empty else out
 
 
-def probe_fit_text(cfg: Any, seeds: Sequence[int], local: bool = False) -> str:
+def probe_fit_text(
+    cfg: Any, seeds: Sequence[int], local: bool = False, random_init_seeds: int | None = None
+) -> str:
     """How the probes of a :class:`vit1d.probing.linear.ProbeConfig` are fitted (those of local tasks
-    with ``local``), as a sentence for the probing chapters (04 and 05)."""
+    with ``local``), as a sentence for the probing chapters (04 and 05). ``random_init_seeds``:
+    the random-init baseline's init seeds (one per probe seed when None)."""
     n = len(seeds)
+    inits = n if random_init_seeds is None else random_init_seeds
     if (cfg.local_solver if local else cfg.solver) == "lbfgs":
         l2 = ", ".join(f"{a:g}" for a in sorted(cfg.l2))
+        random = (
+            f"one per init seed, {inits}"
+            if inits > 1
+            else "one random network, fitted the same way"
+        )
         return (
             "fitted exactly: each probe is the minimum of its convex loss (full-batch L-BFGS, "
             f"at most {cfg.max_iter} iterations) for each L2 weight of {l2}, keeping the weight "
             "of lowest validation loss; the solution does not depend on a seed, so one probe "
-            f"is fitted per layer and pooling (the random-init model: one per init seed, {n})"
+            f"is fitted per layer and pooling (the random-init model: {random})"
         )
+    random = (
+        "one init seed per probe seed" if inits > 1 else "one random network, with every probe seed"
+    )
     return (
         f"trained with Adam (learning rate {cfg.lr:g}, batches of {cfg.batch_size}), at most "
         f"{cfg.max_epochs} epochs of {cfg.steps_per_epoch} steps with early stopping on the "
         f"validation loss (patience {cfg.patience}), {n} probe seeds per layer and pooling "
-        "(the random-init model: one init seed per probe seed)"
+        f"(the random-init model: {random})"
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from vit1d.core.errors import UserError
 from vit1d.core.presets import pipeline_preset
 from vit1d.core.settings import merge_settings
 from vit1d.probing.linear import ProbeConfig
@@ -19,6 +20,10 @@ class ProbeSettings:
     """How much probing a preset affords."""
 
     seeds: tuple[int, ...] = (0, 1, 2)
+    # init seeds of the random-init baseline: one per probe seed (init seed k probed with probe
+    # seed k), or 1: one random network, fitted like a trained checkpoint (every probe seed on
+    # it; one exact fit per view). Each init seed is a full extraction and fit.
+    random_init_seeds: int = 3
     config: dict[str, Any] = field(default_factory=dict)  # ProbeConfig overrides
     emergence_tasks: tuple[str, ...] = ("key", "tempo", "tagging")
     analyses_clips: int = 0  # per split; 0 = all
@@ -34,6 +39,12 @@ def probe_settings(preset: str) -> ProbeSettings:
     source = f"{spec.source} (preset {preset})"
     merge_settings(settings, spec.probing, "probing.", source)
     check_probe_overrides(settings.config, "probing.config.", source)
+    if settings.random_init_seeds not in (1, len(settings.seeds)):
+        raise UserError(
+            f"probing.random_init_seeds is {settings.random_init_seeds} in {source}: write 1 "
+            f"(one random network) or {len(settings.seeds)} (one per probe seed of "
+            f"probing.seeds)"
+        )
     return settings
 
 
