@@ -122,11 +122,26 @@ def test_bench_suite_writes_every_part(tmp_path) -> None:
     tv = saved["training_variants"]
     assert tv["ratio_to_fp32_eager"]["fp32 eager"] == 1.0
     assert set(tv["views_per_s"]) >= {"autocast bf16", "pure bf16, fp32 masters"}
+    assert tv["matmul_ceiling"]["bf16_to_fp32"] > 0
     cs = saved["chord_scoring"]
     assert cs["tracks"] == 4 and cs["max_abs_difference"] < 1e-12 and cs["speedup"] > 0
     text = table(result)
     assert "probe fitting" in text and "activation MiB" in text and "fp32 masters" in text
-    assert "chord scoring" in text
+    assert "chord scoring" in text and "matrix products" in text
+
+
+def test_matmul_ceiling_times_the_models_mlp_products() -> None:
+    """The products are the MLP's of a training batch, and the ratio is that of the rates."""
+    from vit1d.bench.training import matmul_ceiling
+    from vit1d.models.model import ViT1D
+
+    model = ViT1D(**TINY_MODEL)
+    out = matmul_ceiling(model, pairs=2, reps=3, warmup=1)
+    rows, hidden = 2 * 2 * (1 + model.max_frames), int(model.dim * model.config["mlp_ratio"])
+    assert out["shapes"] == {"up": [rows, model.dim, hidden], "down": [rows, hidden, model.dim]}
+    rates = out["gflop_per_s"]
+    assert rates["fp32"] > 0 and rates["bf16"] > 0
+    assert out["bf16_to_fp32"] == pytest.approx(rates["bf16"] / rates["fp32"], rel=0.02)
 
 
 def test_pure_bf16_step_updates_fp32_masters_and_casts_them_back() -> None:

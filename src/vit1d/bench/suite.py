@@ -138,6 +138,12 @@ def table(result: dict[str, Any]) -> str:
             f"| {name} | {v:.1f} | {tv['ratio_to_fp32_eager'][name]:.2f}x |"
             for name, v in tv["views_per_s"].items()
         ]
+        if "matmul_ceiling" in tv:
+            mc = tv["matmul_ceiling"]
+            lines.append(
+                f"| (the model's matrix products: fp32 {mc['gflop_per_s']['fp32']:.0f}, bf16 "
+                f"{mc['gflop_per_s']['bf16']:.0f} GFLOP/s) | | {mc['bf16_to_fp32']:.2f}x |"
+            )
     if result.get("scaling"):
         lines += ["", "| pairs | frames | views/s | activation MiB |", "|---|---|---|---|"]
         lines += [

@@ -93,6 +93,33 @@ def pure_bf16_training_step(model: ViT1D, pairs: int, fused: bool) -> Callable[[
     return step
 
 
+def matmul_ceiling(model: ViT1D, pairs: int = 32, reps: int = 5, warmup: int = 2) -> dict[str, Any]:
+    """What the CPU's matrix units allow a training step in bf16 against fp32: GFLOP/s of
+    the model's own largest products (the MLP's ``(2 pairs (1 + frames), dim) x (dim, 4 dim)``
+    and its transpose), in fp32 and in bf16, timed in alternation. Their ratio bounds what any
+    bf16 path can gain over fp32 where, as in this model, the products take most of a step's
+    time (:func:`profile_step`); the training variants are reported against it."""
+    rows = 2 * pairs * (1 + model.max_frames)
+    hidden = int(model.dim * model.config["mlp_ratio"])
+    shapes = {"up": (rows, model.dim, hidden), "down": (rows, hidden, model.dim)}
+    calls: dict[str, Callable[[], None]] = {}
+    for dtype_name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        for name, (m, k, n) in shapes.items():
+            a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+            calls[f"{dtype_name} {name}"] = lambda a=a, b=b: torch.mm(a, b)
+    seconds = interleaved_medians(calls, reps, warmup)
+    flops = {name: 2 * m * k * n for name, (m, k, n) in shapes.items()}
+    gflops = {
+        prec: sum(flops.values()) / sum(seconds[f"{prec} {n}"] for n in shapes) / 1e9
+        for prec in ("fp32", "bf16")
+    }
+    return {
+        "shapes": {k: list(v) for k, v in shapes.items()},
+        "gflop_per_s": {k: round(v, 2) for k, v in gflops.items()},
+        "bf16_to_fp32": round(gflops["bf16"] / gflops["fp32"], 3),
+    }
+
+
 def training_variants(
     pairs: int = 32,
     steps: int = 5,
@@ -103,7 +130,8 @@ def training_variants(
     """Training views/s on the CPU of each way to run a step, as ratios to the fp32 eager
     reference timed in alternation with them: fp32 with fused attention, autocast bf16 with
     explicit attention (the run-time default on CPUs with native bf16), the same compiled by
-    inductor, and pure bf16 with fp32 master weights (:func:`pure_bf16_training_step`)."""
+    inductor, and pure bf16 with fp32 master weights (:func:`pure_bf16_training_step`); and
+    :func:`matmul_ceiling`, the bf16/fp32 ratio of the CPU's products at the model's shapes."""
     device = torch.device("cpu")
 
     def fresh() -> ViT1D:
@@ -127,10 +155,13 @@ def training_variants(
     seconds = interleaved_medians(steps_by_name, steps, warmup)
     views = {k: 2 * pairs / v for k, v in seconds.items()}
     ref = views["fp32 eager"]
+    ceiling = matmul_ceiling(fresh(), pairs, max(steps, 3), warmup)
     return {
         "pairs": pairs,
         "views_per_s": {k: round(v, 2) for k, v in views.items()},
         "ratio_to_fp32_eager": {k: round(v / ref, 3) for k, v in views.items()},
+        # the matrix units' own bf16/fp32 ratio at the model's shapes, measured in this run
+        "matmul_ceiling": ceiling,
         "hardware": hardware_summary(device),
         "notes": notes,
     }
