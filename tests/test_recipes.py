@@ -396,3 +396,21 @@ def test_default_preset_follows_the_committed_study() -> None:
     best, _ = ranking.study_choice(committed)
     assert variants.preset_variant("default") == best
     assert variants.preset_variant("long") == best
+
+
+def test_the_committed_study_is_held_by_a_study_of_the_default_settings(tmp_path: Path) -> None:
+    """`make recipe-finals` seeds its folder from the committed study and must keep every run
+    it holds: the committed settings match a default study's, the probe solver included (a
+    study.json written before the solver was a setting names none: Adam's protocol)."""
+    root = Path(__file__).resolve().parents[1]
+    committed = root / "checkpoints" / "reference" / "recipe-study"
+    if not (committed / "results" / "probes_summary.csv").is_file():
+        pytest.skip("no recipe study committed yet")
+    out = tmp_path / "study"
+    recipes.seed_study(out, committed)
+    held, models = recipes._held_runs(out, recipes.StudySettings())
+    study = json.loads((committed / "study.json").read_text())
+    assert set(held) == set(study["runs"]) and {"random-init", "logmel"} <= models
+    # a study of other probe settings holds nothing: the solver counts
+    other = recipes.StudySettings(probe={**recipes.StudySettings().probe, "solver": "lbfgs"})
+    assert recipes._held_runs(out, other) == ({}, set())

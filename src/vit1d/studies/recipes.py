@@ -148,10 +148,18 @@ def _marker_ok(marker: Path, expected: dict[str, Any]) -> bool:
 
 
 def _probe_settings(settings: StudySettings | dict[str, Any]) -> dict[str, Any]:
-    """The settings a run's probe results depend on, as read back from JSON."""
-    d = asdict(settings) if isinstance(settings, StudySettings) else settings
+    """The settings a run's probe results depend on, as read back from JSON, with the probe
+    solver written out: a study's own settings leave it to :class:`ProbeConfig`'s default,
+    and a ``study.json`` written before the solver was a setting holds none because every
+    probe then was Adam's (the committed screening runs: their ``probes_runs.json`` records
+    no solver, the finals record ``adam``)."""
+    own = isinstance(settings, StudySettings)
+    d = asdict(settings) if own else settings
     keys = ("tasks", "probe", "steps", "snapshot_fractions", "baseline_seeds")
-    return json.loads(json.dumps({k: d.get(k) for k in keys}))
+    out = json.loads(json.dumps({k: d.get(k) for k in keys}))
+    if isinstance(out.get("probe"), dict):
+        out["probe"].setdefault("solver", ProbeConfig().solver if own else "adam")
+    return out
 
 
 def seed_study(out: str | Path, source: str | Path) -> None:
