@@ -68,6 +68,8 @@ SCREENED = (
     "twins-within-4s",
     "twins-half",
     "production-twins+hard-negatives",
+    "twins+hard-negatives",
+    "twins+augment",
 )
 #: The recipe the budget variants start from (the one the default preset uses).
 BUDGET_RECIPE = "paper"
