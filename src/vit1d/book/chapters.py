@@ -95,8 +95,8 @@ def model_sources(
     """Source groups for :func:`vit1d.probing.runner.run_probes`: the contrastive checkpoint, the
     masked one (when trained), the committed reference checkpoint (when it exists and has the
     build's architecture, so the same baselines apply), the random-init model
-    (``settings.random_init_seeds`` init seeds) and the log-mel baseline. Returns ``(sources, notes)``; a missing or
-    skipped checkpoint is a note."""
+    (``settings.random_init_seeds`` init seeds) and the log-mel baseline. Returns
+    ``(sources, notes)``; a missing or skipped checkpoint is a note."""
     from vit1d.features.sources import ModelSpec, architecture_config, checkpoint_step
     from vit1d.probing.runner import baseline_sources
 
@@ -169,14 +169,9 @@ def run_chapter_probes(
     ran = {"tasks": [t.name for t in loaded], "notes": notes, "run_ids": out["run_ids"]}
     if emergence:
         em_tasks = [t for t in loaded if t.name in settings.emergence_tasks]
+        # the final model was probed above at every view: its row is the curve's last point
         final_step = sources[0][0].step
-        # the last snapshot is the final model, probed above at every view: its point on the
-        # curve is that row, not a second extraction and fit of the same weights
-        snaps = [
-            g
-            for g in (emergence_sources(paths.checkpoint) if em_tasks else [])
-            if g[0].step != final_step
-        ]
+        snaps = emergence_sources(paths.checkpoint, final_step=final_step) if em_tasks else []
         # a curve is drawn at the final model's best layer and pooling only, so only that
         # view of each snapshot is probed (13 x 3 times less work than all of them)
         views: dict[str, tuple[int, str] | None] = {}

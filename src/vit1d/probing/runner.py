@@ -354,8 +354,12 @@ def baseline_sources(config: dict[str, Any], random_init: int, logmel: bool) -> 
     return out
 
 
-def emergence_sources(run_dir: str | Path, label: str = "") -> list[list[Any]]:
-    """One source group per snapshot kept by a pretraining run (``snapshots/step-N``)."""
+def emergence_sources(
+    run_dir: str | Path, label: str = "", final_step: int | None = None
+) -> list[list[Any]]:
+    """One source group per snapshot kept by a pretraining run (``snapshots/step-N``), less
+    the one at ``final_step``: the last snapshot holds the final model's weights, so when the
+    final model is probed too, that snapshot would be the same extraction and fit again."""
 
     found = snapshot_folders(run_dir)
     if not found:
@@ -364,7 +368,9 @@ def emergence_sources(run_dir: str | Path, label: str = "") -> list[list[Any]]:
             "set (e.g. [0.1, 0.25, 0.5, 1.0]) to probe emergence over training"
         )
     return [
-        [ModelSpec("checkpoint", str(folder), label=label, step=step)] for step, folder in found
+        [ModelSpec("checkpoint", str(folder), label=label, step=step)]
+        for step, folder in found
+        if final_step is None or step != final_step
     ]
 
 
@@ -411,9 +417,8 @@ def probe_corpus(
         step = checkpoint_step(checkpoint)
         sources.append([ModelSpec("checkpoint", str(checkpoint), label=label, step=step)])
     if emergence:
-        final_steps = {g[0].step for g in sources}
-        # the last snapshot is the final model when both are probed: probe it once
-        sources += [g for g in emergence_sources(checkpoint, label) if g[0].step not in final_steps]
+        final_step = sources[0][0].step if sources else None
+        sources += emergence_sources(checkpoint, label, final_step)
     if random_init:
         arch = architecture or checkpoint
         if not arch:
