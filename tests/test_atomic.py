@@ -103,3 +103,20 @@ def test_files_are_written_atomically_through_one_helper() -> None:
         lines = _renames(ast.parse(path.read_text()))
         offenders += [f"{rel}:{n}" for n in lines]
     assert not offenders, f"write through vit1d.core.atomic instead: {offenders}"
+
+
+def test_temporaries_are_told_from_final_files(tmp_path: Path) -> None:
+    """The corpus builder deletes what a killed writer left by this test of the name: every
+    temporary name matches it, no final name does."""
+    from vit1d.corpus.build import _clean_temporaries
+
+    names = [atomic.temporary_name(tmp_path / n, sfx).name for n in ("00001.flac", "a.json")
+             for sfx in ("", ".npz")]  # fmt: skip
+    assert all(atomic.is_temporary(n) for n in names)
+    finals = ["00001.flac", ".hidden", "a.tmp123", ".a.tmp123", "x.tmp1-zz", "build.json"]
+    assert not any(atomic.is_temporary(n) for n in finals)
+    (tmp_path / "audio").mkdir()
+    for n in names + finals:
+        (tmp_path / "audio" / n).write_text("x")
+    assert _clean_temporaries(tmp_path) == len(names)
+    assert sorted(p.name for p in (tmp_path / "audio").iterdir()) == sorted(finals)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,15 @@ def temporary_name(path: Path, suffix: str = "") -> Path:
     (writers that pick the format from the file name, such as ``np.savez`` or matplotlib,
     need the target's suffix)."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
+
+
+_TEMPORARY = re.compile(r"^\..+\.tmp\d+-[0-9a-f]{8}")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one :func:`temporary_name` makes (a writer killed mid-write
+    leaves such a file behind; no final file is named so)."""
+    return _TEMPORARY.match(name) is not None
 
 
 def _fsync(path: Path) -> None:

@@ -65,12 +65,12 @@ def _check_writable(root: Path) -> None:
 
 
 def _clean_temporaries(root: Path) -> int:
-    """Delete ``*.tmp<pid>`` files an interrupted build left (never a final file)."""
+    """Delete the temporary files an interrupted build left (the names of
+    :func:`vit1d.core.atomic.temporary_name`, never a final file)."""
     n = 0
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
-            base, _, tail = f.rpartition(".tmp")
-            if base and tail.isdigit():
+            if atomic.is_temporary(f):
                 os.unlink(os.path.join(dirpath, f))
                 n += 1
     return n

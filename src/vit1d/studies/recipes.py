@@ -271,7 +271,8 @@ def _study_record(
         "runs": dict(
             sorted({**facts, **{label: run_facts(run) for label, run in runs.items()}}.items())
         ),
-        "settings": asdict(settings),
+        # the probe solver written out, so that a later study reads back what ran
+        "settings": {**asdict(settings), **_probe_settings(settings)},
         "finalists": finals,
         "variants": {v: VARIANTS[v] for v in settings.variants},
         "paper_recipe": paper_recipe(),
