@@ -29,12 +29,13 @@ def temporary_name(path: Path, suffix: str = "") -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
 
 
-_TEMPORARY = re.compile(r"^\..+\.tmp\d+-[0-9a-f]{8}")
+_TEMPORARY = re.compile(r"^\..+\.tmp\d+(-[0-9a-f]{8})?")
 
 
 def is_temporary(name: str) -> bool:
-    """Whether a file name is one :func:`temporary_name` makes (a writer killed mid-write
-    leaves such a file behind; no final file is named so)."""
+    """Whether a file name is one :func:`temporary_name` makes, or the ``.<name>.tmp<pid>``
+    of the folder writers and of earlier versions (a writer killed mid-write leaves such a
+    file behind; no final file is named so)."""
     return _TEMPORARY.match(name) is not None
 
 
