@@ -37,6 +37,18 @@ BASELINE_STYLE = {
 BASELINE_LABEL = {"random-init": "random init", "logmel": "log-mel", "chance": "chance"}
 
 
+def _panel(summary: Any, task: str, metric: str, split: str, ax: Any) -> tuple[Any, Any, Any]:
+    """The summary rows of one task, metric and split, and the axes to draw them on (a new
+    half-width figure when ``ax`` is None): ``(rows, figure, axes)``."""
+    rows = summary[(summary["task"] == task) & (summary["metric"] == metric)]
+    rows = rows[rows["split"] == split]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(WIDTH / 2, 3.2))
+    else:
+        fig = ax.figure
+    return rows, fig, ax
+
+
 def _main_checkpoint(rows: Any) -> Any:
     """Rows of one checkpoint: the final model (not a ``snapshots/`` folder) with the most
     steps when there are several."""
@@ -65,12 +77,7 @@ def layer_curves(
     ``model`` (its final checkpoint unless ``checkpoint`` is given), dashed random-init lines
     per pooling, and the log-mel baseline as a dotted horizontal line; bands are the 95 %
     bootstrap intervals. Returns the figure."""
-    s = summary[(summary["task"] == task) & (summary["metric"] == metric)]
-    s = s[s["split"] == split]
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(WIDTH / 2, 3.2))
-    else:
-        fig = ax.figure
+    s, fig, ax = _panel(summary, task, metric, split, ax)
     main = s[s["model"] == model]
     main = main[main["checkpoint"] == checkpoint] if checkpoint else _main_checkpoint(main)
     pools = poolings or [p for p in POOLING_COLOURS if p in set(main["pooling"])]
@@ -221,12 +228,7 @@ def emergence_curve(
     """Score against training step for one (task, metric, layer, pooling) of ``model``'s
     checkpoints, with the random-init model (same layer and pooling, dashed) and the log-mel
     baseline (dotted) as horizontal lines with their 95 % bands. Returns the figure."""
-    s = summary[(summary["task"] == task) & (summary["metric"] == metric)]
-    s = s[s["split"] == split]
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(WIDTH / 2, 3.2))
-    else:
-        fig = ax.figure
+    s, fig, ax = _panel(summary, task, metric, split, ax)
     r = s[(s["model"] == model) & (s["layer"] == layer) & (s["pooling"] == pooling)]
     r = r.dropna(subset=["step"]).groupby("step", as_index=False).first().sort_values("step")
     colour = POOLING_COLOURS.get(pooling, "C0")
