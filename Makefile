@@ -19,7 +19,7 @@ SYSTEM_STAMP := $(VENV)/.system-packages
 # Debian packages the tests and the book need (Chromium drives the browser test).
 APT_PACKAGES ?= chromium
 
-.PHONY: help install lock system-packages test test-slow test-book test-all test-wheel lint format bench corpus pretrain recipe-study recipe-finals reference book site clean
+.PHONY: help install lock system-packages test test-slow test-book test-all test-wheel lint format bench corpus pretrain recipe-study recipe-finals reference reference-probes book site clean
 
 help:
 	@echo "make book [PRESET=smoke|default|long|paper]   the whole pipeline and the book"
@@ -32,7 +32,8 @@ help:
 	@echo "make bench                                     throughput benchmark (JSON + table)"
 	@echo "make recipe-study                              the recipe study (about 13 min a run, 10 runs)"
 	@echo "make recipe-finals                             only its finals, on the committed screening (4 runs)"
-	@echo "make reference                                 train/resume + export checkpoints/reference"
+	@echo "make reference                                 train/resume + export + probe checkpoints/reference"
+	@echo "make reference-probes                          probe the committed reference again (its results/)"
 	@echo "make lint                                      ruff"
 
 $(STAMP): pyproject.toml $(LOCK)
@@ -97,12 +98,20 @@ recipe-finals: corpus
 		$(if $(wildcard runs/$(PRESET)/recipe-study/results),,--from checkpoints/reference/recipe-study)
 
 # the reference checkpoint under checkpoints/reference/: the long preset (10x the default's
-# steps, about 65 min on a 2-core CPU with native bf16, 3 h without); resumable: interrupt it
-# and run it again to continue, then commit checkpoints/reference/
+# steps, about 2 h on a 2-core CPU with native bf16, far more without); resumable: interrupt it
+# and run it again to continue, then commit checkpoints/reference/. It ends by probing the
+# reference with the default book's settings (about 6 min; results/, which the book reuses)
 reference: install
 	$(MAKE) corpus PRESET=default
 	$(BIN)/vit1d reference --data data/default --run runs/long/pretrain \
 		--study runs/default/recipe-study --out checkpoints/reference
+
+# the committed reference's probe results again, after a change of the default probe settings,
+# of the extraction or probing code, or of the default corpus (the book then probes the
+# reference itself, and says why, until these are committed)
+reference-probes: install
+	$(MAKE) corpus PRESET=default
+	$(BIN)/vit1d reference --data data/default --out checkpoints/reference --probe-only
 
 test-all: install system-packages
 	$(BIN)/python -m pytest -m ""

@@ -731,3 +731,86 @@ def test_chapter_emergence_probes_each_snapshot_once(
     layer, pooling = chapters.best_view(summary, "pitch")
     at_view = mine[(mine["layer"] == layer) & (mine["pooling"] == pooling)]
     assert sorted(set(at_view["step"].dropna().astype(int))) == [5, 10]
+
+
+def test_code_fingerprint_ignores_prose_and_sees_code(tmp_path: Path) -> None:
+    from vit1d.probing.committed import code_fingerprint
+
+    pkg = tmp_path / "probing"
+    pkg.mkdir()
+    module = pkg / "m.py"
+    module.write_text('"""Doc."""\n\n\ndef f(x):\n    """Square."""\n    return x * x  # why\n')
+    before = code_fingerprint(["probing"], tmp_path)
+    module.write_text('"""Other doc."""\n\n\ndef f(x):\n    """Squared."""\n    return x * x\n')
+    assert code_fingerprint(["probing"], tmp_path) == before
+    module.write_text('"""Doc."""\n\n\ndef f(x):\n    """Square."""\n    return x * x * 1.0\n')
+    assert code_fingerprint(["probing"], tmp_path) != before
+
+
+def test_committed_reference_probes_are_what_probing_it_gives(
+    tiny_corpus: Path, tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build whose inputs match the committed key merges the reference's committed rows
+    instead of probing it, and those are the rows probing it in the build gives (per-item
+    scores kept at the claims' views); another key, and the build probes it itself."""
+    import shutil
+
+    from vit1d.book import chapters
+    from vit1d.book.layout import NotebookPaths
+    from vit1d.probing import committed
+    from vit1d.probing.settings import ProbeSettings
+    from vit1d.studies import reference
+
+    settings = ProbeSettings(
+        seeds=(0, 1),
+        random_init_seeds=1,
+        config={"max_epochs": 2, "steps_per_epoch": 4, "n_boot": 20, "max_local_files": [4, 1, 1]},
+    )
+    for module in (chapters, reference):
+        monkeypatch.setattr(module, "probe_settings", lambda preset: settings)
+    monkeypatch.setattr(reference, "probe_config", lambda preset: ProbeConfig(**settings.config))
+    ref = tmp_path / "reference"
+    shutil.copytree(tiny_run, ref, ignore=shutil.ignore_patterns("snapshots"))
+    monkeypatch.setattr(chapters, "reference_checkpoint", lambda: ref)
+    out = reference.probe_reference(ref, tiny_corpus, progress=False, say=lambda m: None)
+    key = json.loads((out / committed.KEY_FILE).read_text())
+    assert set(key["tasks"]) == {"pitch", "instrument", "chords", "beats"}
+
+    def build(name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict, list[str]]:
+        results = tmp_path / name / "results"
+        results.mkdir(parents=True)
+        paths = NotebookPaths("smoke", tiny_corpus, tmp_path / name, results, tiny_run)
+        ran = chapters.run_chapter_probes(paths, ["pitch", "chords"], "smoke", masked=False)
+        summary = pd.read_csv(results / "probes_summary.csv")
+        items = pd.read_parquet(results / "probe_items")
+        runs = json.loads((results / "probes_runs.json").read_text())
+        return summary[summary["model"] == "reference"], items, runs, ran["notes"]
+
+    reused, reused_items, runs, notes = build("reuse")
+    assert any("committed beside it" in n for n in notes)
+    probed = [m["path"] for r in runs.values() for m in r["models"] if m["kind"] == "checkpoint"]
+    assert sum(r.get("reused_from") == str(out) for r in runs.values()) == 1
+    assert probed.count(str(ref)) == 1  # the committed run's record, no run of this build
+    assert set(reused["task"]) == {"pitch", "chords"}
+
+    key["code"] = "changed"
+    (out / committed.KEY_FILE).write_text(json.dumps(key))
+    fresh, fresh_items, runs, notes = build("probe")
+    assert any("code changed" in n and "probed in this build" in n for n in notes)
+    assert not any("reused_from" in r for r in runs.values())
+    cols = ["task", "layer", "pooling", "split", "metric", "mean", "ci_low", "ci_high", "n"]
+    a = reused[cols].sort_values(cols[:5]).reset_index(drop=True)
+    b = fresh[cols].sort_values(cols[:5]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+    item_cols = ["task", "layer", "pooling", "seed", "metric", "item", "value"]
+    mine = reused_items[reused_items["model"] == "reference"][item_cols]
+    theirs = fresh_items[fresh_items["model"] == "reference"][item_cols]
+    views = set(zip(mine["task"], mine["layer"], mine["pooling"], strict=True))
+    assert views == committed.claim_views(fresh) and len(views) < len(
+        set(zip(theirs["task"], theirs["layer"], theirs["pooling"], strict=True))
+    )
+    kept = theirs.merge(mine[["task", "layer", "pooling"]].drop_duplicates())
+    pd.testing.assert_frame_equal(
+        mine.sort_values(item_cols[:6]).reset_index(drop=True),
+        kept.sort_values(item_cols[:6]).reset_index(drop=True),
+    )

@@ -33,7 +33,9 @@ from vit1d.analysis.analyses import run_analyses
 from vit1d.book.layout import find_root
 from vit1d.book.tables import best_view, read_summary
 from vit1d.core.errors import UserError
+from vit1d.probing.committed import RESULTS_DIR, merge_committed, mismatch, reuse_key
 from vit1d.probing.linear import ProbeConfig
+from vit1d.probing.runner import corpus_name
 from vit1d.probing.settings import ProbeSettings, probe_settings
 from vit1d.probing.tasks import load_task
 from vit1d.studies.reference import REFERENCE_DIR
@@ -138,6 +140,36 @@ def model_sources(
     return sources, notes
 
 
+def reuse_reference(
+    paths: Any,
+    sources: list[list[Any]],
+    tasks: Sequence[Any],
+    settings: ProbeSettings,
+    cfg: ProbeConfig,
+    notes: list[str],
+) -> list[list[Any]]:
+    """``sources`` without the reference when the probe results committed beside it were
+    computed from this build's inputs (:mod:`vit1d.probing.committed`): those are merged into
+    the build's results instead. A note says which, and why not when they do not apply."""
+    ref = next((g for g in sources if g[0].name == "reference"), None)
+    if ref is None:
+        return sources
+    spec = ref[0]
+    committed = Path(spec.path) / RESULTS_DIR
+    corpus = corpus_name(tasks[0].manifest.parent.parent)
+    why = mismatch(committed, reuse_key(spec.path, tasks, corpus, settings.seeds, cfg))
+    if why is not None:
+        notes.append(f"{why}: the reference is probed in this build (`make reference-probes`)")
+        return sources
+    names = [t.name for t in tasks]
+    merge_committed(committed, paths.results, "reference", spec.checkpoint_name, names)
+    notes.append(
+        f"the reference's probes are the ones committed beside it ({committed}), computed "
+        "from this corpus's tasks with these probe settings and this code"
+    )
+    return [g for g in sources if g is not ref]
+
+
 def load_tasks(paths: Any, names: Sequence[str]) -> list[Any]:
     """The tasks of ``names`` whose manifest exists in the corpus."""
 
@@ -164,6 +196,7 @@ def run_chapter_probes(
     if not loaded:
         raise FileNotFoundError(f"no manifests for tasks {', '.join(tasks)} under {paths.data}")
     sources, notes = model_sources(paths, settings, masked=masked)
+    sources = reuse_reference(paths, sources, loaded, settings, cfg, notes)
     common = dict(seeds=settings.seeds, config=cfg, extract=ext, progress=False, say=say)
     out = run_probes(loaded, sources, paths.results, **common)
     ran = {"tasks": [t.name for t in loaded], "notes": notes, "run_ids": out["run_ids"]}

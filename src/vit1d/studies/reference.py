@@ -14,7 +14,11 @@ steps; resumable, so it can be trained in several sittings or on a GPU) and call
   :func:`verify_reference` (and ``tests/test_reference.py``) can tell that the committed
   weights load and compute what they computed when exported;
 * ``recipe-study/``: the summary results of the recipe study that chose the recipe, read by
-  ``notebooks/03b_recipe.ipynb`` when a build does not run the study itself.
+  ``notebooks/03b_recipe.ipynb`` when a build does not run the study itself;
+* ``results/``: the reference probed on every task of the default corpus with the default
+  book's probe settings (:func:`probe_reference`), with the key of their inputs: a build whose
+  inputs are the same merges them instead of probing the reference again
+  (:mod:`vit1d.probing.committed`).
 
 Used by ``make reference``, the pipeline (the book probes the reference beside the model
 trained in the build) and ``tests/test_reference.py``.
@@ -34,10 +38,17 @@ import numpy as np
 
 from vit1d.core.errors import UserError
 from vit1d.core.provenance import file_sha256
+from vit1d.features.sources import ModelSpec, checkpoint_step
+from vit1d.probing.committed import RESULTS_DIR, keep_claim_items, reuse_key, write_key
+from vit1d.probing.runner import corpus_name, run_probes
+from vit1d.probing.settings import probe_config, probe_settings
+from vit1d.probing.tasks import GLOBAL_TASKS, LOCAL_TASKS, load_task
 from vit1d.studies.variants import preset_variant, variant_of
 
 REFERENCE_DIR = Path("checkpoints") / "reference"
 MAX_BYTES = 15 * 1024 * 1024
+#: The committed probe results (results/): per-item scores only at the claims' views.
+MAX_RESULTS_BYTES = 6 * 1024 * 1024
 CHECK_CLIPS = 4
 
 
@@ -186,6 +197,7 @@ def export_reference(
         copy_study(study_dir, tmp / "recipe-study")
     elif (out_dir / "recipe-study").is_dir():  # keep the study committed before
         shutil.copytree(out_dir / "recipe-study", tmp / "recipe-study")
+    # probe results of other weights do not apply (their key names the weights): none are kept
     size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
     if size > MAX_BYTES:
         shutil.rmtree(tmp)
@@ -287,3 +299,44 @@ def verify_reference(folder: str | Path = REFERENCE_DIR, rtol: float = CHECK_RTO
             "the code changed since export; re-export with `make reference`"
         )
     return worst
+
+
+def probe_reference(
+    folder: str | Path = REFERENCE_DIR,
+    corpus_root: str | Path = "data/default",
+    preset: str = "default",
+    progress: bool = True,
+    say: Any = print,
+) -> Path:
+    """Probe the reference ``folder`` on every task of the corpus at ``corpus_root`` with
+    ``preset``'s probe settings, as the book's probing chapters would, and write the results
+    with the key of their inputs to ``<folder>/results`` (:mod:`vit1d.probing.committed`; the
+    folder is replaced only when the run is complete). Returns that folder."""
+    folder, corpus_root = Path(folder), Path(corpus_root)
+    settings, cfg = probe_settings(preset), probe_config(preset)
+    tasks = [
+        load_task(corpus_root / name / "manifest.csv", name)
+        for name in GLOBAL_TASKS + LOCAL_TASKS
+        if (corpus_root / name / "manifest.csv").is_file()
+    ]
+    if not tasks:
+        raise UserError(f"no task manifests under {corpus_root}: build the corpus first")
+    spec = ModelSpec("checkpoint", str(folder), label="reference", step=checkpoint_step(folder))
+    out = folder / RESULTS_DIR
+    tmp = folder / f".{RESULTS_DIR}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    run_probes(tasks, [[spec]], tmp, seeds=settings.seeds, config=cfg, progress=progress, say=say)
+    keep_claim_items(tmp, "reference")
+    write_key(tmp, reuse_key(folder, tasks, corpus_name(corpus_root), settings.seeds, cfg))
+    size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
+    if size > MAX_RESULTS_BYTES:
+        shutil.rmtree(tmp)
+        raise UserError(
+            f"the reference's probe results would take {size / 2**20:.1f} MB "
+            f"(limit {MAX_RESULTS_BYTES / 2**20:.0f} MB)"
+        )
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
