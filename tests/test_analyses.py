@@ -133,7 +133,7 @@ def test_provenance(results: Path, checkpoint: Path, corpus: Path):
     assert prov["checkpoint"]["weights_sha256"] == weights_fingerprint(model)
     assert set(prov["corpus"]["manifests_sha256"]) == {"onsets", "chords"}
     assert "hardware" in prov and "versions" in prov
-    assert prov["run_id"] == pd.read_csv(results / "ssm.csv")["run_id"].iloc[0]
+    assert prov["run_id"] == pd.read_csv(results / "ssm.csv", dtype=str)["run_id"].iloc[0]
     assert "onsets.csv" in prov["files"]
 
 

@@ -41,14 +41,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import torch
+
 from vit1d.analysis import attention as att
 from vit1d.analysis import ssm as sm
 from vit1d.analysis.clips import random_twin
 from vit1d.analysis.onsets import onset_analysis
 from vit1d.analysis.ssm_scores import ssm_analysis
+from vit1d.audio.frontend import LogMel
 from vit1d.core import atomic
 from vit1d.core.errors import UserError
 from vit1d.core.provenance import file_sha256, library_versions, weights_fingerprint
+from vit1d.models.checkpoint import load_pretrained, read_config
+from vit1d.models.device import hardware_summary, select_device
 
 
 def provenance(
@@ -58,9 +64,6 @@ def provenance(
     fingerprint, :func:`vit1d.core.provenance.weights_fingerprint`, and its config.json),
     corpus (root, manifest SHA-256s, its build seed where recorded), seed, hardware,
     library versions, arguments."""
-    from vit1d.models.checkpoint import read_config
-    from vit1d.models.device import hardware_summary
-
     manifests = {}
     for task in ("onsets", "chords"):
         p = corpus / task / "manifest.csv"
@@ -177,12 +180,6 @@ def run_analyses(
     corpus at ``corpus``; write the CSVs, ``provenance.json`` and, when ``figures`` is given
     (a writer such as :func:`vit1d.viz.figure_files.write_figures`), its figures into ``out``.
     Returns ``{name: path}`` of what was written."""
-    import torch
-
-    from vit1d.audio.frontend import LogMel
-    from vit1d.models.checkpoint import load_pretrained
-    from vit1d.models.device import select_device
-
     checkpoint, corpus, out = Path(checkpoint), Path(corpus), Path(out)
     if not corpus.is_dir():
         raise UserError(f"corpus folder {corpus} does not exist; pass --corpus ROOT")
@@ -238,8 +235,6 @@ def run_analyses(
 def read_results(folder: str | Path) -> dict[str, Any]:
     """The CSVs of an analyses folder as DataFrames (by file stem) and ``provenance`` (dict).
     Raises :class:`UserError` when the folder holds no results."""
-    import pandas as pd
-
     folder = Path(folder)
     prov = folder / "provenance.json"
     if not prov.is_file():
@@ -249,7 +244,8 @@ def read_results(folder: str | Path) -> dict[str, Any]:
         )
     out: dict[str, Any] = {"provenance": json.loads(prov.read_text())}
     for path in sorted(folder.glob("*.csv")):
-        out[path.stem] = pd.read_csv(path, dtype={"head": str})
+        # run_id: a hex digest, which pandas would read as a number when it has no letter
+        out[path.stem] = pd.read_csv(path, dtype={"head": str, "run_id": str})
     return out
 
 

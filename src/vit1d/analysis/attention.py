@@ -44,9 +44,12 @@ Used by: ``notebooks/06_attention.ipynb``, :mod:`vit1d.analysis.onsets`,
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import librosa
+import mir_eval
 import numpy as np
 
 from vit1d.analysis.ssm import novelty_curve
@@ -108,7 +111,7 @@ def run_windows(
     window (:func:`frame_windows` with ``model.max_frames``) and return attention maps and/or
     hidden states per window. Runs in fp32 under ``torch.no_grad``: attention maps are
     analysed, not trained, and fp32 keeps rows summing to 1 exactly enough."""
-    import torch
+    import torch  # lazy: tests/test_grid.py requires this module to import without torch
 
     mel = np.asarray(mel, dtype=np.float32)
     if mel.ndim != 2:
@@ -251,8 +254,6 @@ def spectral_flux(y: np.ndarray, sr: int = SAMPLE_RATE, hop_length: int = HOP_LE
     """Spectral-flux onset strength (``librosa.onset.onset_strength``: half-wave rectified
     log-mel difference, averaged over bands), on the model's frame grid (centred frames,
     hop 512)."""
-    import librosa
-
     return librosa.onset.onset_strength(
         y=np.asarray(y, dtype=np.float32), sr=sr, hop_length=hop_length
     )
@@ -287,8 +288,6 @@ def pick_peaks(
     (librosa's ``onset_detect`` defaults) and converted to frames (at least 1). Frame ``n``
     is at time ``n / frame_rate`` (centred frames).
     """
-    import librosa
-
     c = normalise_curve(curve)
     if c.size < 3 or not np.any(c > 0):
         return np.zeros(0)
@@ -314,10 +313,6 @@ def onset_f_measure(
     """``(F, precision, recall)`` of estimated against reference onset times (seconds) with
     ``mir_eval.onset.f_measure``: a reference onset is hit by at most one estimate within
     ``± window``. Empty sets score 0 (mir_eval's convention; its warning is silenced)."""
-    import warnings
-
-    import mir_eval
-
     ref = np.sort(np.asarray(reference, dtype=np.float64).reshape(-1))
     est = np.sort(np.asarray(estimated, dtype=np.float64).reshape(-1))
     with warnings.catch_warnings():

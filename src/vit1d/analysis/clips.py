@@ -14,8 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
 
+from vit1d.audio.frontend import SAMPLE_RATE, load_audio
 from vit1d.core.errors import UserError
+from vit1d.models.model import ViT1D
 
 #: Random draws per clip for the chance levels (onsets and chord-change boundaries).
 CHANCE_DRAWS = 10
@@ -25,8 +30,6 @@ def read_manifest(root: str | Path, task: str) -> Any:
     """``<root>/<task>/manifest.csv`` as a DataFrame with ``audio`` and ``annotation`` (and
     ``instruments`` where present) made absolute. Raises :class:`UserError` naming the file
     when it or a required column is missing."""
-    import pandas as pd  # imported where used: the CLI starts faster
-
     path = Path(root) / task / "manifest.csv"
     if not path.is_file():
         raise UserError(
@@ -57,10 +60,6 @@ def select_clips(df: Any, split: str, max_clips: int, seed: int) -> Any:
 def random_twin(model: Any, seed: int) -> Any:
     """The same architecture at random initialisation: ``torch.manual_seed(seed)`` then
     ``ViT1D(**model.config)``, in eval mode on the model's device."""
-    import torch
-
-    from vit1d.models.model import ViT1D
-
     torch.manual_seed(seed)
     twin = ViT1D(**model.config)
     return twin.to(next(model.parameters()).device).eval()
@@ -80,10 +79,6 @@ class Clip:
 
 def load_clip(row: dict, logmel: Any) -> Clip:
     """Read a manifest row's audio (``vit1d.audio.frontend.load_audio``) and compute its log-mel."""
-    import torch
-
-    from vit1d.audio.frontend import SAMPLE_RATE, load_audio
-
     y = load_audio(row["audio"])
     with torch.no_grad():
         mel = logmel(torch.from_numpy(y).unsqueeze(0))[0].numpy()
@@ -100,6 +95,5 @@ def progress_bar(items: Sequence, desc: str, enabled: bool) -> Any:
     """``items`` with a tqdm bar over clips when ``enabled``, else ``items`` as they are."""
     if not enabled:
         return items
-    from tqdm.auto import tqdm
 
     return tqdm(items, desc=desc, unit="clip", leave=False)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import mir_eval
 import numpy as np
+import pandas as pd
 
 from vit1d.analysis import attention as att
 from vit1d.analysis.clips import (
@@ -24,9 +26,6 @@ from vit1d.analysis.clips import (
 )
 from vit1d.audio.grid import FRAME_RATE
 from vit1d.core.errors import UserError
-
-if TYPE_CHECKING:  # pandas is imported where it is used: the CLI starts faster
-    import pandas as pd
 
 #: The columns naming one onset curve.
 CURVE_KEYS = ["model", "method", "layer", "head"]
@@ -98,8 +97,6 @@ def _score_clips(
     """:func:`clip_onset_scores` of the selected clips of each split, in order, with one
     generator for every chance draw: the curve keys, the score arrays per split and the
     clip ids per split."""
-    import mir_eval
-
     rng = np.random.default_rng(seed)
     results: dict[str, list] = {}
     keys: list | None = None
@@ -125,8 +122,6 @@ def _choose_thresholds(
     """Each curve's threshold (index into ``deltas``) of highest mean F over the tuning
     clips ``tune``, that F, and the tuning table; the librosa default 0.07 and no F when
     there are no tuning clips."""
-    import pandas as pd
-
     if tune:
         scores = np.stack(tune)  # (clips, curves, deltas, 3)
         mean_f = scores[..., 0].mean(axis=0)
@@ -160,8 +155,6 @@ def onset_analysis(
     manifest. Thresholds are chosen per curve on ``tune_split`` (highest mean F; the
     librosa default 0.07 where that split is empty) and applied to ``eval_split``.
     Returns DataFrames ``per_clip``, ``summary`` and ``tuning``."""
-    import pandas as pd
-
     df = read_manifest(corpus, "onsets")
     deltas = tuple(att.DELTAS)
     keys, results, clip_ids = _score_clips(

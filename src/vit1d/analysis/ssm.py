@@ -36,7 +36,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
+import librosa
+import mir_eval
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.stats import rankdata
 
 from vit1d.audio.grid import HOP_LENGTH, SAMPLE_RATE
 
@@ -114,8 +118,6 @@ def n_frames_of(y: np.ndarray, hop_length: int = HOP) -> int:
 
 def chroma(y: np.ndarray, sr: int = SR, hop_length: int = HOP) -> np.ndarray:
     """CQT chroma ``(T, 12)`` (``librosa.feature.chroma_cqt``, 7 octaves from C1)."""
-    import librosa
-
     c = librosa.feature.chroma_cqt(y=np.asarray(y, dtype=np.float32), sr=sr, hop_length=hop_length)
     return _fit(c, n_frames_of(y, hop_length))
 
@@ -124,8 +126,6 @@ def mfcc(y: np.ndarray, sr: int = SR, hop_length: int = HOP, n_mfcc: int = 20) -
     """MFCCs ``c_1 .. c_{n-1}`` ``(T, n_mfcc - 1)`` (``librosa.feature.mfcc``, n_fft 1024,
     128 mel bands as the model's input). ``c_0`` is dropped: it is the frame's overall level,
     which the loudness reference already covers, so this one stays about spectral shape."""
-    import librosa
-
     m = librosa.feature.mfcc(
         y=np.asarray(y, dtype=np.float32),
         sr=sr,
@@ -140,8 +140,6 @@ def mfcc(y: np.ndarray, sr: int = SR, hop_length: int = HOP, n_mfcc: int = 20) -
 def rms_db(y: np.ndarray, hop_length: int = HOP, frame_length: int = 1024) -> np.ndarray:
     """Frame loudness ``(T,)`` in dB: ``20 log10(max(rms, 1e-5))`` of
     ``librosa.feature.rms`` (centred frames)."""
-    import librosa
-
     r = librosa.feature.rms(
         y=np.asarray(y, dtype=np.float32), frame_length=frame_length, hop_length=hop_length
     )
@@ -155,8 +153,6 @@ def tempogram(
     (``librosa.feature.tempogram``), lags 1 .. win_length - 1: row ``t`` is the local
     periodicity profile around frame ``t``. Lag 0 is dropped: librosa scales every frame so
     that it is 1, and it would dominate any similarity between frames."""
-    import librosa
-
     oenv = librosa.onset.onset_strength(
         y=np.asarray(y, dtype=np.float32), sr=sr, hop_length=hop_length
     )
@@ -245,8 +241,6 @@ def rank_matrix(s: np.ndarray) -> np.ndarray:
     Moving a symmetric SSM in time (:func:`shuffle_ssm`) only rearranges its off-diagonal
     entries, so the ranks of a moved matrix are the moved ranks: ranking once serves every
     shuffle (this is what makes the chance levels cheap)."""
-    from scipy.stats import rankdata
-
     s = np.asarray(s)
     n = s.shape[0]
     iu = np.triu_indices(n, k=1)
@@ -374,8 +368,6 @@ def novelty_curve(
     (``S[-1-a, -1-b] = S[a, b]``), so a window edge looks like a continuation and scores 0;
     ``"constant"`` pads zeros as libfmp does, which makes edges look like changes, hence
     libfmp's ``exclude_edges`` (first and last ``L`` values set to 0)."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
     s = np.asarray(s, dtype=np.float64)
     n = s.shape[0]
     kernel = checkerboard_kernel(half_width, var)
@@ -427,10 +419,6 @@ def boundary_f_measure(
     """``(F, precision, recall)`` of estimated boundary times against reference boundary times
     inside a clip of ``duration`` s, by ``mir_eval.segment.detection`` (hit window ``± window``,
     ``trim=True`` so the clip's own start and end are not counted as boundaries)."""
-    import warnings
-
-    import mir_eval
-
     ref = boundaries_to_intervals(reference, duration)
     est = boundaries_to_intervals(estimated, duration)
     with warnings.catch_warnings():

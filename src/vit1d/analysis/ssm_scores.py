@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import mir_eval
 import numpy as np
+import pandas as pd
 
 from vit1d.analysis import attention as att
 from vit1d.analysis import ssm as sm
@@ -26,6 +28,7 @@ from vit1d.analysis.clips import (
     standardised_input,
 )
 from vit1d.analysis.onsets import summarise_f
+from vit1d.audio.frontend import frame_times
 from vit1d.audio.grid import FRAME_RATE
 from vit1d.core.errors import UserError
 
@@ -41,10 +44,6 @@ def clip_references(clip: Clip) -> dict[str, np.ndarray]:
     :func:`vit1d.analysis.ssm.reference_features`, the exact chord label of each frame, the instrument
     label where the manifest names a time-resolved file (``instruments`` column), and the
     frame index (``position``)."""
-    import mir_eval
-
-    from vit1d.audio.frontend import frame_times
-
     t = clip.mel.shape[0]
     refs = sm.reference_features(clip.y)
     refs = {k: v[:t] for k, v in refs.items()}
@@ -209,8 +208,6 @@ def _novelty_table(
 ) -> Any:
     """Chord-change scores per ``eval_split`` clip and novelty curve at the threshold of
     highest mean F on ``tune_split`` (the librosa default 0.07 when it has no clips)."""
-    import pandas as pd
-
     keys = list(nov_scores[eval_split][0][1])
     if nov_scores.get(tune_split):
         mean_f = {k: np.mean([s[k][:, 0] for _, s in nov_scores[tune_split]], axis=0) for k in keys}
@@ -256,9 +253,6 @@ def ssm_analysis(
     Returns DataFrames ``per_window``, ``summary``, ``novelty`` (per clip) and
     ``novelty_summary``, and ``examples``: :func:`example_ssms` of the first
     ``n_examples`` evaluation clips."""
-    import mir_eval
-    import pandas as pd
-
     df = read_manifest(corpus, "chords")
     # one generator, drawn in clip order: shift chances first, then boundary chances
     rng = np.random.default_rng(seed)

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import librosa
 import numpy as np
+import soundfile as sf
+import soxr
 import torch
 from torch import nn
 
@@ -60,7 +63,6 @@ class LogMel(nn.Module):
         amin: float = AMIN,
     ) -> None:
         super().__init__()
-        import librosa  # imported here: librosa is slow to import and only needed once
 
         self.sample_rate = sample_rate
         self.n_fft = n_fft
@@ -151,8 +153,6 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
     samples or is shorter than one analysis window (:data:`MIN_SAMPLES` at 16 kHz). Silence is
     valid audio (a pause in a pool, a silent intro): :class:`LogMel` maps it to its dB floor.
     """
-    import soundfile as sf
-
     path = Path(path)
     if not path.is_file():
         raise UserError(
@@ -179,8 +179,6 @@ def load_audio(path: str | Path, sr: int = SAMPLE_RATE) -> np.ndarray:
             "source, or remove it from the manifest"
         )
     if file_sr != sr:
-        import soxr
-
         mono = soxr.resample(mono, file_sr, sr, quality="HQ")
     # compare durations at 16 kHz whatever ``sr`` the caller asked for
     if len(mono) * SAMPLE_RATE < MIN_SAMPLES * sr:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from vit1d.bench.tasks import chord_scoring, corpus_rendering, probe_fitting
 from vit1d.bench.training import profile_step, run, scaling, training_step, training_variants
@@ -30,8 +31,6 @@ def run_suite(
     rendering), written to ``out/bench.json``. ``quick``: small sizes (the smoke book).
     ``variants``: also :func:`training_variants` on a CPU (``make bench``; about a minute, so
     the book's appendix leaves it out)."""
-    from tqdm.auto import tqdm
-
     bar = tqdm(total=5, desc="bench", unit="part", disable=not progress)
     result = run(
         out,

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from vit1d.audio.grid import FRAME_RATE
 from vit1d.corpus.build import build_corpus
@@ -131,11 +132,6 @@ BENCH_CORPUS = {
 def corpus_rendering(workdir: Path, workers: int = 1) -> dict[str, Any]:
     """Build :data:`BENCH_CORPUS` from scratch and report its rendering speed x real time
     (the reference is real time: 1x renders as fast as the music plays)."""
-    try:
-        import yaml
-
-    except ImportError as exc:
-        return {"skipped": f"the corpus extra is not installed ({exc.name})"}
     preset = workdir / "bench-corpus.yaml"
     preset.write_text(yaml.safe_dump(dict(BENCH_CORPUS, workers=workers)))
     t0 = time.perf_counter()

@@ -7,12 +7,14 @@ import contextlib
 import json
 import os
 import statistics
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from vit1d.audio.frontend import LogMel
 from vit1d.models.device import (
@@ -342,8 +344,6 @@ def scaling(
 def _c_stderr_silenced() -> Iterator[None]:
     """Send file descriptor 2 to /dev/null for a while: the profiler's C++ side prints
     start/stop lines there that no Python setting turns off (they would land in the book)."""
-    import sys
-
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -358,8 +358,6 @@ def _c_stderr_silenced() -> Iterator[None]:
 def profile_step(step: Callable[[], None], device: torch.device, top: int = 10) -> dict:
     """Self time of the operators of one call of ``step`` (after one warm-up call): the
     ``top`` most expensive, with their share of the total."""
-    from torch.profiler import ProfilerActivity, profile
-
     step()
     activities = [ProfilerActivity.CPU]
     if device.type == "cuda":

@@ -19,10 +19,17 @@ from typing import Any
 from unittest import mock
 
 import numpy as np
+import soundfile as sf
+import torch
 
+from vit1d.audio.frontend import AMIN, LogMel, load_audio
 from vit1d.audio.grid import SAMPLE_RATE
 from vit1d.book import layout
 from vit1d.book import pipeline as pl
+from vit1d.models import checkpoint
+from vit1d.models.checkpoint import load_pretrained, save_pretrained
+from vit1d.models.model import ViT1D
+from vit1d.pretrain.config import load_config
 from vit1d.probing.tasks import load_task
 
 SR = SAMPLE_RATE
@@ -41,8 +48,6 @@ def _sine(freq: float, seconds: float, sr: int = SR, amp: float = 0.5) -> np.nda
 
 def _write(path: Path, data: np.ndarray, sr: int = SR, subtype: str | None = None) -> Path:
     """Write audio with soundfile (format from the suffix), creating the folder."""
-    import soundfile as sf
-
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), data, sr, subtype=subtype)
     return path
@@ -50,7 +55,6 @@ def _write(path: Path, data: np.ndarray, sr: int = SR, subtype: str | None = Non
 
 def _load(path: Path) -> Attempt:
     """The call an audio case tries: :func:`vit1d.load_audio`."""
-    from vit1d.audio.frontend import load_audio
 
     def attempt() -> dict[str, Any]:
         y = load_audio(path)
@@ -79,10 +83,6 @@ def empty_audio(folder: Path) -> Attempt:
 
 
 def silent_audio(folder: Path) -> Attempt:
-    import torch
-
-    from vit1d.audio.frontend import AMIN, LogMel, load_audio
-
     path = _write(folder / "silent.wav", np.zeros(2 * SR, dtype=np.float32))
 
     def attempt() -> dict[str, Any]:
@@ -113,8 +113,6 @@ def not_audio(folder: Path) -> Attempt:
 
 
 def stereo_audio(folder: Path) -> Attempt:
-    from vit1d.audio.frontend import load_audio
-
     left, right = _sine(440, 1.0, amp=0.6), _sine(660, 1.0, amp=0.2)
     path = _write(folder / "stereo.wav", np.stack([left, right], axis=1), subtype="FLOAT")
 
@@ -130,8 +128,6 @@ def stereo_audio(folder: Path) -> Attempt:
 
 
 def audio_44k(folder: Path) -> Attempt:
-    from vit1d.audio.frontend import load_audio
-
     x = _sine(1000, 1.0, sr=44_100)
     path = _write(folder / "cd.wav", x, sr=44_100, subtype="FLOAT")
 
@@ -149,8 +145,6 @@ def audio_44k(folder: Path) -> Attempt:
 
 
 def audio_8bit(folder: Path) -> Attempt:
-    from vit1d.audio.frontend import load_audio
-
     x = _sine(440, 1.0, amp=0.5)
     path = _write(folder / "u8.wav", x, subtype="PCM_U8")
 
@@ -214,8 +208,6 @@ def config_file(text: str) -> Callable[[Path], Attempt]:
     """A case builder writing ``text`` as a preset YAML and loading it."""
 
     def build(folder: Path) -> Attempt:
-        from vit1d.pretrain.config import load_config
-
         path = folder / "my_preset.yaml"
         path.write_text(text)
 
@@ -234,18 +226,11 @@ TINY = {"dim": 32, "depth": 2, "heads": 2, "head": "none", "max_frames": 16}
 
 
 def _tiny_checkpoint(folder: Path) -> Path:
-    import torch
-
-    from vit1d.models.checkpoint import save_pretrained
-    from vit1d.models.model import ViT1D
-
     torch.manual_seed(0)
     return save_pretrained(ViT1D(**TINY), folder)
 
 
 def _load_checkpoint(folder: Path) -> Attempt:
-    from vit1d.models.checkpoint import load_pretrained
-
     def attempt() -> dict[str, Any]:
         return {"dim": load_pretrained(folder).dim}
 
@@ -284,21 +269,12 @@ def checkpoint_pickle(folder: Path) -> Attempt:
 
 
 def checkpoint_pt_file(folder: Path) -> Attempt:
-    import torch
-
-    from vit1d.models.model import ViT1D
-
     path = folder / "pytorch_model.bin"
     torch.save(ViT1D(**TINY).state_dict(), path)
     return _load_checkpoint(path)
 
 
 def checkpoint_disk_full(folder: Path) -> Attempt:
-    import torch
-
-    from vit1d.models import checkpoint
-    from vit1d.models.model import ViT1D
-
     ckpt_dir = folder / "run" / "checkpoints"
     torch.manual_seed(0)
     checkpoint.save_checkpoint_folder(ViT1D(**TINY), ckpt_dir / "step-00000100", {"step": 100})

@@ -28,14 +28,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from vit1d.analysis.analyses import read_results as read_analyses_folder
 from vit1d.analysis.analyses import run_analyses
 from vit1d.book.layout import find_root
 from vit1d.book.tables import best_view, read_summary
 from vit1d.core.errors import UserError
+from vit1d.features.sources import ModelSpec, architecture_config, checkpoint_step
 from vit1d.probing.committed import RESULTS_DIR, merge_committed, mismatch, reuse_key
 from vit1d.probing.linear import ProbeConfig
-from vit1d.probing.runner import corpus_name
+from vit1d.probing.runner import (
+    ExtractOptions,
+    baseline_sources,
+    corpus_name,
+    emergence_sources,
+    run_probes,
+)
 from vit1d.probing.settings import ProbeSettings, probe_settings
 from vit1d.probing.tasks import load_task
 from vit1d.studies.reference import REFERENCE_DIR
@@ -99,9 +108,6 @@ def model_sources(
     build's architecture, so the same baselines apply), the random-init model
     (``settings.random_init_seeds`` init seeds) and the log-mel baseline. Returns
     ``(sources, notes)``; a missing or skipped checkpoint is a note."""
-    from vit1d.features.sources import ModelSpec, architecture_config, checkpoint_step
-    from vit1d.probing.runner import baseline_sources
-
     sources: list[list[Any]] = []
     notes: list[str] = []
     ckpt = Path(paths.checkpoint)
@@ -187,8 +193,6 @@ def run_chapter_probes(
     """Probe ``tasks`` on every model of the book (and, with ``emergence``, the contrastive
     run's snapshots on the preset's emergence tasks); results merged into
     ``<results>/probes.csv`` and ``probes_summary.csv``. Returns what was run."""
-    from vit1d.probing.runner import ExtractOptions, emergence_sources, run_probes
-
     settings = probe_settings(preset)
     cfg = ProbeConfig(**settings.config)
     ext = ExtractOptions(cache_dir=str(Path(paths.runs) / EMBED_CACHE))
@@ -249,8 +253,6 @@ def write_pretrain_runs(paths: Any, runs: dict[str, str | Path]) -> Path:
 
 def compute_table(runs: dict[str, dict[str, Any]]) -> Any:
     """The two runs' compute side by side (steps, views, frames, FLOPs, time, losses)."""
-    import pandas as pd
-
     labels = {
         "objective": "objective",
         "steps": "optimiser steps",

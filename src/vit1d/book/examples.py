@@ -14,18 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import torch
 
 from vit1d.analysis import attention as att
 from vit1d.analysis.clips import load_clip, random_twin, read_manifest
 from vit1d.analysis.ssm_scores import example_ssms
+from vit1d.audio.frontend import FRAME_RATE, SAMPLE_RATE, LogMel, load_audio
 from vit1d.book.chapters import EMBED_CACHE
 from vit1d.book.tables import best_view
 from vit1d.corpus.tasks import TWINS_CSV
+from vit1d.features.embed import embed
+from vit1d.features.sources import ModelSpec
+from vit1d.models.checkpoint import load_pretrained
 from vit1d.probing import metrics as M
+from vit1d.probing.compare import PRIMARY_METRIC
 from vit1d.probing.linear import LinearProbes, ProbeConfig, standardise
 from vit1d.probing.settings import probe_settings
 from vit1d.probing.tasks import frame_targets, limit_files, load_task, read_chords
-from vit1d.viz import widgets
+from vit1d.viz import probing_plots, widgets
 
 # ----------------------------------------------------------------------------------------
 # Example transcriptions (local probes)
@@ -51,12 +58,6 @@ def transcribe_example(
 ) -> Transcription:
     """Train one linear probe (the suite's settings, one seed) on the contrastive model's
     frame tokens of ``layer`` and transcribe the ``example``-th test clip of ``task_name``."""
-    import torch
-
-    from vit1d.audio.frontend import FRAME_RATE
-    from vit1d.features.embed import embed
-    from vit1d.features.sources import ModelSpec
-
     settings = probe_settings(preset)
     cfg = ProbeConfig(**settings.config)
     task = limit_files(load_task(paths.manifest(task_name), task_name), cfg.max_local_files)
@@ -116,8 +117,6 @@ def transcription_figure(t: Transcription, seconds: float | None = None) -> Any:
     activation with reference and estimated beats."""
     import matplotlib.pyplot as plt
 
-    from vit1d.audio.frontend import FRAME_RATE
-
     end = min(t.duration, seconds) if seconds else t.duration
     if t.task == "chords":
         fig, ax = plt.subplots(figsize=(9, 2.2))
@@ -166,8 +165,6 @@ def twin_examples(data: str | Path, n: int = 1, min_duration: float = 8.0) -> li
     twin renders (``pretrain/twins.csv``, :mod:`vit1d.corpus.twins`): per excerpt a dict with
     ``render_id``, ``audio``, ``instrumentation`` and ``room`` of the original and a
     ``twins`` list of the same for each twin (plus its ``redraw``); [] without twins."""
-    import pandas as pd
-
     folder = Path(data) / "pretrain"
     if not (folder / TWINS_CSV).is_file():
         return []
@@ -204,8 +201,6 @@ def twin_examples(data: str | Path, n: int = 1, min_duration: float = 8.0) -> li
 
 def example_audio(path: str | Path, seconds: float = 10.0) -> tuple[np.ndarray, int]:
     """The first ``seconds`` of an audio file at 16 kHz, for an audio player."""
-    from vit1d.audio.frontend import SAMPLE_RATE, load_audio
-
     wave = load_audio(path, SAMPLE_RATE)
     return wave[: int(seconds * SAMPLE_RATE)], SAMPLE_RATE
 
@@ -238,9 +233,6 @@ def onset_example(paths: Any, summary: Any, index: int = 0, seed: int = 0) -> di
     """Onset curves of the first 4 s window of a test clip of the ``onsets`` task: the
     trained model's best curve, the random-init model's best and spectral flux, each with
     the peaks picked at its tuned threshold, and the labelled onsets (seconds)."""
-    from vit1d.audio.frontend import FRAME_RATE, SAMPLE_RATE, load_audio
-    from vit1d.models.checkpoint import load_pretrained
-
     row = test_clip_row(paths, "onsets", index)
     y = load_audio(row["audio"], SAMPLE_RATE)
     onsets = M.load_events(row["annotation"])
@@ -279,9 +271,6 @@ def ssm_example(paths: Any, index: int = 0, seed: int = 0) -> tuple[str, dict[st
     """Example SSMs of the first window of a test clip of the ``chords`` task
     (:func:`vit1d.analysis.ssm_scores.example_ssms`): the trained model's layers, the random-init
     model's last layer and the reference SSMs."""
-    from vit1d.audio.frontend import LogMel
-    from vit1d.models.checkpoint import load_pretrained
-
     row = test_clip_row(paths, "chords", index)
     clip = load_clip(row, LogMel())
     model = load_pretrained(paths.checkpoint, head=False)
@@ -303,8 +292,6 @@ def model_curves_figure(
     model, one column per ``(task, metric)`` panel, the same y range per column, with the
     random-init and log-mel baselines in every panel."""
     import matplotlib.pyplot as plt
-
-    from vit1d.viz import probing_plots
 
     have = set(zip(summary["task"], summary["metric"], strict=True))
     panels = [p for p in panels if tuple(p) in have]
@@ -334,9 +321,6 @@ def emergence_figures(summary: Any, tasks: Sequence[str], model: str = "contrast
     model's best layer and pooling for the task's primary metric; ``None`` when there is
     nothing."""
     import matplotlib.pyplot as plt
-
-    from vit1d.probing.compare import PRIMARY_METRIC
-    from vit1d.viz import probing_plots
 
     panels = []
     for task in tasks:

@@ -8,6 +8,7 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 from vit1d.book.stamps import read_notebook
 from vit1d.core import atomic
+from vit1d.models import device
 
 
 class StepFailed(Exception):
@@ -36,8 +38,6 @@ def _cell_source(cell: Any) -> str:
 def _failing_line(traceback: list[str]) -> str | None:
     """The source line IPython marks with an arrow in the notebook cell's frame of a
     traceback (ANSI colours removed)."""
-    import re
-
     ansi = re.compile(r"\x1b\[[0-9;]*m")
     marked = None
     for block in traceback:
@@ -140,20 +140,18 @@ def library_on_path(root: Path):
 def one_precision(say: Callable[[str], None]):
     """Decide once what precision ``auto`` means on this CPU and hold it for every chapter
     (``VIT1D_PRECISION``, :func:`vit1d.models.device.choose_precision`); a value already set wins."""
-    # torch is imported here, not at the top: status and site never need it
-    from vit1d.models.device import PRECISION_ENV, choose_precision, select_device
-
-    old = os.environ.get(PRECISION_ENV)
-    if old is None and select_device("auto").type == "cpu":
-        os.environ[PRECISION_ENV] = choose_precision(select_device("auto"), "auto")
-        say(f"precision on this CPU: {os.environ[PRECISION_ENV]} (held for every chapter)")
+    old = os.environ.get(device.PRECISION_ENV)
+    if old is None and device.select_device("auto").type == "cpu":
+        precision = device.choose_precision(device.select_device("auto"), "auto")
+        os.environ[device.PRECISION_ENV] = precision
+        say(f"precision on this CPU: {precision} (held for every chapter)")
     try:
         yield
     finally:
         if old is None:
-            os.environ.pop(PRECISION_ENV, None)
+            os.environ.pop(device.PRECISION_ENV, None)
         else:
-            os.environ[PRECISION_ENV] = old
+            os.environ[device.PRECISION_ENV] = old
 
 
 @contextlib.contextmanager

@@ -4,18 +4,23 @@ preset's runs folder (kept only for the same inputs), the standard parameters an
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from vit1d.audio.frontend import SAMPLE_RATE, load_audio
 from vit1d.book.stamps import NotebookStep, code_digest
 from vit1d.core import atomic
 from vit1d.core.errors import UserError
 from vit1d.core.paths import source_checkout
 from vit1d.core.presets import pipeline_preset
 from vit1d.core.provenance import file_sha256
+from vit1d.pretrain.run_files import RESUMABLE_CHANGES
 
 #: Names of the standard notebook parameters (a template declares the ones it uses).
 PARAMETERS = (
@@ -148,8 +153,6 @@ class Clip:
 def synthetic_clip(seconds: float = 4.0, sample_rate: int = 16_000) -> Clip:
     """A C major arpeggio (C4 E4 G4 C5, repeated) of decaying harmonic tones, one note every
     half second, with its onset times: an input whose content is known exactly."""
-    import numpy as np
-
     n = int(round(seconds * sample_rate))
     t = np.arange(n) / sample_rate
     wave = np.zeros(n, dtype=np.float64)
@@ -181,10 +184,6 @@ def example_clip(
 ) -> Clip:
     """``seconds`` of the ``index``-th audio file of ``<data>/<task>/manifest.csv`` (test split
     first when there is one), or :func:`synthetic_clip` when the corpus is not there."""
-    import csv
-
-    from vit1d.audio.frontend import SAMPLE_RATE, load_audio
-
     manifest = paths.manifest(task)
     if not manifest.is_file():
         return synthetic_clip(seconds, SAMPLE_RATE)
@@ -240,10 +239,6 @@ def fresh_run_dir(
     resume, a model trained on other inputs or by other code. Records the inputs in
     ``out_dir/pipeline_inputs.json``. Returns whether it moved a run aside."""
     out_dir = Path(out_dir)
-    try:
-        from vit1d.pretrain.run_files import RESUMABLE_CHANGES
-    except ImportError:
-        RESUMABLE_CHANGES = set()
 
     def flat(d: Any, prefix: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {}

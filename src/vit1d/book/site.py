@@ -5,12 +5,15 @@ self-contained static site whose pages fetch nothing from outside."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from vit1d.book.execute import StepFailed
 from vit1d.book.stamps import json_sha
@@ -143,8 +146,6 @@ def _book_presets(book: Path) -> set[str]:
 def external_references(html_dir: Path) -> list[str]:
     """``file: url`` for every resource a page of the site would fetch from another host
     (scripts, styles, images, media, fonts in CSS); links to other sites are fine."""
-    import re
-
     found = []
     tag_attr = re.compile(
         r"<(script|img|audio|video|source|iframe|embed)\b[^>]*?\s(?:src|data-src|poster)"
@@ -241,8 +242,6 @@ def jupyter_book_exe() -> str:
 
 def toc_files(root: Path) -> list[str]:
     """Every ``file:`` (and the root) of ``_toc.yml``, in reading order."""
-    import yaml
-
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     out = [toc["root"]]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from vit1d.core.errors import UserError
-from vit1d.core.paths import PRESET_DIR
 from vit1d.core.provenance import file_sha256
+from vit1d.pretrain.config import load_config
 
 
 def _sha(data: bytes | str) -> str:
@@ -142,18 +142,8 @@ def imported_library_files(src_dir: Path, sources: Iterable[str]) -> list[str]:
 
 
 def config_fingerprint(preset: str, overrides: list[str], seed: int | None) -> Any:
-    """The resolved training config as a dict (falls back to the preset file's hash while
-    ``vit1d.pretrain.config`` is not importable). Raises UserError for a bad override."""
+    """The resolved training config as a dict. Raises UserError for a bad override."""
     items = list(overrides) + ([f"seed={seed}"] if seed is not None else [])
-    try:
-        from vit1d.pretrain.config import load_config
-    except ImportError:
-        preset_file = PRESET_DIR / f"{preset}.yaml"
-        return {
-            "preset": preset,
-            "file": file_sha256(preset_file) if preset_file.is_file() else None,
-            "overrides": items,
-        }
     return load_config(preset, items).to_dict()
 
 

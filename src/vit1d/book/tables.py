@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from vit1d.probing.compare import best_row, final_rows
 from vit1d.probing.results import read_results
 
 #: (task, metric) panels of the probing chapters, primary metric first.
@@ -45,8 +47,6 @@ def _fmt(mean: float, lo: float, hi: float) -> str:
 
 def final_summary(summary: Any, model: str, split: str = "test") -> Any:
     """Rows of ``model``'s final checkpoint (no snapshots; see :func:`vit1d.probing.compare.final_rows`)."""
-    from vit1d.probing.compare import final_rows
-
     rows = final_rows(summary, model, split)
     return rows if rows is not None else summary.iloc[0:0]
 
@@ -59,10 +59,6 @@ def best_table(
 ) -> Any:
     """Per (task, metric): each model's test score ``mean [95 % CI]`` at the layer and
     pooling chosen on the validation split (:func:`vit1d.probing.compare.best_row`)."""
-    import pandas as pd
-
-    from vit1d.probing.compare import best_row, final_rows
-
     rows = []
     for task, metric in panels:
         entry: dict[str, Any] = {"task": task, "metric": metric}
@@ -86,10 +82,6 @@ def pooling_table(
 ) -> Any:
     """Per (task, metric): the model's test score for each pooling at that pooling's layer
     chosen on the validation split, ``mean [CI] (Ln)``."""
-    import pandas as pd
-
-    from vit1d.probing.compare import best_row, final_rows
-
     s = final_rows(summary, model, split=None)
     rows = []
     for task, metric in tasks:
@@ -139,8 +131,6 @@ def _row_at(s: Any, task: str, metric: str, layer: int, pooling: str) -> Any:
 
 def reference_global_table(summary: Any, model: str = "contrastive") -> Any:
     """The reference numbers beside ours at the last layer, class token and sequence mean."""
-    import pandas as pd
-
     s = final_summary(summary, model)
     last = int(s["layer"].max()) if not s.empty else 0
     rows = []
@@ -163,8 +153,6 @@ def reference_global_table(summary: Any, model: str = "contrastive") -> Any:
 def reference_local_table(summary: Any, model: str = "contrastive") -> Any:
     """Reference local results at layers 4/8/12 of 12 beside ours at the same relative
     depths of our model."""
-    import pandas as pd
-
     s = final_summary(summary, model)
     depth = int(s["layer"].max()) if not s.empty else 12
     ours_layers = [max(1, round(depth * q)) for q in (1 / 3, 2 / 3, 1.0)]
@@ -187,8 +175,6 @@ def reference_local_table(summary: Any, model: str = "contrastive") -> Any:
 
 def ssm_best_table(summary: Any, models: Sequence[str] = ("trained", "random", "logmel")) -> Any:
     """Per dimension: each model's best layer and its score above chance."""
-    import pandas as pd
-
     rows = []
     for dim in dict.fromkeys(summary["dimension"]):
         entry: dict[str, Any] = {"dimension": dim}
@@ -241,8 +227,6 @@ def best_view(summary: Any, task: str, model: str = "contrastive") -> tuple[int,
     """``(layer, pooling)`` of ``model``'s final checkpoint on ``task``'s primary metric,
     chosen on the validation split (:func:`vit1d.probing.compare.best_row`), where the emergence
     curves are drawn; ``None`` when the task was not probed."""
-    from vit1d.probing.compare import best_row, final_rows
-
     rows = final_rows(summary, model, split=None)
     best = best_row(rows, task, ["cls", "seq", "avg", "frame"])
     if best is None:

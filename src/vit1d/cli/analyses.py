@@ -54,6 +54,8 @@ def main(args: argparse.Namespace) -> int:
     parts = (args.only,) if args.only else ("onsets", "ssm")
     figures = None
     if args.figures:
+        # lazy: vit1d.viz.figure_files needs the optional viz extra (matplotlib), and the
+        # command line must import without it
         try:  # the viz extra is optional: without it, say so in one line
             from vit1d.viz.figure_files import write_figures
         except ImportError as exc:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vit1d.corpus.baseline import run_baseline
+from vit1d.corpus.build import build_corpus
 from vit1d.corpus.config import load_preset
 
 DESCRIPTION = """\
@@ -74,8 +76,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vit1d.corpus.build import build_corpus
-
     cfg = load_preset(
         args.preset,
         {"seed": args.seed, "workers": args.workers, "soundfont": args.soundfont},
@@ -93,8 +93,6 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stdout,
         )
     if args.baseline:
-        from vit1d.corpus.baseline import run_baseline
-
         table = run_baseline(args.out, log=log)
         print(table)
     return 0

@@ -23,13 +23,20 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import librosa
 import mir_eval
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from vit1d.audio.frontend import HOP_LENGTH, N_FFT, N_MELS, SAMPLE_RATE, load_audio
 from vit1d.corpus import labels
@@ -39,8 +46,6 @@ TEMPO_BIN = np.log(1.04)
 
 def logmel(path: Path) -> np.ndarray:
     """Log-mel spectrogram ``(T, 128)`` in dB, the front end's parameters."""
-    import librosa
-
     y = load_audio(path)
     m = librosa.feature.melspectrogram(
         y=y, sr=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=N_MELS
@@ -64,10 +69,6 @@ def _global_features(base: Path, audio: list[str]) -> np.ndarray:
 
 
 def _clf(max_iter: int = 2000, **kw: Any):
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, C=1.0, **kw))
 
 
@@ -91,10 +92,6 @@ def run_baseline(
 
     Returns the markdown table, also written to ``<root>/stats/baseline.md``.
     """
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     warnings.filterwarnings("ignore", message="The least populated class")
     warnings.filterwarnings("ignore", message="The number of unique classes")
@@ -120,8 +117,6 @@ def _tagging(
     root: Path, log: Callable, n_tr: int | None, n_te: int | None, seed: int
 ) -> list[dict[str, Any]]:
     """Macro ROC-AUC and mAP over the tags with at least 5 train and some test positives."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     tr, te, base = _load(root, "tagging", n_tr, n_te, seed)
     log(f"baseline: tagging ({len(tr)} train, {len(te)} test clips)")
     xtr, xte = _global_features(base, list(tr["audio"])), _global_features(base, list(te["audio"]))
@@ -258,8 +253,6 @@ def _local_chords(root: Path, log, n_tr: int, n_te: int, seed: int) -> list[dict
 def _local_events(
     root: Path, task: str, log, n_tr: int, n_te: int, seed: int
 ) -> list[dict[str, Any]]:
-    import librosa
-
     m = pd.read_csv(root / task / "manifest.csv")
     tr, te = _subset(m, "train", n_tr, seed), _subset(m, "test", n_te, seed)
     log(f"baseline: {task} ({len(tr)} train, {len(te)} test clips, per frame)")

@@ -22,11 +22,13 @@ command again renders only what is missing and ends with the same corpus, byte f
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import platform
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -389,9 +391,6 @@ def _render(
             )
 
     if cfg["workers"] > 1 and len(batches) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
         with ProcessPoolExecutor(cfg["workers"], mp_context=mp.get_context("spawn")) as pool:
             pending = set()
             it = iter(batches)

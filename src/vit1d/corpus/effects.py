@@ -17,7 +17,7 @@ Used by :mod:`vit1d.corpus.jobs`.
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
+from scipy import fft, signal
 
 
 def reverb(x: np.ndarray, sr: int, rt60: float, wet: float, rng: np.random.Generator) -> np.ndarray:
@@ -52,8 +52,6 @@ def add_noise(x: np.ndarray, snr_db: float, color: str, rng: np.random.Generator
     if color == "none" or len(x) == 0:
         return x
     if color == "pink":  # white noise shaped by 1/sqrt(f), at an FFT-friendly length
-        from scipy import fft
-
         n = fft.next_fast_len(len(x), real=True)
         spec = fft.rfft(rng.standard_normal(n))
         f = np.arange(len(spec), dtype=float)

@@ -25,9 +25,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
+import soundfile
+import soxr
 
 from vit1d.audio.frontend import SAMPLE_RATE
 from vit1d.core import atomic
@@ -97,8 +100,6 @@ def renderer_name() -> str:
 
 def renderer_version() -> str:
     """Which renderer renders, and its version (recorded in ``corpus.json``)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     if renderer_name() == "numpy":
         return f"vit1d NumPy SoundFont renderer {sf2.VERSION} (numpy {np.__version__})"
     try:
@@ -227,8 +228,6 @@ class Synth:
 def _resample(out: np.ndarray, sr: int, out_rate: int) -> np.ndarray:
     if out_rate == sr:
         return out.astype(np.float32, copy=False)
-    import soxr
-
     return soxr.resample(out, sr, out_rate, quality="HQ").astype(np.float32)
 
 
@@ -330,10 +329,8 @@ def get_synth(soundfont: str | os.PathLike[str], render_rate: int) -> Synth | Nu
 
 def write_audio(path: Path, audio: np.ndarray, sr: int = SAMPLE_RATE) -> None:
     """Write 16-bit mono FLAC or WAV (by extension) atomically."""
-    import soundfile as sf
-
     fmt = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
     pcm = np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
     # no fsync: thousands of files per corpus, and a kill needs only the rename
     with atomic.replacing(path, fsync=False) as tmp:
-        sf.write(str(tmp), pcm, sr, format=fmt, subtype="PCM_16")
+        soundfile.write(str(tmp), pcm, sr, format=fmt, subtype="PCM_16")

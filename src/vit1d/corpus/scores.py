@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import multiprocessing as mp
 import os
 import re
 import warnings
 import zlib
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -381,9 +383,6 @@ def load_works(
     if progress and cached:
         progress(len(cached), len(units))
     if workers > 1 and len(todo) > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
             futs = {pool.submit(load_unit, u, str(cache_dir)): u for u in todo}
             for fut in as_completed(futs):

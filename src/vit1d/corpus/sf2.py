@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy.signal import lfilter
 
 VERSION = "1"  # of the rendering rules below; recorded in corpus.json through renderer_version
 
@@ -414,8 +415,6 @@ def lowpass(x: np.ndarray, fc: np.ndarray, q_cb: int, rate: int) -> np.ndarray:
     Runs of blocks within 25 cents share one ``scipy.signal.lfilter`` call, the filter state
     carried across; blocks at or above 13500 cents or half the rate pass unfiltered.
     """
-    from scipy.signal import lfilter
-
     active = (fc <= 13500) & (8.176 * 2.0 ** (fc / 1200.0) < 0.499 * rate)
     if not active.any():
         return x

@@ -14,6 +14,7 @@ which ``corpus.json`` records. Used by :mod:`vit1d.corpus.build`.
 from __future__ import annotations
 
 import csv
+import io
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,6 @@ def write_stats(
     _atomic_write(root / "stats" / "counts.csv", "".join(csv_lines))
 
     lc = label_counts(root, rows)
-    import io
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["task", "label", "split", "count"])

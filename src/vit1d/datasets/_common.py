@@ -25,8 +25,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import mir_eval
 import numpy as np
+import soundfile as sf
 
+from vit1d.audio.frontend import _content_error
 from vit1d.core.errors import UserError
 from vit1d.corpus.labels import PITCH_NAMES as ROOTS
 
@@ -141,8 +144,6 @@ def key_label(text: str) -> str | None:
     :data:`vit1d.corpus.labels.PITCH_NAMES`, so enharmonic spellings of one key are one class), from
     ``Bb major``, ``a# minor``, ``D:min`` or ``E maj``; ``None`` when the text is not a single
     major or minor key (``-``, ``C minor / F# minor``, modal keys)."""
-    import mir_eval
-
     text = text.strip().replace("\u266f", "#").replace("\u266d", "b").replace(":", " ")
     parts = text.split()
     if len(parts) != 2:
@@ -157,8 +158,6 @@ def key_label(text: str) -> str | None:
 def chord_label_ok(label: str) -> bool:
     """Whether ``mir_eval`` parses ``label`` as a Harte chord (``N`` and ``X`` included); the
     probe reduces parsed chords to maj/min itself and ignores frames without a reduction."""
-    import mir_eval
-
     if not label or any(c.isspace() for c in label):
         return False  # a blank splits the label into two columns of the .lab file
     try:
@@ -377,16 +376,12 @@ class Build:
             return False
         # the frontend's cheap signature check: a failed download saved under an audio name
         # (an HTML page as .mp3) would otherwise only fail at feature extraction
-        from vit1d.audio.frontend import _content_error
-
         if _content_error(path) is not None:
             self.skip("not audio (wrong file signature)", path)
             return False
         # other formats: their header must parse (cheap); for mp3 the decoder resynchronises on
         # damage and may scan a whole VBR file for its length, so the signature must do
         if path.suffix.lower() != ".mp3":
-            import soundfile as sf
-
             try:
                 sf.info(str(path))
             except Exception:  # soundfile raises several types for damaged headers

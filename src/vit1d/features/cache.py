@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from vit1d.audio.frontend import (
     FRAME_RATE,
@@ -72,8 +73,6 @@ class MelStore:
     def get(self, audio: Path, logmel: Any, device: Any) -> tuple[Any, float]:
         """``(log-mel (T, n_mels) float32 tensor on the CPU, seconds of audio)`` of ``audio``:
         read back, or computed with ``logmel`` (:class:`vit1d.LogMel`) and stored."""
-        import torch
-
         path = self.path(audio)
         try:
             with np.load(path) as z:

@@ -53,7 +53,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
+import torch
+from tqdm.auto import tqdm
 
+from vit1d import __version__
 from vit1d.audio.frontend import (
     HOP_LENGTH,
     N_FFT,
@@ -106,8 +110,6 @@ model_fingerprint = weights_fingerprint
 def _store_for(
     spec: ModelSpec, model: Any, settings: ExtractSettings, cache_dir: Path
 ) -> tuple[EmbeddingStore, dict[str, Any]]:
-    from vit1d import __version__
-
     frontend = {"sr": SAMPLE_RATE, "n_fft": N_FFT, "hop": HOP_LENGTH, "n_mels": N_MELS}
     if spec.kind == "logmel":
         ident = {"kind": "logmel", "frontend": frontend, "version": CACHE_VERSION}
@@ -149,8 +151,6 @@ def _chunks(
 ) -> list[tuple[list[Path], float]]:
     """Group files into shards of at most ``max_files`` files and (with frame tokens)
     ``max_seconds`` of audio; each with its duration in seconds (from the file headers)."""
-    import soundfile as sf
-
     out: list[tuple[list[Path], float]] = []
     chunk: list[Path] = []
     seconds = 0.0
@@ -204,8 +204,6 @@ def inference_threads(requested: int | None = None) -> int:
     that wait on each other at every operation run 3-4x slower than one (measured: ViT-Tiny
     bf16, 150x vs 400x real time); on an idle one two threads ran 1.3x faster than one
     (2-core AMD EPYC, bf16: about 350x against 270x real time)."""
-    import torch
-
     cores = os.cpu_count() or 1
     if requested:
         return int(requested)
@@ -255,8 +253,6 @@ def _extract_vit(
     """Run the model on every window of every file; pool per window, average over windows,
     stitch frame tokens (each frame from the first window covering it, :func:`frame_spans`).
     Returns float16 arrays ``(L, 3, N, D)`` and ``(L, F, D)``."""
-    import torch
-
     n_layers = (model.depth if depth is None else min(depth, model.depth)) + 1
     dim = model.dim
     lengths = [m.shape[0] for m in mels]
@@ -308,8 +304,6 @@ def _compute(
     torch threads each chunk ran with. The count is chosen again for every chunk
     (:func:`inference_threads`): a moment of other work when an extraction starts must not
     hold it to one thread for all its minutes."""
-    from tqdm.auto import tqdm
-
     logmel = LogMel().to(dev)
     mels = MelStore(store.folder.parent, meta["frontend"])
     chunks = _chunks(todo, frames, max_files=512, max_seconds=shard_seconds)
@@ -346,8 +340,6 @@ def _compute_chunk(
 ) -> None:
     """One shard of :func:`_compute`: the log-mels (from ``mel_store``), the features, the
     shard written with its timing."""
-    import torch
-
     t0 = time.perf_counter()
     mels, records, offset = [], [], 0
     for p in chunk:
@@ -434,8 +426,6 @@ def embed(
     ``depth``: layers ``0..depth`` only (the blocks after it are not run; all when None).
     Returns :class:`Embeddings` in the order of ``paths``.
     """
-    import torch
-
     if not isinstance(spec, ModelSpec):
         spec = ModelSpec("checkpoint", str(spec))
     paths = [Path(p).resolve() for p in paths]

@@ -72,6 +72,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -388,6 +389,4 @@ def _complete(target: Path, timestamps: bool) -> bool:
 
 
 def _duration(path: Path) -> float:
-    import soundfile as sf
-
     return round(float(sf.info(str(path)).duration), 3)

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from vit1d.core.errors import UserError
 from vit1d.models.checkpoint import load_pretrained, read_config
 from vit1d.models.model import ViT1D
@@ -79,8 +81,6 @@ def checkpoint_step(folder: str | Path) -> int | None:
 def random_model(config: dict[str, Any], seed: int) -> Any:
     """A :class:`vit1d.ViT1D` of ``config`` (projection head dropped) initialised from
     ``seed``, without touching the global random state."""
-    import torch
-
     cfg = {**config, "head": "none"}
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from vit1d.audio.frontend import (
     FRAME_RATE,
     SAMPLE_RATE,
@@ -68,8 +70,6 @@ def file_windows(n: int, window: int, hop: int) -> tuple[int, list[int], list[tu
 
 def pool_window(hidden: Any) -> Any:
     """``(L, B, 1 + T, D)`` hidden states -> ``(L, B, 3, D)``: cls, seq mean, (cls + seq) / 2."""
-    import torch
-
     cls = hidden[:, :, 0]
     seq = hidden[:, :, 1:].mean(dim=2)
     return torch.stack([cls, seq, 0.5 * (cls + seq)], dim=2)

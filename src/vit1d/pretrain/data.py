@@ -20,12 +20,14 @@ import hashlib
 import json
 import multiprocessing
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from vit1d.audio.frontend import AMIN, FRAME_RATE, N_MELS, LogMel, load_audio
 from vit1d.core import atomic
@@ -244,8 +246,6 @@ def build_mel_cache(
     :attr:`MelCache.skipped` (its reason too) instead of stopping the build; the build still
     fails when no file at all can be read.
     """
-    from tqdm.auto import tqdm
-
     cache_dir = Path(cache_dir)
     key = _fingerprint(files)
     data_path, index_path = cache_dir / f"mels-{key}.f16", cache_dir / f"mels-{key}.json"
@@ -301,8 +301,6 @@ def _decoded(
     """``(pool, results)``: each file's log-mel (or ``None`` and why not), in order, decoded in
     ``workers`` processes (``pool``, to shut down) or in this one (``pool`` is ``None``)."""
     if workers > 0:
-        from concurrent.futures import ProcessPoolExecutor
-
         # spawned, not forked: a fork of a process whose OpenMP threads already ran can hang
         context = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)

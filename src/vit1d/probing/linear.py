@@ -12,6 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from vit1d.models.device import torch_threads
 
 # ----------------------------------------------------------------------------------------------
 # The probes
@@ -91,8 +96,6 @@ class LinearProbes:
         loss: str,
         pos_weight: float | None = None,
     ) -> None:
-        import torch
-
         if loss not in ("softmax", "sigmoid"):
             raise ValueError(f"unknown probe loss {loss!r}")
         self.views = torch.as_tensor(list(views), dtype=torch.long)
@@ -119,8 +122,6 @@ class LinearProbes:
     def view_groups(self) -> list[tuple[int, list[int]]]:
         """``(view, groups reading it)`` for every view: groups of one view share its input,
         so their logits come from one product."""
-        import torch
-
         return [
             (v, torch.nonzero(self.views == v).flatten().tolist())
             for v in torch.unique(self.views).tolist()
@@ -132,8 +133,6 @@ class LinearProbes:
         ``dtype``: average the per-example losses in this dtype (the exact solver's float64:
         near the minimum, a float32 mean cannot resolve the decreases L-BFGS looks for).
         """
-        import torch.nn.functional as F
-
         if self.loss == "softmax":
             g, b, c = logits.shape
             per = F.cross_entropy(
@@ -154,8 +153,6 @@ class LinearProbes:
 
     def logits(self, x: Any, groups: Sequence[int]) -> Any:
         """``(len(groups), N, C)`` logits of groups that share the input ``x`` ``(N, D)``."""
-        import torch
-
         idx = torch.as_tensor(list(groups), dtype=torch.long)
         return torch.einsum("nd,gdc->gnc", x, self.weight[idx]) + self.bias[idx][:, None, :]
 
@@ -165,8 +162,6 @@ class LinearProbes:
         no copy of the input. Blocks are cut so that their logits (and the gradients of them)
         take about ``memory_mb``; views read by different numbers of groups go to different
         blocks."""
-        import torch
-
         by_k: dict[int, list[tuple[int, list[int]]]] = {}
         for v, groups in self.view_groups():
             by_k.setdefault(len(groups), []).append((v, groups))
@@ -183,8 +178,6 @@ class LinearProbes:
     def _block_loss(self, x: Any, y: Any, weight: Any, bias: Any, views: Any, groups: Any) -> Any:
         """Float64 mean loss of every group of one :meth:`view_blocks` block, ``(V*K,)`` in
         the order of ``groups.flatten()``: ``x`` ``(V_all, N, D)``, targets ``y`` shared."""
-        import torch
-
         v, k = groups.shape
         c = self.n_out
         # (V, K, D, C) -> (V, D, K*C): the K groups' weights side by side
@@ -196,8 +189,6 @@ class LinearProbes:
 
     def valid_loss(self, xva: Any, yva: Any) -> Any:
         """Loss of every group on the whole validation set ``(V, N, D)``."""
-        import torch
-
         out = torch.empty(self.n_groups)
         with torch.no_grad():
             for v, groups in self.view_groups():
@@ -220,8 +211,6 @@ class LinearProbes:
         ``xtr`` ``(V, N, D)`` and ``xva`` standardised float32; ``ytr``/``yva`` targets.
         ``desc``: show a progress bar with this label. Runs with ``cfg.threads`` torch threads.
         """
-        from vit1d.models.device import torch_threads
-
         if cfg.solver not in ("adam", "lbfgs"):
             raise ValueError(f"unknown probe solver {cfg.solver!r}; use 'adam' or 'lbfgs'")
         with torch_threads(cfg.threads):
@@ -231,9 +220,6 @@ class LinearProbes:
                 self._fit_exact(xtr, ytr, xva, yva, cfg, desc)
 
     def _fit(self, xtr: Any, ytr: Any, xva: Any, yva: Any, cfg: ProbeConfig, desc: str | None):
-        import torch
-        from tqdm.auto import tqdm
-
         n = xtr.shape[1]
         batch = min(cfg.batch_size, n)
         weight = torch.nn.Parameter(self.weight.clone())
@@ -294,9 +280,6 @@ class LinearProbes:
         from the previous solution (the first from the seeded initialisation): a strongly
         penalised problem is well conditioned and its solution is a good start for the next.
         """
-        import torch
-        from tqdm.auto import tqdm
-
         grid = sorted({float(a) for a in cfg.l2}, reverse=True)
         if not grid or grid[-1] < 0 or not all(math.isfinite(a) for a in grid):
             raise ValueError(f"lbfgs needs finite L2 weights >= 0, got {cfg.l2!r}")

@@ -33,7 +33,10 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import librosa
+import mir_eval
 import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from vit1d.audio.grid import FRAME_RATE, HOP_LENGTH
 from vit1d.corpus.labels import CHORDS, PITCH_NAMES
@@ -63,8 +66,6 @@ def tagging_scores(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, np.ndar
     ``map`` arrays of the kept tags (their means are sklearn's macro averages) and ``tags``,
     the kept column indices.
     """
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
     y_true = np.asarray(y_true)
     y_score = np.asarray(y_score, dtype=np.float64)
     positives = y_true.sum(axis=0)
@@ -83,8 +84,6 @@ def tagging_scores(y_true: np.ndarray, y_score: np.ndarray) -> dict[str, np.ndar
 def key_scores(reference: Sequence[str], estimated: Sequence[str]) -> dict[str, np.ndarray]:
     """Per-clip MIREX weighted key score (``mir_eval.key.weighted_score``: 1 same key, 0.5 a
     fifth above, 0.3 relative, 0.2 parallel, else 0) and exact-match accuracy."""
-    import mir_eval
-
     weighted = np.array(
         [mir_eval.key.weighted_score(r, e) for r, e in zip(reference, estimated, strict=True)]
     )
@@ -139,8 +138,6 @@ def chord_class(label: str) -> int:
     majmin comparison ignores. A chord counts as maj or min when its first eight semitones
     above the root are those of the triad (so ``C:maj7`` -> ``C:maj``, ``A:min7`` -> ``A:min``).
     """
-    import mir_eval
-
     if label == "N":
         return NO_CHORD_CLASS
     if label == "X":
@@ -160,8 +157,6 @@ def intervals_to_frames(
 ) -> list[str]:
     """The label at each frame centre ``t / frame_rate`` (``N`` outside every interval), with
     ``mir_eval.util.interpolate_intervals``."""
-    import mir_eval
-
     times = np.arange(n_frames) / frame_rate
     if len(labels) == 0:
         return ["N"] * n_frames
@@ -210,8 +205,6 @@ def chord_scores(
 
     The estimate is first fitted to the reference span, as ``mir_eval.chord.evaluate`` does.
     """
-    import mir_eval
-
     ref_intervals = np.asarray(ref_intervals, dtype=float)
     est_intervals, est_labels = mir_eval.util.adjust_intervals(
         np.asarray(est_intervals, dtype=float),
@@ -264,8 +257,6 @@ class ChordReference:
     """
 
     def __init__(self, intervals: np.ndarray, labels: Sequence[str]) -> None:
-        import mir_eval
-
         self.intervals = np.asarray(intervals, dtype=float).reshape(-1, 2)
         self.labels = list(labels)
         names = sorted(set(self.labels))
@@ -358,8 +349,6 @@ def events_to_targets(
 def activation_to_beats(activation: np.ndarray, frame_rate: float = FRAME_RATE) -> np.ndarray:
     """Beat times (s) from a frame activation, with librosa's dynamic-programming beat tracker
     (``librosa.beat.beat_track`` using the activation as its onset envelope)."""
-    import librosa
-
     act = np.asarray(activation, dtype=float)
     if act.size < 2 or not np.any(act > act.min()):
         return np.zeros(0)
@@ -374,8 +363,6 @@ def activation_to_onsets(
 ) -> np.ndarray:
     """Onset times (s): peaks of the activation (``librosa.util.peak_pick``: a maximum over
     +-2 frames, at least 2 frames apart) that reach ``threshold``."""
-    import librosa
-
     act = np.asarray(activation, dtype=float)
     if act.size < 3:
         return np.zeros(0)
@@ -388,8 +375,6 @@ def activation_to_onsets(
 
 def beat_scores(reference: np.ndarray, estimated: np.ndarray) -> dict[str, float]:
     """``mir_eval.beat`` F-measure (70 ms window), CMLt and AMLt of one track."""
-    import mir_eval
-
     ref, est = np.asarray(reference, dtype=float), np.asarray(estimated, dtype=float)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # mir_eval warns on empty beat lists (score 0)
@@ -400,8 +385,6 @@ def beat_scores(reference: np.ndarray, estimated: np.ndarray) -> dict[str, float
 
 def onset_scores(reference: np.ndarray, estimated: np.ndarray) -> dict[str, float]:
     """``mir_eval.onset.f_measure`` (50 ms window) of one track."""
-    import mir_eval
-
     ref, est = np.asarray(reference, dtype=float), np.asarray(estimated, dtype=float)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -412,8 +395,6 @@ def onset_scores(reference: np.ndarray, estimated: np.ndarray) -> dict[str, floa
 def load_events(path: str | Path) -> np.ndarray:
     """Event times from an annotation file: ``mir_eval.io.load_events``; for files with more
     columns (e.g. Ballroom's ``time beat-number``) the first column."""
-    import mir_eval
-
     try:
         return np.asarray(mir_eval.io.load_events(str(path)), dtype=float)
     except ValueError:

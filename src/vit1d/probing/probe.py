@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from vit1d.core.errors import UserError
 from vit1d.probing import metrics as M
@@ -304,8 +305,6 @@ def _train_and_score(
     progress: bool = False,
 ) -> None:
     """Train the probes of the views in ``chunk`` together and score them on ``splits``."""
-    import torch
-
     ytr_np, yva_np, parts = _chunk_targets(task, embeddings[0], tr, va, cfg)
     xtr_t, xva_t, stats = _standardised_stacks(task, embeddings, views, chunk, parts)
     probes, chunk_groups = _fit_stack(
@@ -365,8 +364,6 @@ def _standardised_stacks(
 ) -> tuple[Any, Any, dict[int, tuple[Any, Any]]]:
     """The chunk's training and validation features ``(views, rows, dim)``, standardised with
     train statistics (returned per view)."""
-    import torch
-
     # one view at a time into preallocated stacks
     dim = embeddings[0].frame_dim if task.spec.local else embeddings[0].dim
     n_tr, n_va = (len(idx) if picks is None else len(picks) for idx, picks in parts)
@@ -396,8 +393,6 @@ def _fit_stack(
 ) -> tuple[LinearProbes, list[int]]:
     """Fit the probes of the chunk's ``(view, seed)`` groups as one stack; returns it and the
     indices in ``groups`` of its probes, in stack order."""
-    import torch
-
     if task.spec.loss == "softmax":
         ytr_t, yva_t = torch.from_numpy(ytr_np).long(), torch.from_numpy(yva_np).long()
     else:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from vit1d.core import atomic
 from vit1d.probing.metrics import tagging_scores
@@ -275,8 +276,6 @@ def upsert_csv(path: str | Path, rows: Sequence[dict[str, Any]], columns: list[s
     """Merge ``rows`` into the CSV at ``path``: rows with the same :data:`REPLACE_KEY` as a
     new row are dropped, the new rows appended, the file rewritten atomically. Returns the
     merged DataFrame."""
-    import pandas as pd
-
     path = Path(path)
     new = pd.DataFrame(list(rows), columns=columns)
     with results_lock(path.parent):
@@ -330,8 +329,6 @@ def write_results(
 
 def read_results(results_dir: str | Path) -> tuple[Any, Any]:
     """``(probes, summary)`` DataFrames of a results folder (empty frames when absent)."""
-    import pandas as pd
-
     folder = Path(results_dir)
     out = []
     for name, cols in ((PROBES_CSV, COLUMNS), (SUMMARY_CSV, SUMMARY_COLUMNS)):

@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -306,8 +307,6 @@ def _fit_tasks(
 ) -> list[dict[str, Any]]:
     """:func:`probe_task` of every task, ``cfg.workers`` tasks at a time in threads (in
     order); the torch thread count is set once around them, not by each fit."""
-    from concurrent.futures import ThreadPoolExecutor
-
     workers = min(len(tasks), cfg.workers or os.cpu_count() or 1)
     if workers <= 1:
         return [

@@ -29,6 +29,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from vit1d.core.paths import reference_checkpoint
 from vit1d.core.presets import pipeline_names
 from vit1d.features.sources import ModelSpec, checkpoint_step
@@ -174,8 +176,6 @@ def newest_record(folder: str | Path) -> dict[str, Any] | None:
 
 def table(record: dict[str, Any]) -> Any:
     """The record as a DataFrame: one row per task (the appendix's table)."""
-    import pandas as pd
-
     rows = []
     for task, r in record["tasks"].items():
         if r.get("missing"):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from vit1d.audio.grid import FRAME_RATE
 from vit1d.features.embed import embed
@@ -82,8 +83,6 @@ def benchmark(
     ``speed_task``, else of the first task), then the same probes on both feature sets: the largest difference of a
     metric's seed mean between precisions, beside the seed-to-seed standard deviation (bf16
     "does not change results beyond noise" when the first is within the second)."""
-    import torch
-
     data = Path(data)
     spec = ModelSpec("checkpoint", str(checkpoint))
     timed = speed_task if (data / speed_task / "manifest.csv").is_file() else tasks[0]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import mir_eval
 import numpy as np
 
 from vit1d.audio.grid import FRAME_RATE
@@ -113,8 +114,6 @@ def _parse_label(spec: TaskSpec, raw: str, where: str, folder: Path) -> Any:
     if not raw:
         raise UserError(f"{where}: empty '{spec.column}' label; fill it or drop the row")
     if spec.name == "key":
-        import mir_eval
-
         try:
             mir_eval.key.validate_key(raw)
         except ValueError as exc:
@@ -315,8 +314,6 @@ def global_targets(task: Task, indices: np.ndarray) -> np.ndarray:
 
 def read_chords(path: Path) -> tuple[np.ndarray, list[str]]:
     """Reference chord intervals and Harte labels (``mir_eval.io.load_labeled_intervals``)."""
-    import mir_eval
-
     try:
         intervals, labels = mir_eval.io.load_labeled_intervals(str(path))
     except Exception as exc:

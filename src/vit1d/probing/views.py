@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from vit1d.core.errors import UserError
 from vit1d.probing.linear import ProbeConfig
@@ -73,15 +74,11 @@ def local_chunks(
 
 def global_matrix(emb: Any, view: View, indices: np.ndarray) -> Any:
     """Pooled vectors ``(N, D)`` of ``view`` for files ``indices``, as a torch tensor."""
-    import torch
-
     return torch.from_numpy(emb.pooled(view.layer, view.pooling, indices))
 
 
 def frame_matrix(emb: Any, layer: int, indices: np.ndarray, picks: np.ndarray | None) -> Any:
     """Concatenated frame tokens ``(F, D)`` float32 of files ``indices`` (rows ``picks``)."""
-    import torch
-
     frames = np.concatenate(emb.frames(layer, indices)).astype(np.float32)
     if picks is not None:
         frames = frames[picks]

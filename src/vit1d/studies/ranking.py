@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from vit1d.core.errors import UserError
 from vit1d.studies.variants import BUDGET_RECIPE, BUDGETS, VARIANTS, parse_label, run_label
 
@@ -65,8 +67,6 @@ def run_facts(run: str | Path) -> dict[str, Any]:
 def study_summary(study_dir: str | Path) -> Any:
     """The study's ``probes_summary.csv`` with ``variant`` and ``seed`` columns (baselines:
     ``variant`` is the model name, ``seed`` -1)."""
-    import pandas as pd
-
     path = Path(study_dir) / RESULTS / "probes_summary.csv"
     if not path.is_file():
         raise UserError(f"no recipe study results at {path}: run `make recipe-study` first")
@@ -112,8 +112,6 @@ def beats_baselines(table: Any) -> Any:
     layer beats both baselines with non-overlapping 95 % intervals (its lower end above the
     best random-init and the log-mel upper ends), on each task's primary metric: the count
     claim E of the ledger makes for the book's models."""
-    import pandas as pd
-
     primary = table[
         [STUDY_METRICS.get(t) == m for t, m in zip(table.task, table.metric, strict=True)]
     ]
@@ -175,8 +173,6 @@ def variant_spread(table: Any) -> Any:
     A ``between`` no wider than ``within`` means the study cannot tell the variants apart on
     that task (``notebooks/03b_recipe.ipynb``); with one seed per variant ``within`` is not
     measured (NaN) and no task counts as ``separable``."""
-    import pandas as pd
-
     runs = table[(table["seed"] >= 0) & table["variant"].isin(list(VARIANTS))]
     primary = _final_primary(runs)
     rows = []
@@ -220,8 +216,6 @@ def budget_table(study_dir: str | Path, table: Any | None = None) -> Any:
     time is in ``study.json``), each task's primary metric at the best layer at the final
     step, and ``wins`` (tasks on which it beats both baselines, :func:`beats_baselines`).
     Reads ``study.json``'s ``runs``."""
-    import pandas as pd
-
     facts = _study_runs(study_dir)
     table = study_table(study_dir) if table is None else table
     names = [BUDGET_RECIPE, *BUDGETS]

@@ -61,15 +61,22 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from vit1d.core.errors import UserError
 from vit1d.core.presets import pipeline_preset
 from vit1d.core.settings import merge_settings
+from vit1d.models.checkpoint import atomic_write_text
+from vit1d.models.device import hardware_summary, select_device
+from vit1d.pretrain.train import pretrain
 from vit1d.probing.linear import ProbeConfig
+from vit1d.probing.runner import ExtractOptions, probe_corpus
 from vit1d.probing.settings import check_probe_overrides
 from vit1d.studies.ranking import BASELINES, RESULTS, STUDY_JSON, finalists, run_facts, study_table
 from vit1d.studies.variants import (
@@ -168,8 +175,6 @@ def seed_study(out: str | Path, source: str | Path) -> None:
     copied in, so :func:`run_study` keeps every run they hold (:func:`_held_runs`) instead of
     training it again, and only the missing runs (say, the finals) are computed. Refuses an
     ``out`` that already holds results, whose runs would be mixed with the source's."""
-    import shutil
-
     out, source = Path(out), Path(source)
     if (
         not (source / RESULTS / "probes_summary.csv").is_file()
@@ -193,8 +198,6 @@ def seed_study(out: str | Path, source: str | Path) -> None:
 
 def _result_models(out: Path) -> set[str]:
     """The ``model`` names in ``out``'s probe summary (empty when there is none)."""
-    import pandas as pd
-
     try:
         return set(pd.read_csv(out / RESULTS / "probes_summary.csv")["model"])
     except (OSError, ValueError, KeyError):
@@ -223,9 +226,6 @@ def _probe_baselines(
 ) -> None:  # fmt: skip
     """Probe the random-init and log-mel baselines once per study (``baselines.json`` marks
     them done); the random-init model takes the architecture of the first screened run."""
-    from vit1d.models.checkpoint import atomic_write_text
-    from vit1d.probing.runner import probe_corpus
-
     results = out / RESULTS
     marker = results / "baselines.json"
     expected = json.loads(
@@ -264,8 +264,6 @@ def _study_record(
 ) -> dict[str, Any]:  # fmt: skip
     """``study.json``: the runs' facts, settings, finalists, each variant's switches, the
     budgets' overrides, this session's timings and the hardware."""
-    from vit1d.models.device import hardware_summary, select_device
-
     study = {
         "preset": preset,
         "runs": dict(
@@ -299,10 +297,6 @@ def run_study(
     ``out``. ``data`` is the corpus root (``<data>/pretrain`` and the task folders). Runs
     whose results an earlier study left in ``out`` with the same settings are kept
     (:func:`seed_study`)."""
-    from vit1d.models.checkpoint import atomic_write_text
-    from vit1d.pretrain.train import pretrain
-    from vit1d.probing.runner import ExtractOptions, probe_corpus
-
     settings = settings or study_settings(preset)
     data, out = Path(data), Path(out)
     pool = data / "pretrain" / "manifest.csv"

@@ -35,10 +35,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from safetensors.torch import save_file
 
+from vit1d.audio.frontend import SAMPLE_RATE, LogMel
 from vit1d.core.errors import UserError
 from vit1d.core.provenance import file_sha256
 from vit1d.features.sources import ModelSpec, checkpoint_step
+from vit1d.models.checkpoint import atomic_write_text, load_pretrained, read_config
+from vit1d.pretrain.config import config_from_dict
 from vit1d.probing.committed import RESULTS_DIR, keep_claim_items, reuse_key, write_key
 from vit1d.probing.runner import corpus_name, run_probes
 from vit1d.probing.settings import probe_config, probe_settings
@@ -81,8 +86,6 @@ def code_revision(root: str | Path) -> dict[str, Any]:
 
 def check_clips(n: int = CHECK_CLIPS, seconds: float = 4.0) -> np.ndarray:
     """``(n, samples)`` deterministic harmonic test signals at 16 kHz (no corpus needed)."""
-    from vit1d.audio.frontend import SAMPLE_RATE
-
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     clips = []
     for i in range(n):
@@ -96,10 +99,6 @@ def check_clips(n: int = CHECK_CLIPS, seconds: float = 4.0) -> np.ndarray:
 def check_embeddings(model: Any) -> dict[str, list[list[float]]]:
     """The ``avg``-pooled hidden states (mean over class + sequence tokens) of
     :func:`check_clips` at the embeddings, the middle block and the last block, in float32."""
-    import torch
-
-    from vit1d.audio.frontend import LogMel
-
     with torch.inference_mode():
         mel = LogMel()(torch.from_numpy(check_clips()))
         out = model(mel[:, : model.config["max_frames"]], output_hidden_states=True)
@@ -158,11 +157,6 @@ def export_reference(
     root: str | Path = ".",
 ) -> Path:
     """Write the reference folder from a finished (or checkpointed) pretraining run."""
-    import torch
-    from safetensors.torch import save_file
-
-    from vit1d.models.checkpoint import atomic_write_text, load_pretrained, read_config
-
     run_dir, corpus_root, out_dir = Path(run_dir), Path(corpus_root), Path(out_dir)
     source = run_dir
     if not (run_dir / "model.safetensors").is_file():
@@ -222,15 +216,11 @@ def copy_study(study_dir: str | Path, dest: str | Path) -> Path:
 
 
 def _variant_of(training: dict[str, Any]) -> str | None:
-    from vit1d.pretrain.config import config_from_dict
-
     return variant_of(config_from_dict(training)) if training else None
 
 
 def load_pretrained_from(folder: Path, model_config: dict[str, Any], saved: dict[str, Any]) -> Any:
     """Write ``config.json`` beside exported weights and load them back (float16 -> float32)."""
-    from vit1d.models.checkpoint import atomic_write_text, load_pretrained
-
     config = {"model": {**model_config, "head": "none"}}
     for key in ("training", "precision", "vit1d_version", "step"):
         if key in saved:
@@ -273,8 +263,6 @@ def verify_reference(folder: str | Path = REFERENCE_DIR, rtol: float = CHECK_RTO
 
     Raises :class:`UserError` naming what differs and the fix.
     """
-    from vit1d.models.checkpoint import load_pretrained
-
     folder = Path(folder)
     prov_path = folder / "provenance.json"
     if prov_path.is_file():

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vit1d.core.errors import UserError
+from vit1d.pretrain.config import Config, load_config
 
 #: The augmentation strengths of the ``augment`` variants.
 AUGMENT = {"gain_db": 6.0, "eq_db": 12.0, "noise_snr_db": 25.0}
@@ -96,8 +97,6 @@ def parse_label(label: str) -> tuple[str, int] | None:
 def paper_recipe() -> dict[str, Any]:
     """Every switch of :data:`SWITCHES` at the paper's value (the config defaults), as nested
     overrides."""
-    from vit1d.pretrain.config import Config
-
     base, out = Config(), {}
     for name in SWITCHES:
         section, key = name.split(".")
@@ -120,8 +119,6 @@ def variant_overrides(
     (:data:`VARIANTS`) or a budget variant (:data:`BUDGETS`, which reads the preset's batch,
     depth and warm-up to scale them)."""
     if variant in BUDGETS:
-        from vit1d.pretrain.config import load_config
-
         out = _on_paper(VARIANTS[BUDGET_RECIPE])
         field_name, factor = BUDGETS[variant]
         section, key = field_name.split(".")
@@ -148,8 +145,6 @@ def variant_overrides(
 def preset_variant(preset: str | Path) -> str | None:
     """Which study variant a preset's recipe switches match (None: none of them), so the book
     can check that the ``default`` preset follows the study's choice."""
-    from vit1d.pretrain.config import load_config
-
     return variant_of(load_config(preset))
 
 
@@ -157,7 +152,6 @@ def variant_of(cfg: Any) -> str | None:
     """Which study variant a :class:`vit1d.pretrain.config.Config`'s recipe switches match: every one of
     :data:`SWITCHES` equal, and the learning rate where the variant sets it (presets tune it
     to their step count)."""
-    from vit1d.pretrain.config import Config, load_config
 
     def switches(c: Any) -> tuple:
         return tuple(getattr(getattr(c, n.split(".")[0]), n.split(".")[1]) for n in SWITCHES)

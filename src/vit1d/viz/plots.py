@@ -15,11 +15,14 @@ Used by: ``notebooks/01_method.ipynb`` (:func:`logmel_figure`), ``notebooks/03_p
 
 from __future__ import annotations
 
+import base64
+import html
 import io
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 
 from vit1d.core.extras import missing
 
@@ -191,11 +194,6 @@ def audio_player(wave: Any, sample_rate: int, title: str | None = None) -> Any:
     """An HTML ``<audio>`` player with the clip embedded (Ogg Vorbis, about six times smaller
     than the WAV of ``IPython.display.Audio``; WAV where libsndfile lacks Vorbis), so the
     built book plays it with no file beside the page. ``title`` is shown above it."""
-    import base64
-    import html
-
-    import soundfile as sf
-
     w = to_numpy(wave).astype(np.float32).reshape(-1)
     peak = float(np.max(np.abs(w))) if w.size else 0.0
     if peak > 1.0:

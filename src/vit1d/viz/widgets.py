@@ -23,11 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from vit1d.analysis import attention as att
 from vit1d.analysis import ssm as sm
+from vit1d.audio.frontend import LogMel
 from vit1d.audio.grid import FRAME_RATE, SAMPLE_RATE
 from vit1d.core.extras import missing
+from vit1d.viz import analysis_plots, plots
 
 try:
     import ipywidgets as w
@@ -61,10 +64,6 @@ def prepare_clip(
 ) -> ClipView:
     """Compute the log-mel of audio ``y`` (16 kHz) and run ``model`` on it window by window,
     keeping attention maps and hidden states."""
-    import torch
-
-    from vit1d.audio.frontend import LogMel
-
     y = np.asarray(y, dtype=np.float32).reshape(-1)
     with torch.no_grad():
         mel = LogMel()(torch.from_numpy(y)[None])[0].numpy()
@@ -112,8 +111,6 @@ def render_png(
     dpi: int = 80,
 ) -> bytes:
     """PNG bytes of :func:`vit1d.viz.analysis_plots.explorer_figure` for one choice."""
-    from vit1d.viz import analysis_plots, plots
-
     d = view_data(view, window, layer, head, method)
     title = f"{view.name}, {d['start']:.1f} s: layer {layer}, head {head}, curve '{method}'"
     fig = analysis_plots.explorer_figure(
@@ -124,8 +121,6 @@ def render_png(
 
 def _audio_html(samples: np.ndarray) -> str:
     """The HTML of an embedded audio player (:func:`vit1d.viz.plots.audio_player`)."""
-    from vit1d.viz import plots
-
     if samples.size == 0:
         return ""
     return plots.audio_player(samples, SAMPLE_RATE).data
@@ -182,8 +177,6 @@ def static_explorer(
     """The kernel-free explorer: one pre-rendered picture per layer of one window and head,
     a layer slider ``jslink``-ed to an ``ipywidgets.Stack`` (:func:`vit1d.viz.plots.image_stack`),
     and the window's audio player above it."""
-    from vit1d.viz import plots
-
     layers = list(layers) if layers is not None else list(range(1, view.n_layers + 1))
     images = [render_png(view, window, layer, head, method, dpi=dpi) for layer in layers]
     labels = [f"layer {layer}" for layer in layers]
