@@ -814,3 +814,34 @@ def test_committed_reference_probes_are_what_probing_it_gives(
         mine.sort_values(item_cols[:6]).reset_index(drop=True),
         kept.sort_values(item_cols[:6]).reset_index(drop=True),
     )
+
+
+def test_the_worked_example_probe_is_the_chapters_probe(
+    tiny_corpus: Path, tiny_run: Path, tmp_path: Path
+) -> None:
+    """The local chapter's worked example trains its probe as the chapter's probes are
+    trained (the local solver, the same frames and seed): its per-track test scores are the
+    chapter's probe's, item by item."""
+    from vit1d.features.embed import embed
+    from vit1d.probing.probe import fit_frame_probe
+    from vit1d.probing.scoring import score_tracks
+    from vit1d.probing.tasks import load_task
+    from vit1d.probing.views import frame_matrix
+
+    task = load_task(tiny_corpus / "chords" / "manifest.csv", "chords")
+    files = [ex.audio for ex in task.examples]
+    emb = embed(tiny_run, files, cache_dir=tmp_path, frames=True, progress=False)
+    cfg = ProbeConfig(max_epochs=3, steps_per_epoch=4, n_boot=20, max_train_frames=300)
+    assert cfg.solver == "lbfgs" and cfg.local_solver == "adam"
+    res = probe_task(task, [emb], [0], [1], ["frame"], cfg, splits=("test",))
+    assert res["info"]["solver"] == "adam"
+    probe, mean, std = fit_frame_probe(task, emb, 1, 0, cfg)
+    assert probe.epochs_run <= cfg.max_epochs  # Adam's epochs, not L-BFGS iterations
+    te = task.indices("test")
+    with torch.no_grad():
+        out = probe.logits((frame_matrix(emb, 1, te, None) - mean) / std, [0])[0].numpy()
+    mine = score_tracks(task, emb, te, out)
+    rows = [r for r in res["rows"] if r["split"] == "test"]
+    for metric, (values, weights) in mine.items():
+        chapter = next(r["value"] for r in rows if r["metric"] == metric)
+        assert M.weighted_mean(values, weights) == pytest.approx(chapter, abs=1e-9), metric

@@ -29,9 +29,10 @@ from vit1d.features.sources import ModelSpec
 from vit1d.models.checkpoint import load_pretrained
 from vit1d.probing import metrics as M
 from vit1d.probing.compare import PRIMARY_METRIC
-from vit1d.probing.linear import LinearProbes, ProbeConfig, standardise
+from vit1d.probing.linear import ProbeConfig
+from vit1d.probing.probe import fit_frame_probe
 from vit1d.probing.settings import probe_settings
-from vit1d.probing.tasks import frame_targets, limit_files, load_task, read_chords
+from vit1d.probing.tasks import limit_files, load_task, read_chords
 from vit1d.viz import probing_plots, widgets
 
 # ----------------------------------------------------------------------------------------
@@ -56,8 +57,10 @@ class Transcription:
 def transcribe_example(
     paths: Any, task_name: str, layer: int, preset: str, example: int = 0, seed: int = 0
 ) -> Transcription:
-    """Train one linear probe (the suite's settings, one seed) on the contrastive model's
-    frame tokens of ``layer`` and transcribe the ``example``-th test clip of ``task_name``."""
+    """Train one linear probe on the contrastive model's frame tokens of ``layer`` as the
+    chapter's probes are trained (:func:`vit1d.probing.probe.fit_frame_probe`: the task's
+    solver and frames, seed ``seed``) and transcribe the ``example``-th test clip of
+    ``task_name``."""
     settings = probe_settings(preset)
     cfg = ProbeConfig(**settings.config)
     task = limit_files(load_task(paths.manifest(task_name), task_name), cfg.max_local_files)
@@ -69,29 +72,8 @@ def transcribe_example(
         frames=True,
         progress=False,
     )
-    tr, va, te = task.indices("train"), task.indices("valid"), task.indices("test")
-
-    def xy(idx: np.ndarray) -> tuple[Any, np.ndarray]:
-        x = np.concatenate(emb.frames(layer, idx)).astype(np.float32)
-        y = np.concatenate(
-            [frame_targets(task, task.examples[i], int(emb.n_frames[i])) for i in idx]
-        )
-        return torch.from_numpy(x), y
-
-    xtr, ytr = xy(tr)
-    xva, yva = xy(va)
-    mean, std = standardise(xtr)
-    softmax = task.spec.loss == "softmax"
-    to_t = (
-        (lambda y: torch.from_numpy(y).long())
-        if softmax
-        else (lambda y: torch.from_numpy(y).float())
-    )
-    pos_weight = None
-    if task.spec.balance:
-        pos_weight = (len(ytr) - float(ytr.sum())) / max(float(ytr.sum()), 1.0)
-    probe = LinearProbes([0], [seed], xtr.shape[1], task.n_outputs, task.spec.loss, pos_weight)
-    probe.fit(((xtr - mean) / std)[None], to_t(ytr), ((xva - mean) / std)[None], to_t(yva), cfg)
+    probe, mean, std = fit_frame_probe(task, emb, layer, seed, cfg)
+    te = task.indices("test")
     i = int(te[example % len(te)])
     ex = task.examples[i]
     x = torch.from_numpy(emb.frames(layer, [i])[0].astype(np.float32))

@@ -98,6 +98,33 @@ def fit_seeds(solver: str, n_sources: int, seeds: Sequence[int]) -> list[int]:
     return seeds
 
 
+def task_config(cfg: ProbeConfig, task: Task) -> ProbeConfig:
+    """The settings ``task``'s probes are fitted with: a local task's solver is
+    ``cfg.local_solver`` (module docstring)."""
+    return replace(cfg, solver=cfg.local_solver) if task.spec.local else cfg
+
+
+def fit_frame_probe(
+    task: Task, embedding: Any, layer: int, seed: int, config: ProbeConfig
+) -> tuple[LinearProbes, Any, Any]:
+    """One probe of a local task's frame tokens at ``layer``, trained as :func:`probe_task`
+    trains that view's probe of seed ``seed``: the task's solver, the training and validation
+    frames it draws, standardised with the training frames' statistics. Returns ``(probe,
+    mean, std)``; ``probe.logits((x - mean) / std, [0])`` transcribes frames ``x``. Used by
+    the local-probing chapter's worked example (:func:`vit1d.book.examples.transcribe_example`)."""
+    if not task.spec.local:
+        raise ValueError(f"task {task.name} is not a frame-level task")
+    cfg = task_config(config, task)
+    tr, va = task.indices("train"), task.indices("valid")
+    ytr, yva, ((_, pick_tr), (_, pick_va)) = _chunk_targets(task, embedding, tr, va, cfg)
+    xtr = frame_matrix(embedding, layer, tr, pick_tr)
+    xva = frame_matrix(embedding, layer, va, pick_va)
+    mean, std = standardise(xtr)
+    xtr_t, xva_t = ((xtr - mean) / std)[None], ((xva - mean) / std)[None]
+    probe, _ = _fit_stack(task, [(0, seed)], [0], xtr_t, ytr, xva_t, yva, cfg, False)
+    return probe, mean, std
+
+
 def probe_task(
     task: Task,
     embeddings: Sequence[Any],
@@ -118,9 +145,7 @@ def probe_task(
     split are scored by default: layers and poolings are chosen on valid, reported on test.
     """
 
-    cfg = config or ProbeConfig()
-    if task.spec.local:
-        cfg = replace(cfg, solver=cfg.local_solver)
+    cfg = task_config(config or ProbeConfig(), task)
     for emb in embeddings:
         if [Path(p) for p in emb.paths] != [ex.audio for ex in task.examples]:
             raise ValueError("embeddings must list the task's audio files in manifest order")
