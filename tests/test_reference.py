@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -199,3 +200,25 @@ def test_rerunning_the_reference_probes_reproduces_the_book(tmp_path: Path) -> N
     again = again[(again["split"] == "test") & (again["metric"] == "weighted")].iloc[0]
     for column in ("mean", "ci_low", "ci_high", "n"):
         assert again[column] == pytest.approx(best[column], rel=1e-6, abs=1e-9), column
+
+
+def test_the_committed_reference_probes_match_the_default_books_settings() -> None:
+    """The probe results committed beside the reference are what the default book would
+    compute (its probe seeds and settings, this code): otherwise every default build probes
+    the reference again (`make reference-probes` refreshes them)."""
+    from vit1d.probing.committed import KEY_FILE, RESULTS_DIR, code_fingerprint
+    from vit1d.probing.tasks import GLOBAL_TASKS, LOCAL_TASKS
+
+    folder = ROOT / REFERENCE_DIR
+    key_file = folder / RESULTS_DIR / KEY_FILE
+    if not (folder / "model.safetensors").is_file():
+        pytest.skip("no reference checkpoint committed yet (make reference)")
+    assert key_file.is_file(), "no committed probe results: make reference-probes"
+    key = json.loads(key_file.read_text())
+    settings = probe_settings("default")
+    assert key["seeds"] == list(settings.seeds)
+    assert key["config"] == json.loads(json.dumps(asdict(probe_config("default"))))
+    prov = json.loads((folder / "provenance.json").read_text())
+    assert key["weights_sha256"] == prov["weights_sha256"]
+    assert key["code"] == code_fingerprint(), "the probing code changed: make reference-probes"
+    assert set(key["tasks"]) == set(GLOBAL_TASKS + LOCAL_TASKS)
