@@ -30,7 +30,7 @@ help:
 	@echo "make test-wheel                                the wheel, installed from the lock in a fresh venv"
 	@echo "make lock                                      refresh requirements.lock from pyproject.toml"
 	@echo "make bench                                     throughput benchmark (JSON + table)"
-	@echo "make recipe-study                              the recipe study (about 13 min a run, 10 runs)"
+	@echo "make recipe-study                              the recipe study (about 13 min a run, 14 runs)"
 	@echo "make recipe-finals                             only its finals, on the committed screening (4 runs)"
 	@echo "make reference                                 train/resume + export + probe checkpoints/reference"
 	@echo "make reference-probes                          probe the committed reference again (its results/)"
@@ -83,7 +83,7 @@ test-book: install system-packages
 	$(BIN)/python -m vit1d.cli.book --preset smoke
 	$(BIN)/python -m pytest -m slow tests/test_book_browser.py
 
-# the recipe study behind the default preset (notebooks/03b_recipe): 6 variants screened with one
+# the recipe study behind the default preset (notebooks/03b_recipe): 10 variants screened with one
 # seed, then the best and the paper's recipe with seeds 1 and 2; about 13 min a run on a 2-core
 # AMD EPYC (7.5 min of training, 5.5 of probing), resumable
 recipe-study: corpus

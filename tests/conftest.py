@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import time
@@ -36,6 +37,29 @@ def music_like(seconds: float, seed: int, sr: int = SR) -> np.ndarray:
             y[seg] += 0.2 / h * env * np.sin(2 * np.pi * h * f0 * tt)
         onset += dur
     return (0.5 * y / np.max(np.abs(y))).astype(np.float32)
+
+
+def tone_pool_with_twins(root: Path, n: int, with_twins: list[int], seconds: float = 2.0) -> Path:
+    """A pretraining pool of ``n`` tones (``pretrain/manifest.csv``) with a ``twins.csv`` giving
+    the tracks ``with_twins`` a twin, the same tone an octave up; returns the manifest."""
+    (root / "audio").mkdir(parents=True)
+    (root / "pretrain").mkdir()
+    t = np.arange(int(seconds * SR)) / SR
+    rows, twin_rows = [], []
+    for i in range(n):
+        f0 = 220.0 * 2 ** (i / 12)
+        sf.write(root / f"audio/p{i}.wav", 0.2 * np.sin(2 * np.pi * f0 * t), SR)
+        rows.append([f"../audio/p{i}.wav", "train", f"pretrain/{i:05d}"])
+        if i in with_twins:
+            sf.write(root / f"audio/t{i}.wav", 0.2 * np.sin(4 * np.pi * f0 * t), SR)
+            twin_rows.append([f"../audio/t{i}.wav", "train", f"pretrain/{i:05d}", "both"])
+    for name, head, body in (
+        ("manifest.csv", ["audio", "split", "render_id"], rows),
+        ("twins.csv", ["audio", "split", "twin_of", "redraw"], twin_rows),
+    ):
+        with open(root / "pretrain" / name, "w", newline="") as fh:
+            csv.writer(fh).writerows([head, *body])
+    return root / "pretrain" / "manifest.csv"
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
+from vit1d.models.model import ViT1D
+from vit1d.pretrain.config import load_config
 from vit1d.pretrain.losses import NTXent, ddp_loss_scale
+from vit1d.pretrain.objectives import Contrastive, ContrastiveForward
 
 # --------------------------------------------------------------------------------------
 # Independent reference
@@ -379,3 +382,27 @@ def test_distributed_matches_single_process(dist_results, name: str):
         # (c) DDP with the loss scaled by ddp_loss_scale(): global-loss parameter gradients.
         torch.testing.assert_close(res[f"{name}/ddp_w"], ref["ddp_w"], rtol=0, atol=1e-6)
         torch.testing.assert_close(res[f"{name}/ddp_b"], ref["ddp_b"], rtol=0, atol=1e-6)
+
+
+def test_twin_head_loss_is_the_mean_of_two_nt_xent_terms():
+    """``loss.twin_head``: views (anchor, crop, twin); the loss is the mean of NT-Xent of
+    (anchor, crop) through the first head and of (anchor, twin) through the twin head."""
+    torch.manual_seed(0)
+    model = ViT1D(n_mels=16, dim=16, depth=1, heads=2, max_frames=8, head_dims=[12], twin_head=True)
+    n = 5
+    views = torch.randn(3 * n, 8, 16) * 20 - 40
+    cfg = load_config("smoke", {"loss": {"temperature": 0.2}})
+    got = Contrastive(cfg, torch.device("cpu"), "fp32").loss(
+        ContrastiveForward(model), views, n, step=0
+    )
+    with torch.no_grad():
+        cls = model(views).cls
+        z = model.head(cls).double().numpy()
+        t = model.twin_head(cls).double().numpy()
+    expected = 0.5 * (ntxent_numpy(z[:n], z[n : 2 * n], 0.2) + ntxent_numpy(t[:n], t[2 * n :], 0.2))
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+    # the twin head is used: the same views through the first head only give another loss
+    one_head = 0.5 * (ntxent_numpy(z[:n], z[n : 2 * n], 0.2) + ntxent_numpy(z[:n], z[2 * n :], 0.2))
+    assert abs(one_head - expected) > 1e-3
+    got.backward()
+    assert all(p.grad is not None for p in model.twin_head.parameters())

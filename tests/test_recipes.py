@@ -294,7 +294,7 @@ def study_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow  # trains and probes every run of a small study
 def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path: Path) -> None:
     settings = recipes.StudySettings(
-        variants=("paper", "hard-negatives+augment", "twins-within-4s"),
+        variants=("paper", "hard-negatives+augment", "twins-within-4s", "twins+twin-head"),
         budgets=("batch-x0.5",),
         seeds=(0,),
         final_seeds=(0, 1),
@@ -313,7 +313,7 @@ def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path
     )
     table = ranking.study_table(out)
     runs = table[table.seed >= 0]
-    assert set(runs.variant) == {"paper", "hard-negatives+augment", "twins-within-4s", "batch-x0.5"}
+    assert set(runs.variant) == {*settings.variants, "batch-x0.5"}
     assert set(runs.step) == {2, 4, 8}  # budget: 8 steps
     study = json.loads((out / ranking.STUDY_JSON).read_text())
     finals = study["finalists"]
@@ -333,7 +333,9 @@ def test_miniature_study_runs_resumes_and_tabulates(study_corpus: Path, tmp_path
         twin_run["data"]["tracks_with_twins"] == 8 and twin_run["config"]["data"]["twin_prob"] == 1
     )
     paper_run = json.loads((out / "paper" / "seed-0" / "run.json").read_text())
-    assert paper_run["data"]["tracks_with_twins"] == 0
+    assert paper_run["data"]["tracks_with_twins"] == 0 and paper_run["views_per_step"] == 8
+    head_run = json.loads((out / "twins+twin-head" / "seed-0" / "run.json").read_text())
+    assert head_run["views_per_step"] == 12 and head_run["config"]["loss"]["twin_head"]
     assert {"random-init", "logmel"} <= set(table.variant)
     assert (out / ranking.STUDY_JSON).is_file()
     best, ranked = ranking.choose_recipe(table)

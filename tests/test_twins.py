@@ -10,7 +10,6 @@ their onsets agree within mir_eval's 50 ms window (exactly, when the timing is k
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import librosa
@@ -21,6 +20,8 @@ import soundfile
 
 pytest.importorskip("music21")
 pytest.importorskip("tinysoundfont")
+
+from conftest import tone_pool_with_twins  # noqa: E402
 
 from vit1d.core.errors import UserError  # noqa: E402
 from vit1d.corpus import jobs, scores, twins  # noqa: E402
@@ -211,31 +212,8 @@ def test_twin_prob_and_distance_are_honoured() -> None:
     assert gaps.max() <= 20 and gaps.max() >= 15
 
 
-def _pool(root: Path, n: int, with_twins: list[int]) -> Path:
-    """A pool of ``n`` tones with a ``twins.csv`` giving the tracks ``with_twins`` a twin (the
-    same tone an octave up)."""
-    (root / "audio").mkdir(parents=True)
-    (root / "pretrain").mkdir()
-    t = np.arange(2 * SR) / SR
-    rows, twin_rows = [], []
-    for i in range(n):
-        f0 = 220.0 * 2 ** (i / 12)
-        soundfile.write(root / f"audio/p{i}.wav", 0.2 * np.sin(2 * np.pi * f0 * t), SR)
-        rows.append([f"../audio/p{i}.wav", "train", f"pretrain/{i:05d}"])
-        if i in with_twins:
-            soundfile.write(root / f"audio/t{i}.wav", 0.2 * np.sin(4 * np.pi * f0 * t), SR)
-            twin_rows.append([f"../audio/t{i}.wav", "train", f"pretrain/{i:05d}", "both"])
-    for name, head, body in (
-        ("manifest.csv", ["audio", "split", "render_id"], rows),
-        ("twins.csv", ["audio", "split", "twin_of", "redraw"], twin_rows),
-    ):
-        with open(root / "pretrain" / name, "w", newline="") as fh:
-            csv.writer(fh).writerows([head, *body])
-    return root / "pretrain" / "manifest.csv"
-
-
 def test_twin_pool_maps_each_track_to_its_twins_mel(tmp_path: Path) -> None:
-    manifest = _pool(tmp_path, 4, with_twins=[1, 3])
+    manifest = tone_pool_with_twins(tmp_path, 4, with_twins=[1, 3])
     per_track = read_twins(manifest, "both", "train")
     assert [len(p) for p in per_track] == [0, 1, 0, 1]
     pool = twin_pool(per_track, tmp_path / "cache", progress=False)

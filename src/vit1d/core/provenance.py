@@ -54,12 +54,13 @@ def library_versions(packages: Sequence[str] = COMPUTE_PACKAGES) -> dict[str, st
 def weights_fingerprint(model: Any) -> str:
     """The model's identity in every provenance record (features, HEAR embeddings, analyses):
     SHA-256 over the backbone's parameters and buffers, sorted by name, each as its name then
-    its float32 bytes; the projection head (``head.*``), which no feature reads, is left out.
+    its float32 bytes; the projection heads (``head.*``, ``twin_head.*``), which no feature reads,
+    are left out.
     The same weights give the same fingerprint whatever file, dtype or device they came from.
     """
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
-        if name.startswith("head."):
+        if name.split(".", 1)[0] in ("head", "twin_head"):
             continue
         h.update(name.encode())
         h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())

@@ -26,7 +26,7 @@ from safetensors.torch import load_file, save_file
 
 from vit1d.core import atomic
 from vit1d.core.errors import UserError
-from vit1d.models.model import ViT1D
+from vit1d.models.model import ViT1D, is_head_parameter
 
 #: Errors that mean "no room left": a full disk or an exhausted quota.
 _FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -168,7 +168,7 @@ def load_pretrained(
     path: str | Path, device: str | torch.device = "cpu", head: bool = True
 ) -> ViT1D:
     """A :class:`ViT1D` from a checkpoint folder (``model.safetensors`` + ``config.json``),
-    in eval mode. ``head=False`` drops the projection head (the analyses never use it)."""
+    in eval mode. ``head=False`` drops the projection heads (the analyses never use them)."""
     folder = Path(path)
     config = read_config(folder)
     weights = folder / "model.safetensors"
@@ -187,7 +187,8 @@ def load_pretrained(
     state = load_file(str(weights))
     if not head:
         model_cfg["head"] = "none"
-        state = {k: v for k, v in state.items() if not k.startswith("head.")}
+        model_cfg["twin_head"] = False
+        state = {k: v for k, v in state.items() if not is_head_parameter(k)}
     fix = "put back the config.json written with these weights, or re-export the checkpoint"
     try:
         model = ViT1D(**model_cfg)

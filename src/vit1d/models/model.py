@@ -11,7 +11,9 @@ Architecture (ViT-Tiny sizes; docs/design.md, "Model and training facts"):
 
 An optional projection head (``head="mlp"`` or ``"linear"``) maps the class token to the
 space the contrastive loss sees (:meth:`ViT1D.project`); it is not part of the backbone and
-the analyses never use it.
+the analyses never use it. ``twin_head=True`` adds a second head of the same shape for the
+twin pairs of a run whose twin renders are a third view (``loss.twin_head``,
+:mod:`vit1d.pretrain.objectives`).
 
 Attention has two paths that give the same outputs: PyTorch's fused
 ``scaled_dot_product_attention`` when attention maps are not requested, and an explicit
@@ -46,6 +48,7 @@ class ModelConfig:
     input_mean: float = -40.0  # fixed standardisation of the dB input: (x - mean) / std
     input_std: float = 20.0
     mask_token: bool = False  # a learned token for masked frames (set by the masked objective)
+    twin_head: bool = False  # a second projection head for twin pairs (set by loss.twin_head)
 
 
 #: :class:`ModelConfig`'s defaults as a dict (what ``ViT1D()`` builds).
@@ -170,6 +173,9 @@ class ViT1D(nn.Module):
         )
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = projection_head(dim, cfg["head"], cfg["head_dims"])
+        self.twin_head = (
+            projection_head(dim, cfg["head"], cfg["head_dims"]) if cfg["twin_head"] else None
+        )
         # learned stand-in for masked frames (masked-modelling objective only)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim)) if cfg["mask_token"] else None
         self.reset_parameters()
@@ -197,11 +203,11 @@ class ViT1D(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def num_parameters(self, include_head: bool = False) -> int:
-        """Parameter count of the backbone (and the projection head if asked)."""
+        """Parameter count of the backbone (and the projection heads if asked)."""
         return sum(
             p.numel()
             for name, p in self.named_parameters()
-            if include_head or not name.startswith("head.")
+            if include_head or not is_head_parameter(name)
         )
 
     def embed(self, mel: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -258,9 +264,18 @@ class ViT1D(nn.Module):
             attentions=tuple(attentions) if attentions is not None else None,
         )
 
-    def project(self, cls: torch.Tensor) -> torch.Tensor:
-        """The vector the contrastive loss sees: the class token through the head (if any)."""
-        return cls if self.head is None else self.head(cls)
+    def project(self, cls: torch.Tensor, twin: bool = False) -> torch.Tensor:
+        """The vector the contrastive loss sees: the class token through the head (if any);
+        ``twin=True``: through the twin pairs' head."""
+        head = self.twin_head if twin else self.head
+        if twin and self.twin_head is None and self.head is not None:
+            raise ValueError("this model has no twin head: build it with twin_head=True")
+        return cls if head is None else head(cls)
+
+
+def is_head_parameter(name: str) -> bool:
+    """Whether a parameter (``state_dict`` key) belongs to a projection head, not the backbone."""
+    return name.split(".", 1)[0] in ("head", "twin_head")
 
 
 def flops_per_view(config: dict[str, Any], frames: int | None = None) -> float:

@@ -88,6 +88,11 @@ class LossConfig:
     mask_span: int = 5  # masked: frames per masked span (160 ms)
     codebook_size: int = 1024  # masked: random-projection quantiser codes
     code_dim: int = 16
+    # contrastive with data.twin_prob > 0: the twin view is a third view with its own
+    # projection head and NT-Xent term, and the second view stays a crop of the same render
+    # (the first head): two heads, one invariant to what the twins redraw, one not (LooC,
+    # Xiao et al. 2021), so the backbone need not forget the timbre to match the twins
+    twin_head: bool = False
 
 
 @dataclass
@@ -240,6 +245,12 @@ def validate(cfg: Config) -> None:
         (0 <= cfg.data.twin_prob <= 1, "data.twin_prob must lie in [0, 1]"),
         (cfg.data.twin in REDRAWS, f"data.twin must be one of {', '.join(REDRAWS)}"),
         (cfg.data.twin_max_distance_s >= 0, "data.twin_max_distance_s must be >= 0"),
+        (
+            not cfg.loss.twin_head
+            or (cfg.data.twin_prob > 0 and cfg.loss.objective == "contrastive"),
+            "loss.twin_head needs the contrastive objective and data.twin_prob > 0 (twin views "
+            "for its head to see); set loss.twin_head=false or data.twin_prob=1",
+        ),
         (
             min(cfg.augment.gain_db, cfg.augment.eq_db, cfg.augment.noise_snr_db) >= 0,
             "augment.gain_db, augment.eq_db and augment.noise_snr_db must be >= 0",

@@ -343,12 +343,17 @@ def _open_cache(data_path: Path, index: dict) -> MelCache:
 
 class PairBatch(NamedTuple):
     """One step's pairs: the tracks, the start frames of the two views, and where the second
-    view comes from (``source``: 0 = the track's own render, ``k`` = its ``k``-th twin)."""
+    view comes from (``source``: 0 = the track's own render, ``k`` = its ``k``-th twin).
+
+    With a third view (``PairSampler(third_view=True)``) the twin draws go to ``starts_c``
+    and ``source_c`` and the second view is always a crop of the track's own render."""
 
     tracks: np.ndarray
     starts_a: np.ndarray
     starts_b: np.ndarray
     source: np.ndarray
+    starts_c: np.ndarray | None = None
+    source_c: np.ndarray | None = None
 
 
 class PairSampler:
@@ -365,7 +370,10 @@ class PairSampler:
     With ``groups`` (one label per track, e.g. its instrumentation) a batch is filled from as
     few groups as possible: a random track picks a group (so groups are drawn in proportion to
     their size), distinct tracks of that group are taken in random order, then the next group.
-    The negatives of an anchor then mostly share its group: hard negatives."""
+    The negatives of an anchor then mostly share its group: hard negatives.
+
+    With ``third_view`` the twin draws make a third view instead of replacing the second
+    (``loss.twin_head``): the draws are the same as without it, only where they go differs."""
 
     def __init__(
         self,
@@ -378,6 +386,7 @@ class PairSampler:
         twin_counts: np.ndarray | None = None,
         twin_prob: float = 0.0,
         twin_max_distance: int = 0,
+        third_view: bool = False,
     ) -> None:
         if len(lengths) < 2:
             raise UserError(
@@ -391,6 +400,7 @@ class PairSampler:
         self.group_of: np.ndarray | None = None
         self.twin_prob = float(twin_prob)
         self.twin_max_distance = int(twin_max_distance)
+        self.third_view = bool(third_view)
         self.twin_counts = np.zeros(len(self.lengths), dtype=np.int64)
         if twin_counts is not None:
             if len(twin_counts) != len(self.lengths):
@@ -438,6 +448,9 @@ class PairSampler:
             pick = (rng.random(self.batch_size) * np.maximum(counts, 1)).astype(np.int64) + 1
             d = self.twin_max_distance
             near = np.clip(starts_a + rng.integers(-d, d + 1, size=self.batch_size), 0, room)
+            if self.third_view:  # a track without a twin draw: the second view's crop again
+                third = np.where(use, near, starts_b)
+                return PairBatch(tracks, starts_a, starts_b, source, third, np.where(use, pick, 0))
             source = np.where(use, pick, 0)
             starts_b = np.where(use, near, starts_b)
         return PairBatch(tracks, starts_a, starts_b, source)

@@ -7,6 +7,11 @@ views of ``n`` tracks:
 
 * :class:`Contrastive`: both views through the backbone, the projected class tokens, NT-Xent
   against the other tracks of the (global) batch (:class:`vit1d.pretrain.losses.NTXent`);
+  with ``loss.twin_head`` a batch holds ``3n`` views (the anchor, a crop of the same render,
+  a twin render) and the loss is the mean of two NT-Xent terms, anchor against crop through
+  the first head and anchor against twin through the twin head (LooC's separate embedding
+  spaces per invariance; Xiao et al., "What should not be contrastive in contrastive
+  learning", ICLR 2021);
 * :class:`MaskedPrediction`: the foil (:mod:`vit1d.pretrain.masked`): spans of frames masked,
   the backbone predicts the codes a frozen random-projection quantiser gives the masked
   frames; same views, steps and sequence length, so equal compute by construction.
@@ -31,7 +36,10 @@ from vit1d.pretrain.masked import (
 
 
 class ContrastiveForward(nn.Module):
-    """Both views in one batch -> projected class tokens (the unit DDP and compile wrap)."""
+    """Both views in one batch -> projected class tokens (the unit DDP and compile wrap).
+
+    With the model's twin head, ``3n`` views (anchor, crop, twin) -> the anchors and crops
+    through the first head, then the anchors and twins through the twin head (``4n`` rows)."""
 
     def __init__(self, model: ViT1D, fused: bool = True) -> None:
         super().__init__()
@@ -39,7 +47,12 @@ class ContrastiveForward(nn.Module):
         self.fused = fused
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.model.project(self.model(mel, fused=self.fused).cls)
+        cls = self.model(mel, fused=self.fused).cls
+        if self.model.twin_head is None:
+            return self.model.project(cls)
+        n = len(cls) // 3
+        twin_pairs = torch.cat([cls[:n], cls[2 * n :]])
+        return torch.cat([self.model.project(cls[: 2 * n]), self.model.project(twin_pairs, True)])
 
 
 class Objective:
@@ -74,6 +87,10 @@ class Contrastive(Objective):
     def loss(self, step_fn: nn.Module, views: torch.Tensor, n: int, step: int) -> torch.Tensor:
         with autocast(self.device, self.precision):
             z = step_fn(views)
+        if len(z) == 4 * n:  # twin head: (anchor, crop) and (anchor, twin), one term each
+            return 0.5 * (
+                self.nt_xent(z[:n], z[n : 2 * n]) + self.nt_xent(z[2 * n : 3 * n], z[3 * n :])
+            )
         return self.nt_xent(z[:n], z[n:])
 
     def backward_scale(self) -> float:

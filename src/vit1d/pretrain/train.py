@@ -90,7 +90,15 @@ def model_config(cfg: Config) -> dict[str, Any]:
     kwargs = dict(cfg.model.__dict__)
     if cfg.loss.objective == "masked":
         kwargs.update(mask_token=True, head="linear", head_dims=[cfg.loss.codebook_size])
+    if cfg.loss.twin_head:
+        kwargs.update(twin_head=True)
     return kwargs
+
+
+def views_per_step(cfg: Config) -> int:
+    """Crops one step embeds: two per track, three when the twins are a third view
+    (``loss.twin_head``)."""
+    return (3 if cfg.loss.twin_head else 2) * cfg.train.batch_size
 
 
 def dist_info() -> tuple[int, int]:
@@ -157,6 +165,7 @@ def _load_data(
         twin_counts=None if twins is None else twins.counts,
         twin_prob=cfg.data.twin_prob,
         twin_max_distance=round(cfg.data.twin_max_distance_s * FRAME_RATE),
+        third_view=cfg.loss.twin_head,
     )
     return _Data(cache, twins, sampler, frames)
 
@@ -165,21 +174,28 @@ def _batch_maker(
     data: _Data, cfg: Config, device: torch.device
 ) -> Callable[[int], tuple[int, torch.Tensor]]:
     """``step -> (n, views)``: this rank's share of the step's pairs, both views stacked
-    (``2n`` crops), augmented; a pure function of the step, so building it ahead in a thread
-    or after a resume changes no result."""
+    (``2n`` crops; ``3n`` with the twins as a third view), augmented; a pure function of the
+    step, so building it ahead in a thread or after a resume changes no result."""
     rank, world = dist_info()
     cache, twins, frames = data.cache, data.twins, data.frames
 
     def make_batch(step: int) -> tuple[int, torch.Tensor]:
         b = data.sampler.batch(step)
         mine = slice(rank, None, world)
-        tracks, starts_a, starts_b, source = (v[mine] for v in b)
-        second = cache.crops(tracks, starts_b, frames)
-        rows = np.flatnonzero(source)
-        if len(rows):  # second views from twin renders: same score time, other players
-            at = twins.positions(tracks[rows], source[rows])
-            second[rows] = twins.cache.crops(at, starts_b[rows], frames)
-        views = np.concatenate([cache.crops(tracks, starts_a, frames), second])
+        tracks, starts_a = b.tracks[mine], b.starts_a[mine]
+
+        def crops(starts: np.ndarray, source: np.ndarray) -> np.ndarray:
+            out = cache.crops(tracks, starts, frames)
+            rows = np.flatnonzero(source)
+            if len(rows):  # views from twin renders: same score time, other players
+                at = twins.positions(tracks[rows], source[rows])
+                out[rows] = twins.cache.crops(at, starts[rows], frames)
+            return out
+
+        blocks = [cache.crops(tracks, starts_a, frames), crops(b.starts_b[mine], b.source[mine])]
+        if b.starts_c is not None:
+            blocks.append(crops(b.starts_c[mine], b.source_c[mine]))
+        views = np.concatenate(blocks)
         if is_active(cfg.augment):  # per-rank draws: each rank's views differ
             augment_views(views, cfg.augment, cfg.seed * 1000 + rank, step)
         x = torch.from_numpy(views)
@@ -264,12 +280,11 @@ def _run_record(
         "attention": "fused" if run.fused else "explicit",
         "world_size": run.world,
         "objective": cfg.loss.objective,
-        "views_per_step": 2 * tc.batch_size,
+        "views_per_step": views_per_step(cfg),
         "frames_per_view": loaded.frames,
         # forward + backward ~ 3 forward passes; the same for both objectives
         "train_flops_per_step": 3
-        * 2
-        * tc.batch_size
+        * views_per_step(cfg)
         * flops_per_view(run.model.config, loaded.frames),
         "steps": tc.steps,
         "train_seconds": round(run.elapsed, 2),
@@ -371,7 +386,7 @@ def _log_row(
         "lr": f"{lr_at(step, cfg):.6g}",
         "weight_decay": f"{weight_decay_at(step, cfg):.6g}",
         "grad_norm": f"{float(grad_norm):.4f}",
-        "views_per_s": f"{2 * cfg.train.batch_size / dt:.2f}",
+        "views_per_s": f"{views_per_step(cfg) / dt:.2f}",
         "elapsed_s": f"{elapsed:.2f}",
     }
 
@@ -445,7 +460,7 @@ def _train(run: _Session, out_dir: Path, extra: dict, log_fh: Any, show: bool) -
             if writer is not None:
                 writer.writerow(_log_row(step, value, grad_norm, dt, run.elapsed, cfg))
             bar.update(1)
-            bar.set_postfix(loss=f"{value:.3f}", views_s=f"{2 * tc.batch_size / dt:.1f}")
+            bar.set_postfix(loss=f"{value:.3f}", views_s=f"{views_per_step(cfg) / dt:.1f}")
             _save_after(run, step + 1, out_dir, extra, log_fh, snaps)
     finally:
         workers.shutdown(wait=True, cancel_futures=True)

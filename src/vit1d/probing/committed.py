@@ -40,12 +40,14 @@ import pandas as pd
 from vit1d.core import atomic
 from vit1d.core.provenance import file_sha256
 from vit1d.probing.compare import best_row
-from vit1d.probing.items import read_items, write_items
+from vit1d.probing.items import ITEMS_DIR, read_items, write_items
 from vit1d.probing.linear import ProbeConfig
 from vit1d.probing.results import (
     COLUMNS,
+    PROBES_CSV,
     RUNS_JSON,
     SUMMARY_COLUMNS,
+    SUMMARY_CSV,
     read_results,
     record_run,
     results_lock,
@@ -157,7 +159,7 @@ def keep_claim_items(results: str | Path, model: str) -> int:
     _, summary = read_results(results)
     mine = summary[summary["model"] == model]
     keep = claim_views(mine)
-    folder = Path(results) / "probe_items"
+    folder = Path(results) / ITEMS_DIR
     kept = 0
     with results_lock(results):
         for path in sorted(folder.glob("*.parquet")):
@@ -195,8 +197,8 @@ def merge_committed(
     into = Path(into)
     into.mkdir(parents=True, exist_ok=True)
     with results_lock(into):  # as one probe run: its rows, items and provenance together
-        upsert_csv(into / "probes.csv", pick["probes"].to_dict("records"), COLUMNS)
-        upsert_csv(into / "probes_summary.csv", pick["summary"].to_dict("records"), SUMMARY_COLUMNS)
+        upsert_csv(into / PROBES_CSV, pick["probes"].to_dict("records"), COLUMNS)
+        upsert_csv(into / SUMMARY_CSV, pick["summary"].to_dict("records"), SUMMARY_COLUMNS)
         write_items(into, [items])
         for run_id in run_ids:
             record_run(into, run_id, {**runs.get(run_id, {}), "reused_from": str(results)})

@@ -25,7 +25,12 @@ instrument. This module measures, with the probing suite, what each recipe switc
   ``twins+augment`` add the earlier switches, and ``production-twins+hard-negatives`` pairs
   with a twin that keeps the instrumentation (only the production redrawn) while the
   negatives share the instrumentation: the positives share timbre and score, the negatives
-  timbre only.
+  timbre only; ``production-twins`` is that twin with random negatives;
+* ``twins+twin-head``: the twin is a *third* view with its own projection head and NT-Xent
+  term, while the second view stays a crop of the same render (the first head,
+  ``loss.twin_head``): one head may use the timbre, the other must not, and the backbone
+  under both need not forget it to match the twins (LooC's separate embedding spaces per
+  invariance). A step embeds three views per track instead of two (1.5 times the compute).
 
 Each variant is defined relative to the paper's recipe
 (:func:`~vit1d.studies.variants.paper_recipe`): the switches of

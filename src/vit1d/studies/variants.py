@@ -34,6 +34,7 @@ SWITCHES = (
     "augment.reverb_s",
     "augment.reverb_wet",
     "loss.temperature",
+    "loss.twin_head",
 )
 #: Variant name -> its switches, relative to the paper's recipe.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -57,6 +58,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "twins-within-4s": {"data": {**TWINS, "twin_max_distance_s": 4.0}},
     "twins-half": {"data": {**TWINS, "twin_prob": 0.5}},
     "production-twins+hard-negatives": {"data": {**TWINS, "twin": "production", **HARD}},
+    "production-twins": {"data": {**TWINS, "twin": "production"}},
+    "twins+twin-head": {"data": TWINS, "loss": {"twin_head": True}},
     "twins+hard-negatives": {"data": {**TWINS, **HARD}},
     "twins+augment": {"data": TWINS, "augment": AUGMENT},
 }
@@ -71,6 +74,8 @@ SCREENED = (
     "production-twins+hard-negatives",
     "twins+hard-negatives",
     "twins+augment",
+    "production-twins",
+    "twins+twin-head",
 )
 #: The recipe the budget variants start from (the one the default preset uses).
 BUDGET_RECIPE = "paper"
