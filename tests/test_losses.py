@@ -391,7 +391,9 @@ def test_twin_head_loss_is_the_mean_of_two_nt_xent_terms():
     model = ViT1D(n_mels=16, dim=16, depth=1, heads=2, max_frames=8, head_dims=[12], twin_head=True)
     n = 5
     views = torch.randn(3 * n, 8, 16) * 20 - 40
-    cfg = load_config("smoke", {"loss": {"temperature": 0.2}})
+    cfg = load_config(
+        "smoke", {"loss": {"temperature": 0.2, "twin_head": True}, "data": {"twin_prob": 1.0}}
+    )
     got = Contrastive(cfg, torch.device("cpu"), "fp32").loss(
         ContrastiveForward(model), views, n, step=0
     )

@@ -75,11 +75,14 @@ class Objective:
 
 
 class Contrastive(Objective):
-    """NT-Xent on the projected class tokens of the two views."""
+    """NT-Xent on the projected class tokens of the two views (with ``loss.twin_head``: of
+    the anchor and the crop through the first head, of the anchor and the twin through the
+    twin head, averaged)."""
 
     def __init__(self, cfg: Config, device: torch.device, precision: str) -> None:
         super().__init__(device, precision)
         self.nt_xent = NTXent(cfg.loss.temperature)
+        self.twin_head = cfg.loss.twin_head
 
     def module(self, model: ViT1D, fused: bool) -> nn.Module:
         return ContrastiveForward(model, fused=fused)
@@ -87,7 +90,7 @@ class Contrastive(Objective):
     def loss(self, step_fn: nn.Module, views: torch.Tensor, n: int, step: int) -> torch.Tensor:
         with autocast(self.device, self.precision):
             z = step_fn(views)
-        if len(z) == 4 * n:  # twin head: (anchor, crop) and (anchor, twin), one term each
+        if self.twin_head:  # z: (anchor, crop) through the first head, (anchor, twin) the twin's
             return 0.5 * (
                 self.nt_xent(z[:n], z[n : 2 * n]) + self.nt_xent(z[2 * n : 3 * n], z[3 * n :])
             )
