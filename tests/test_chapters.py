@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pandas as pd
 
 from vit1d.book import chapters, tables
+from vit1d.features.sources import architecture_config
 from vit1d.probing.settings import ProbeSettings
 
 
@@ -110,3 +111,15 @@ def test_reference_joins_the_models_only_with_the_builds_architecture(tmp_path, 
     save_pretrained(ViT1D(**small), ref)
     sources, _ = chapters.model_sources(paths, settings, masked=False)
     assert [g[0].name for g in sources][:2] == ["contrastive", "reference"]
+
+
+def test_the_committed_reference_has_the_default_books_backbone():
+    """The default book probes the committed reference beside its model only when their
+    backbones match; heads, and keys an older checkpoint lacks, do not count."""
+    base = architecture_config("default")
+    assert chapters.same_backbone(architecture_config(str(chapters.reference_checkpoint())), base)
+    heads = {**base, "head": "none", "head_dims": [8], "twin_head": True}
+    assert chapters.same_backbone(base, heads)
+    assert chapters.same_backbone({k: v for k, v in base.items() if k != "twin_head"}, base)
+    assert not chapters.same_backbone(base, {**base, "depth": 6})
+    assert not chapters.same_backbone(base, {**base, "mask_token": True})

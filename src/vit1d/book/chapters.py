@@ -36,6 +36,7 @@ from vit1d.book.layout import find_root
 from vit1d.book.tables import best_view, read_summary
 from vit1d.core.errors import UserError
 from vit1d.features.sources import ModelSpec, architecture_config, checkpoint_step
+from vit1d.models.model import DEFAULTS
 from vit1d.probing.committed import RESULTS_DIR, merge_committed, mismatch, reuse_key
 from vit1d.probing.linear import ProbeConfig
 from vit1d.probing.runner import (
@@ -96,6 +97,22 @@ def reference_checkpoint() -> Path:
     return root / REFERENCE_DIR
 
 
+#: Model settings that shape only the projection heads, which no feature reads.
+HEAD_SETTINGS = ("head", "head_dims", "twin_head")
+
+
+def same_backbone(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two model configs (``config.json``'s ``model``) build the same backbone: equal
+    over :data:`vit1d.models.model.DEFAULTS` (a key an older checkpoint lacks takes its
+    default), projection heads aside. The reference joins a build's probes only then, so that
+    the build's random-init baseline applies to it."""
+
+    def backbone(cfg: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in {**DEFAULTS, **cfg}.items() if k not in HEAD_SETTINGS}
+
+    return backbone(a) == backbone(b)
+
+
 def model_sources(
     paths: Any,
     settings: ProbeSettings,
@@ -128,9 +145,7 @@ def model_sources(
         ref = reference_checkpoint()
         if not has_checkpoint(ref):
             notes.append(f"no reference checkpoint at {ref}: `make reference` trains it")
-        elif architecture_config(str(ref)) | {"head": "none"} != architecture_config(str(ckpt)) | {
-            "head": "none"
-        }:
+        elif not same_backbone(architecture_config(str(ref)), architecture_config(str(ckpt))):
             notes.append(
                 "the reference checkpoint is left out: its architecture differs from this "
                 "preset's, so the random-init baseline would not apply to it"
