@@ -277,3 +277,20 @@ def config_from_dict(data: dict[str, Any], source: str = "config.json") -> Confi
     cfg = Config()
     merge_settings(cfg, data, "", source)
     return cfg
+
+
+def model_config(cfg: Config) -> dict[str, Any]:
+    """The backbone's arguments; the masked objective adds a mask token and makes the head a
+    linear map to the codebook (the backbone itself is identical for both objectives)."""
+    kwargs = dict(cfg.model.__dict__)
+    if cfg.loss.objective == "masked":
+        kwargs.update(mask_token=True, head="linear", head_dims=[cfg.loss.codebook_size])
+    if cfg.loss.twin_head:
+        kwargs.update(twin_head=True)
+    return kwargs
+
+
+def views_per_step(cfg: Config) -> int:
+    """Crops one step embeds: two per track, three when the twins are a third view
+    (``loss.twin_head``)."""
+    return (3 if cfg.loss.twin_head else 2) * cfg.train.batch_size

@@ -97,7 +97,7 @@ class MaskedForward(nn.Module):
     """Views with hidden frames -> code logits ``(M, K)`` at the ``M`` hidden positions.
 
     Wraps a :class:`vit1d.ViT1D` built with ``mask_token=True`` and a linear head to the
-    codebook (``vit1d.pretrain.train.model_config`` builds it so)."""
+    codebook (``vit1d.pretrain.config.model_config`` builds it so)."""
 
     def __init__(self, model: nn.Module, fused: bool = True) -> None:
         super().__init__()

@@ -62,7 +62,7 @@ from vit1d.models.device import (
 )
 from vit1d.models.model import ViT1D, flops_per_view
 from vit1d.pretrain.augment import augment_views, is_active
-from vit1d.pretrain.config import Config, load_config
+from vit1d.pretrain.config import Config, load_config, model_config, views_per_step
 from vit1d.pretrain.data import (
     PairSampler,
     build_mel_cache,
@@ -82,23 +82,6 @@ from vit1d.pretrain.run_files import (
     write_checkpoint,
 )
 from vit1d.pretrain.schedules import lr_at, param_groups, weight_decay_at
-
-
-def model_config(cfg: Config) -> dict[str, Any]:
-    """The backbone's arguments; the masked objective adds a mask token and makes the head a
-    linear map to the codebook (the backbone itself is identical for both objectives)."""
-    kwargs = dict(cfg.model.__dict__)
-    if cfg.loss.objective == "masked":
-        kwargs.update(mask_token=True, head="linear", head_dims=[cfg.loss.codebook_size])
-    if cfg.loss.twin_head:
-        kwargs.update(twin_head=True)
-    return kwargs
-
-
-def views_per_step(cfg: Config) -> int:
-    """Crops one step embeds: two per track, three when the twins are a third view
-    (``loss.twin_head``)."""
-    return (3 if cfg.loss.twin_head else 2) * cfg.train.batch_size
 
 
 def dist_info() -> tuple[int, int]:
