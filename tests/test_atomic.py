@@ -22,6 +22,7 @@ FOLDER_WRITERS = {
     "studies/reference.py",
     "studies/recipes.py",
     "book/layout.py",
+    "book/foil.py",
 }
 
 

@@ -89,12 +89,24 @@ def test_a_preset_missing_a_section_is_refused(tmp_path: Path) -> None:
         pipeline_preset("tiny2", path)
 
 
+def test_a_foil_source_must_be_known(tmp_path: Path) -> None:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(
+        "tiny:\n  corpus: smoke\n  study_in_book: false\n  bench: full\n  foil: commited\n"
+        "  probing: {}\n  study: {}\n"
+    )
+    with pytest.raises(UserError, match="foil must be one of train, committed"):
+        pipeline_preset("tiny", path)
+    assert pipeline_preset("default").foil == "committed"
+    assert pipeline_preset("smoke").foil == "train"
+
+
 def test_a_probe_override_that_probeconfig_lacks_names_the_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "pipeline.yaml"
     path.write_text(
-        "smoke:\n  corpus: smoke\n  study_in_book: false\n  bench: quick\n"
+        "smoke:\n  corpus: smoke\n  study_in_book: false\n  bench: quick\n  foil: train\n"
         "  probing: {config: {max_epoch: 3}}\n  study: {}\n"
     )
     monkeypatch.setattr(pipeline_preset, "__defaults__", (path,))  # the file it reads
@@ -147,7 +159,7 @@ def test_random_init_seeds_are_one_network_or_one_per_probe_seed(
     assert probe_settings("paper").random_init_seeds == len(probe_settings("paper").seeds)
     path = tmp_path / "pipeline.yaml"
     path.write_text(
-        "smoke:\n  corpus: smoke\n  study_in_book: false\n  bench: quick\n"
+        "smoke:\n  corpus: smoke\n  study_in_book: false\n  bench: quick\n  foil: train\n"
         "  probing: {seeds: [0, 1, 2], random_init_seeds: 2}\n  study: {}\n"
     )
     monkeypatch.setattr(pipeline_preset, "__defaults__", (path,))

@@ -747,17 +747,20 @@ def test_code_fingerprint_ignores_prose_and_sees_code(tmp_path: Path) -> None:
     assert code_fingerprint(["probing"], tmp_path) != before
 
 
-def test_committed_reference_probes_are_what_probing_it_gives(
+def test_committed_probes_are_what_probing_the_model_gives(
     tiny_corpus: Path, tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A build whose inputs match the committed key merges the reference's committed rows
-    instead of probing it, and those are the rows probing it in the build gives (per-item
-    scores kept at the claims' views); another key, and the build probes it itself."""
+    """A build whose inputs match the committed key merges the committed rows of the reference
+    checkpoint and of the random-init baseline instead of probing them, and those are the
+    rows probing them in the build gives (per-item scores kept at the claims' views); another
+    key, and the build probes them itself."""
     import shutil
 
     from vit1d.book import chapters
     from vit1d.book.layout import NotebookPaths
+    from vit1d.features.sources import architecture_config
     from vit1d.probing import committed
+    from vit1d.probing.runner import baseline_sources
     from vit1d.probing.settings import ProbeSettings
     from vit1d.studies import reference
 
@@ -772,9 +775,19 @@ def test_committed_reference_probes_are_what_probing_it_gives(
     ref = tmp_path / "reference"
     shutil.copytree(tiny_run, ref, ignore=shutil.ignore_patterns("snapshots"))
     monkeypatch.setattr(chapters, "reference_checkpoint", lambda: ref)
-    out = reference.probe_reference(ref, tiny_corpus, progress=False, say=lambda m: None)
-    key = json.loads((out / committed.KEY_FILE).read_text())
-    assert set(key["tasks"]) == {"pitch", "instrument", "chords", "beats"}
+    random_group = baseline_sources(architecture_config(str(tiny_run)), 1, False)[0]
+    say = lambda m: None  # noqa: E731
+    outs = {
+        "reference": reference.probe_reference(ref, tiny_corpus, progress=False, say=say),
+        "random-init": reference.probe_committed(
+            random_group, tmp_path / "random", tiny_corpus, progress=False, say=say
+        ),
+    }
+    monkeypatch.setattr(chapters, "committed_results", lambda: outs)
+    for out in outs.values():
+        key = json.loads((out / committed.KEY_FILE).read_text())
+        assert set(key["tasks"]) == {"pitch", "instrument", "chords", "beats"}
+    assert "+" not in key["weights_sha256"] and len(key["weights_sha256"]) == 64
 
     def build(name: str) -> tuple[pd.DataFrame, pd.DataFrame, dict, list[str]]:
         results = tmp_path / name / "results"
@@ -784,36 +797,43 @@ def test_committed_reference_probes_are_what_probing_it_gives(
         summary = pd.read_csv(results / "probes_summary.csv")
         items = pd.read_parquet(results / "probe_items")
         runs = json.loads((results / "probes_runs.json").read_text())
-        return summary[summary["model"] == "reference"], items, runs, ran["notes"]
+        return summary, items, runs, ran["notes"]
 
     reused, reused_items, runs, notes = build("reuse")
-    assert any("committed beside it" in n for n in notes)
+    for model, out in outs.items():
+        assert any(f"the {model} model's probes are the ones committed" in n for n in notes)
+        assert sum(r.get("reused_from") == str(out) for r in runs.values()) == 1
     probed = [m["path"] for r in runs.values() for m in r["models"] if m["kind"] == "checkpoint"]
-    assert sum(r.get("reused_from") == str(out) for r in runs.values()) == 1
     assert probed.count(str(ref)) == 1  # the committed run's record, no run of this build
-    assert set(reused["task"]) == {"pitch", "chords"}
+    assert set(reused[reused["model"] == "reference"]["task"]) == {"pitch", "chords"}
 
-    key["code"] = "changed"
-    (out / committed.KEY_FILE).write_text(json.dumps(key))
+    for out in outs.values():
+        key = json.loads((out / committed.KEY_FILE).read_text())
+        key["code"] = "changed"
+        (out / committed.KEY_FILE).write_text(json.dumps(key))
     fresh, fresh_items, runs, notes = build("probe")
-    assert any("code changed" in n and "probed in this build" in n for n in notes)
+    for model in outs:
+        assert any(
+            "code changed" in n and f"the {model} model is probed in this build" in n for n in notes
+        )
     assert not any("reused_from" in r for r in runs.values())
     cols = ["task", "layer", "pooling", "split", "metric", "mean", "ci_low", "ci_high", "n"]
-    a = reused[cols].sort_values(cols[:5]).reset_index(drop=True)
-    b = fresh[cols].sort_values(cols[:5]).reset_index(drop=True)
-    pd.testing.assert_frame_equal(a, b)
     item_cols = ["task", "layer", "pooling", "seed", "metric", "item", "value"]
-    mine = reused_items[reused_items["model"] == "reference"][item_cols]
-    theirs = fresh_items[fresh_items["model"] == "reference"][item_cols]
-    views = set(zip(mine["task"], mine["layer"], mine["pooling"], strict=True))
-    assert views == committed.claim_views(fresh) and len(views) < len(
-        set(zip(theirs["task"], theirs["layer"], theirs["pooling"], strict=True))
-    )
-    kept = theirs.merge(mine[["task", "layer", "pooling"]].drop_duplicates())
-    pd.testing.assert_frame_equal(
-        mine.sort_values(item_cols[:6]).reset_index(drop=True),
-        kept.sort_values(item_cols[:6]).reset_index(drop=True),
-    )
+    for model in outs:
+        a = reused[reused["model"] == model][cols].sort_values(cols[:5]).reset_index(drop=True)
+        b = fresh[fresh["model"] == model][cols].sort_values(cols[:5]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b)
+        mine = reused_items[reused_items["model"] == model][item_cols]
+        theirs = fresh_items[fresh_items["model"] == model][item_cols]
+        views = set(zip(mine["task"], mine["layer"], mine["pooling"], strict=True))
+        assert views == committed.claim_views(fresh[fresh["model"] == model]) and len(views) < len(
+            set(zip(theirs["task"], theirs["layer"], theirs["pooling"], strict=True))
+        )
+        kept = theirs.merge(mine[["task", "layer", "pooling"]].drop_duplicates())
+        pd.testing.assert_frame_equal(
+            mine.sort_values(item_cols[:6]).reset_index(drop=True),
+            kept.sort_values(item_cols[:6]).reset_index(drop=True),
+        )
 
 
 def test_the_worked_example_probe_is_the_chapters_probe(

@@ -23,6 +23,7 @@ from vit1d.studies.reference import (
     REFERENCE_DIR,
     check_deviation,
     export_reference,
+    own_bytes,
     verify_reference,
 )
 
@@ -134,9 +135,13 @@ def test_the_committed_reference_loads_and_computes_its_check() -> None:
     folder = ROOT / REFERENCE_DIR
     if not (folder / "model.safetensors").is_file():
         pytest.skip("no reference checkpoint committed yet (make reference)")
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-    assert size <= MAX_BYTES + MAX_RESULTS_BYTES  # weights and study, probe results
-    assert verify_reference(folder) <= CHECK_RTOL
+    for part in (folder, folder / "foil"):
+        if not (part / "model.safetensors").is_file():
+            continue
+        assert own_bytes(part) <= MAX_BYTES  # weights, logs and checks
+        results = sum(p.stat().st_size for p in (part / "results").rglob("*") if p.is_file())
+        assert results <= MAX_RESULTS_BYTES
+        assert verify_reference(part) <= CHECK_RTOL
     prov = json.loads((folder / "provenance.json").read_text())
     for key in ("steps", "corpus", "code", "training", "weights_sha256"):
         assert prov[key], key
@@ -202,23 +207,29 @@ def test_rerunning_the_reference_probes_reproduces_the_book(tmp_path: Path) -> N
         assert again[column] == pytest.approx(best[column], rel=1e-6, abs=1e-9), column
 
 
-def test_the_committed_reference_probes_match_the_default_books_settings() -> None:
-    """The probe results committed beside the reference are what the default book would
-    compute (its probe seeds and settings, this code): otherwise every default build probes
-    the reference again (`make reference-probes` refreshes them)."""
-    from vit1d.probing.committed import KEY_FILE, RESULTS_DIR, code_fingerprint
+@pytest.mark.parametrize("model", ["reference", "masked", "random-init"])
+def test_the_committed_probes_match_the_default_books_settings(model: str) -> None:
+    """The probe results committed beside the reference, the foil and for the random-init
+    baseline are what the default book would compute (these weights, its probe seeds and
+    settings, this code): otherwise every default build probes them again
+    (`make reference-probes` refreshes them)."""
+    from vit1d.probing.committed import KEY_FILE, RESULTS_DIR, code_fingerprint, weights_id
     from vit1d.probing.tasks import GLOBAL_TASKS, LOCAL_TASKS
+    from vit1d.studies.reference import committed_sources
 
-    folder = ROOT / REFERENCE_DIR
+    sources = committed_sources(ROOT / REFERENCE_DIR)
+    if model not in sources:
+        pytest.skip(f"no {model} checkpoint committed yet (make reference, make foil)")
+    group, folder = sources[model]
     key_file = folder / RESULTS_DIR / KEY_FILE
-    if not (folder / "model.safetensors").is_file():
-        pytest.skip("no reference checkpoint committed yet (make reference)")
     assert key_file.is_file(), "no committed probe results: make reference-probes"
     key = json.loads(key_file.read_text())
     settings = probe_settings("default")
     assert key["seeds"] == list(settings.seeds)
     assert key["config"] == json.loads(json.dumps(asdict(probe_config("default"))))
-    prov = json.loads((folder / "provenance.json").read_text())
-    assert key["weights_sha256"] == prov["weights_sha256"]
+    assert key["weights_sha256"] == weights_id(group)
+    if model != "random-init":
+        prov = json.loads((folder / "provenance.json").read_text())
+        assert key["weights_sha256"] == prov["weights_sha256"]
     assert key["code"] == code_fingerprint(), "the probing code changed: make reference-probes"
     assert set(key["tasks"]) == set(GLOBAL_TASKS + LOCAL_TASKS)

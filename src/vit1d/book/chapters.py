@@ -1,6 +1,8 @@
 """What the book's chapters share about models and runs: the runs folder's names, the
 models they compare, the probing and analysis runs of a chapter and the pretraining runs'
-metadata (compute table of the equal-compute foil).
+metadata (compute table of the equal-compute foil). The reference's, the committed foil's and the
+random-init baseline's probes are merged from their committed results when those were computed
+from the build's inputs (:func:`reuse_committed`).
 
 The notebooks stay thin by calling these; the computation itself is the library's
 (:func:`vit1d.probing.runner.run_probes`, :func:`vit1d.analysis.analyses.run_analyses`,
@@ -13,9 +15,10 @@ Models of the book, by their ``model`` name in ``probes.csv``:
 * ``reference``: the committed reference checkpoint (``checkpoints/reference``, the ``long``
   preset; :mod:`vit1d.studies.reference`), when it has the build's architecture;
 * ``masked``: the equal-compute BEST-RQ foil (``<runs>/pretrain-masked``, trained by
-  ``notebooks/03_pretrain_masked.ipynb`` with ``loss.objective=masked``);
-* ``random-init``: the contrastive model's architecture at random initialisation (one init
-  seed per probe seed);
+  ``notebooks/03_pretrain_masked.ipynb`` with ``loss.objective=masked``, or the committed one
+  placed there: :mod:`vit1d.book.foil`);
+* ``random-init``: the contrastive model's architecture at random initialisation (one
+  network, or one init seed per probe seed);
 * ``logmel``: the log-mel input itself.
 
 Used by ``notebooks/03_pretrain_masked.ipynb``, chapters 04-08 and ``notebooks/10_explorer.ipynb``.
@@ -37,7 +40,13 @@ from vit1d.book.tables import best_view, read_summary
 from vit1d.core.errors import UserError
 from vit1d.features.sources import ModelSpec, architecture_config, checkpoint_step
 from vit1d.models.model import DEFAULTS
-from vit1d.probing.committed import RESULTS_DIR, merge_committed, mismatch, reuse_key
+from vit1d.probing.committed import (
+    RESULTS_DIR,
+    merge_committed,
+    mismatch,
+    reuse_key,
+    weights_id,
+)
 from vit1d.probing.linear import ProbeConfig
 from vit1d.probing.runner import (
     ExtractOptions,
@@ -48,7 +57,7 @@ from vit1d.probing.runner import (
 )
 from vit1d.probing.settings import ProbeSettings, probe_settings
 from vit1d.probing.tasks import load_task
-from vit1d.studies.reference import REFERENCE_DIR
+from vit1d.studies.reference import FOIL_DIR, RANDOM_INIT_DIR, REFERENCE_DIR
 
 #: Folder names under the runs folder.
 MASKED_RUN = "pretrain-masked"
@@ -87,14 +96,28 @@ def has_checkpoint(folder: str | Path) -> bool:
     return (Path(folder) / "model.safetensors").is_file()
 
 
+def repository_root() -> Path:
+    """The repository the committed models live in (the working directory outside one)."""
+    try:
+        return find_root()
+    except Exception:  # not inside the repository: no committed models
+        return Path.cwd()
+
+
 def reference_checkpoint() -> Path:
     """The committed reference checkpoint folder (:mod:`vit1d.studies.reference`)."""
+    return repository_root() / REFERENCE_DIR
 
-    try:
-        root = find_root()
-    except Exception:  # not inside the repository: no committed reference
-        root = Path.cwd()
-    return root / REFERENCE_DIR
+
+def committed_results() -> dict[str, Path]:
+    """Where the probe results of the models that do not depend on the build's training are
+    committed, by ``model`` name (:mod:`vit1d.probing.committed`)."""
+    root = repository_root()
+    return {
+        "reference": reference_checkpoint() / RESULTS_DIR,
+        "masked": root / FOIL_DIR / RESULTS_DIR,
+        "random-init": root / RANDOM_INIT_DIR / RESULTS_DIR,
+    }
 
 
 #: Model settings that shape only the projection heads, which no feature reads.
@@ -161,7 +184,7 @@ def model_sources(
     return sources, notes
 
 
-def reuse_reference(
+def reuse_committed(
     paths: Any,
     sources: list[list[Any]],
     tasks: Sequence[Any],
@@ -169,26 +192,32 @@ def reuse_reference(
     cfg: ProbeConfig,
     notes: list[str],
 ) -> list[list[Any]]:
-    """``sources`` without the reference when the probe results committed beside it were
-    computed from this build's inputs (:mod:`vit1d.probing.committed`): those are merged into
-    the build's results instead. A note says which, and why not when they do not apply."""
-    ref = next((g for g in sources if g[0].name == "reference"), None)
-    if ref is None:
-        return sources
-    spec = ref[0]
-    committed = Path(spec.path) / RESULTS_DIR
+    """``sources`` without the models whose committed probe results (:func:`committed_results`)
+    were computed from this build's inputs (:mod:`vit1d.probing.committed`): the reference,
+    the committed foil when the build took it, the random-init baseline. Their rows are
+    merged into the build's results instead. A note says which, and why not when they do not
+    apply."""
     corpus = corpus_name(tasks[0].manifest.parent.parent)
-    why = mismatch(committed, reuse_key(spec.path, tasks, corpus, settings.seeds, cfg))
-    if why is not None:
-        notes.append(f"{why}: the reference is probed in this build (`make reference-probes`)")
-        return sources
     names = [t.name for t in tasks]
-    merge_committed(committed, paths.results, "reference", spec.checkpoint_name, names)
-    notes.append(
-        f"the reference's probes are the ones committed beside it ({committed}), computed "
-        "from this corpus's tasks with these probe settings and this code"
-    )
-    return [g for g in sources if g is not ref]
+    kept = []
+    for group in sources:
+        model = group[0].name
+        committed = committed_results().get(model)
+        if committed is None or not committed.is_dir():
+            kept.append(group)
+            continue
+        key = reuse_key(weights_id(group), tasks, corpus, settings.seeds, cfg)
+        why = mismatch(committed, key)
+        if why is not None:
+            notes.append(f"{why}: the {model} model is probed in this build")
+            kept.append(group)
+            continue
+        merge_committed(committed, paths.results, model, group[0].checkpoint_name, names)
+        notes.append(
+            f"the {model} model's probes are the ones committed in {committed}, computed from "
+            "these weights, this corpus's tasks, these probe settings and this code"
+        )
+    return kept
 
 
 def load_tasks(paths: Any, names: Sequence[str]) -> list[Any]:
@@ -215,7 +244,7 @@ def run_chapter_probes(
     if not loaded:
         raise FileNotFoundError(f"no manifests for tasks {', '.join(tasks)} under {paths.data}")
     sources, notes = model_sources(paths, settings, masked=masked)
-    sources = reuse_reference(paths, sources, loaded, settings, cfg, notes)
+    sources = reuse_committed(paths, sources, loaded, settings, cfg, notes)
     common = dict(seeds=settings.seeds, config=cfg, extract=ext, progress=False, say=say)
     out = run_probes(loaded, sources, paths.results, **common)
     ran = {"tasks": [t.name for t in loaded], "notes": notes, "run_ids": out["run_ids"]}

@@ -225,6 +225,16 @@ def template_code_digest(step: str) -> dict[str, str]:
     return code_digest(root / "src" / "vit1d", template.code)
 
 
+def move_aside(out_dir: Path) -> Path:
+    """Move a run folder to ``<out_dir>.previous`` (replacing an older one), so that a run of
+    other inputs takes its place without the one there being lost; returns where it went."""
+    previous = out_dir.with_name(out_dir.name + ".previous")
+    if previous.exists():
+        shutil.rmtree(previous)
+    out_dir.rename(previous)
+    return previous
+
+
 def fresh_run_dir(
     out_dir: Path,
     config: dict[str, Any],
@@ -261,10 +271,7 @@ def fresh_run_dir(
         except (OSError, json.JSONDecodeError):
             recorded = None
         if recorded != wanted:
-            previous = out_dir.with_name(out_dir.name + ".previous")
-            if previous.exists():
-                shutil.rmtree(previous)
-            out_dir.rename(previous)
+            move_aside(out_dir)
             moved = True
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out_dir / RUN_INPUTS, wanted, indent=2, sort_keys=True)

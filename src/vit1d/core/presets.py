@@ -2,7 +2,7 @@
 pretraining (``src/vit1d/presets/pipeline.yaml``, every key commented there).
 
 Each preset names its corpus preset, whether the recipe chapter runs its study, the
-benchmark suite of the reproducibility appendix, its probing
+benchmark suite of the reproducibility appendix, where its masked foil comes from, its probing
 (read into :class:`vit1d.probing.settings.ProbeSettings`) and its recipe-study size (read into
 :class:`vit1d.studies.recipes.StudySettings`). Those owners validate their sections with
 :func:`vit1d.core.settings.merge_settings`; this module checks that every preset has every
@@ -23,9 +23,12 @@ from vit1d.core.settings import read_yaml
 
 #: The pipeline presets' file.
 PIPELINE_FILE = PRESET_DIR / "pipeline.yaml"
-SECTIONS = ("corpus", "study_in_book", "bench", "probing", "study")
+SECTIONS = ("corpus", "study_in_book", "bench", "foil", "probing", "study")
 #: The benchmark suites a preset can ask the appendix for.
 BENCH_SUITES = ("quick", "full")
+#: Where a build's masked foil comes from: trained in the build, or the committed one
+#: (``checkpoints/reference/foil``) when it was trained with the build's settings.
+FOIL_SOURCES = ("train", "committed")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class PipelinePreset:
     corpus: str
     study_in_book: bool
     bench: str  # one of BENCH_SUITES
+    foil: str  # one of FOIL_SOURCES
     probing: dict[str, Any]
     study: dict[str, Any]
     source: str  # the file, for error messages
@@ -62,6 +66,8 @@ def _read(path: Path) -> dict[str, Any]:
             raise UserError(f"{where}: study_in_book must be true or false")
         if preset["bench"] not in BENCH_SUITES:
             raise UserError(f"{where}: bench must be one of {', '.join(BENCH_SUITES)}")
+        if preset["foil"] not in FOIL_SOURCES:
+            raise UserError(f"{where}: foil must be one of {', '.join(FOIL_SOURCES)}")
         for section in ("probing", "study"):
             if not isinstance(preset[section], dict):
                 raise UserError(f"{where}: '{section}' must be a mapping ({{}} for the defaults)")

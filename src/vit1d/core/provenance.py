@@ -51,6 +51,16 @@ def library_versions(packages: Sequence[str] = COMPUTE_PACKAGES) -> dict[str, st
     return out
 
 
+#: The first component of the projection heads' parameter names (``head.*``, ``twin_head.*``):
+#: used only by the losses, read by no feature.
+HEAD_PARAMETERS = ("head", "twin_head")
+
+
+def is_head_parameter(name: str) -> bool:
+    """Whether a parameter (``state_dict`` key) belongs to a projection head, not the backbone."""
+    return name.split(".", 1)[0] in HEAD_PARAMETERS
+
+
 def weights_fingerprint(model: Any) -> str:
     """The model's identity in every provenance record (features, HEAR embeddings, analyses):
     SHA-256 over the backbone's parameters and buffers, sorted by name, each as its name then
@@ -60,7 +70,7 @@ def weights_fingerprint(model: Any) -> str:
     """
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
-        if name.split(".", 1)[0] in ("head", "twin_head"):
+        if is_head_parameter(name):
             continue
         h.update(name.encode())
         h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())

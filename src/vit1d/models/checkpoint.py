@@ -26,7 +26,8 @@ from safetensors.torch import load_file, save_file
 
 from vit1d.core import atomic
 from vit1d.core.errors import UserError
-from vit1d.models.model import ViT1D, is_head_parameter
+from vit1d.core.provenance import is_head_parameter
+from vit1d.models.model import ViT1D
 
 #: Errors that mean "no room left": a full disk or an exhausted quota.
 _FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -186,8 +187,7 @@ def load_pretrained(
     model_cfg = dict(config["model"])
     state = load_file(str(weights))
     if not head:
-        model_cfg["head"] = "none"
-        model_cfg["twin_head"] = False
+        model_cfg["head"] = "none"  # no head kind: neither head is built
         state = {k: v for k, v in state.items() if not is_head_parameter(k)}
     fix = "put back the config.json written with these weights, or re-export the checkpoint"
     try:

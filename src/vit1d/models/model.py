@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vit1d.core.provenance import is_head_parameter
+
 
 @dataclass
 class ModelConfig:
@@ -271,11 +273,6 @@ class ViT1D(nn.Module):
         if twin and self.twin_head is None and self.head is not None:
             raise ValueError("this model has no twin head: build it with twin_head=True")
         return cls if head is None else head(cls)
-
-
-def is_head_parameter(name: str) -> bool:
-    """Whether a parameter (``state_dict`` key) belongs to a projection head, not the backbone."""
-    return name.split(".", 1)[0] in ("head", "twin_head")
 
 
 def flops_per_view(config: dict[str, Any], frames: int | None = None) -> float:

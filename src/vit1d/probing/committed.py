@@ -1,20 +1,24 @@
-"""Probe results kept beside a fixed checkpoint, reused by every build whose inputs are the same.
+"""Probe results kept beside fixed models, reused by every build whose inputs are the same.
 
-The committed reference checkpoint (``checkpoints/reference``) does not change between builds,
-and the default corpus's tasks are rendered from a seed, so extracting and fitting the reference
-in every book build is work done twice (docs/design.md, "No work done twice"): about 5 of the
-default book's minutes on a 2-core CPU. ``vit1d reference`` probes it once, with the default
-pipeline preset's probe settings, and writes the results beside it (``<checkpoint>/results/``:
+Three of the book's models do not depend on the build's own training: the committed reference
+checkpoint (``checkpoints/reference``), the committed equal-compute masked foil
+(``checkpoints/reference/foil``, which a preset may take instead of training its own) and the
+random initialisation (its weights are a function of the architecture and the init seed).
+The default corpus's tasks are rendered from a seed, so extracting and fitting them in every
+book build is work done twice (docs/design.md, "No work done twice"): about 13 of the default
+book's minutes on a 2-core CPU. ``vit1d reference --probe-only`` probes them once, with the
+default pipeline preset's probe settings, and writes the results beside them (``results/``:
 ``probes.csv``, ``probes_summary.csv``, ``probes_runs.json``, ``probe_items/``) with the key of
 everything they depend on (``reuse.json``, :func:`reuse_key`):
 
-* the checkpoint's weights (SHA-256 of ``model.safetensors``);
+* the weights (:func:`weights_id`: SHA-256 of a checkpoint's ``model.safetensors``; the
+  fingerprint of each init seed's network for a random initialisation);
 * the corpus's name and each task's manifest (SHA-256: its files, splits and labels);
 * the probe seeds and the whole :class:`~vit1d.probing.linear.ProbeConfig` (solvers, caps);
 * the code that reads, extracts and fits (:func:`code_fingerprint`).
 
 A chapter whose key equals the committed one merges those rows into its own results
-(:func:`merge_committed`) instead of probing; any difference and it probes the checkpoint
+(:func:`merge_committed`) instead of probing; any difference and it probes the model
 itself, as before, and says why (:func:`mismatch`). The features' precision is not in the key:
 results probed in bf16 on one CPU are reused on a CPU that would extract in float32 (the
 ``precision`` column says which), a difference far inside the probes' intervals.
@@ -38,7 +42,8 @@ from typing import Any
 import pandas as pd
 
 from vit1d.core import atomic
-from vit1d.core.provenance import file_sha256
+from vit1d.core.provenance import file_sha256, weights_fingerprint
+from vit1d.features.sources import ModelSpec, random_model
 from vit1d.probing.compare import best_row
 from vit1d.probing.items import ITEMS_DIR, read_items, write_items
 from vit1d.probing.linear import ProbeConfig
@@ -89,16 +94,30 @@ def code_fingerprint(packages: Sequence[str] = CODE_PACKAGES, src: Path | None =
     return h.hexdigest()
 
 
+def weights_id(group: Sequence[ModelSpec]) -> str:
+    """The weights of a source group as the key names them: the SHA-256 of a checkpoint's
+    ``model.safetensors``; for a random initialisation, the backbone's fingerprint
+    (:func:`~vit1d.core.provenance.weights_fingerprint`) of each init seed's network, joined
+    by ``+``, so another initialisation code or random generator shows."""
+    kinds = {spec.kind for spec in group}
+    if kinds == {"checkpoint"} and len(group) == 1:
+        return file_sha256(Path(group[0].path) / "model.safetensors")
+    if kinds == {"random"}:
+        return "+".join(weights_fingerprint(random_model(s.config or {}, s.seed)) for s in group)
+    raise ValueError(f"no committed results for sources of kind {', '.join(sorted(kinds))}")
+
+
 def reuse_key(
-    checkpoint: str | Path,
+    weights: str,
     tasks: Sequence[Task],
     corpus: str,
     seeds: Sequence[int],
     config: ProbeConfig,
 ) -> dict[str, Any]:
-    """What probe results of ``checkpoint`` on ``tasks`` depend on (module docstring)."""
+    """What probe results of the model with ``weights`` (:func:`weights_id`) on ``tasks``
+    depend on (module docstring)."""
     return {
-        "weights_sha256": file_sha256(Path(checkpoint) / "model.safetensors"),
+        "weights_sha256": weights,
         "corpus": corpus,
         "tasks": {t.name: file_sha256(t.manifest) for t in tasks},
         "seeds": [int(s) for s in seeds],
@@ -125,7 +144,7 @@ def mismatch(results: str | Path, key: dict[str, Any]) -> str | None:
     except (OSError, json.JSONDecodeError) as exc:
         return f"{path} cannot be read ({exc})"
     for field, what in (
-        ("weights_sha256", "the checkpoint's weights differ"),
+        ("weights_sha256", "the weights differ"),
         ("corpus", "another corpus"),
         ("seeds", "other probe seeds"),
         ("config", "other probe settings"),

@@ -16,9 +16,17 @@ steps; resumable, so it can be trained in several sittings or on a GPU) and call
 * ``recipe-study/``: the summary results of the recipe study that chose the recipe, read by
   ``notebooks/03b_recipe.ipynb`` when a build does not run the study itself;
 * ``results/``: the reference probed on every task of the default corpus with the default
-  book's probe settings (:func:`probe_reference`), with the key of their inputs: a build whose
+  book's probe settings (:func:`probe_committed`), with the key of their inputs: a build whose
   inputs are the same merges them instead of probing the reference again
-  (:mod:`vit1d.probing.committed`).
+  (:mod:`vit1d.probing.committed`);
+* ``foil/``: the equal-compute masked foil of the default preset, exported the same way
+  (``make foil``) with its ``run.json`` (the compute it recorded) and its own ``results/``; a
+  pipeline preset with ``foil: committed`` takes it instead of training one
+  (:mod:`vit1d.book.foil`);
+* ``random-init/results/``: the random-init baseline of the default preset's architecture,
+  probed the same way (its weights are a function of the init seeds: nothing else is kept).
+
+Each part is its own artefact: exporting one keeps the others (:data:`KEPT`).
 
 Used by ``make reference``, the pipeline (the book probes the reference beside the model
 trained in the build) and ``tests/test_reference.py``.
@@ -41,16 +49,28 @@ from safetensors.torch import save_file
 from vit1d.audio.frontend import SAMPLE_RATE, LogMel
 from vit1d.core.errors import UserError
 from vit1d.core.provenance import file_sha256
-from vit1d.features.sources import ModelSpec, checkpoint_step
+from vit1d.features.sources import ModelSpec, architecture_config, checkpoint_step
 from vit1d.models.checkpoint import atomic_write_text, load_pretrained, read_config
 from vit1d.pretrain.config import config_from_dict
-from vit1d.probing.committed import RESULTS_DIR, keep_claim_items, reuse_key, write_key
-from vit1d.probing.runner import corpus_name, run_probes
+from vit1d.probing.committed import (
+    RESULTS_DIR,
+    keep_claim_items,
+    reuse_key,
+    weights_id,
+    write_key,
+)
+from vit1d.probing.runner import baseline_sources, corpus_name, run_probes
 from vit1d.probing.settings import probe_config, probe_settings
 from vit1d.probing.tasks import GLOBAL_TASKS, LOCAL_TASKS, load_task
 from vit1d.studies.variants import preset_variant, variant_of
 
 REFERENCE_DIR = Path("checkpoints") / "reference"
+#: The committed masked foil and the random-init baseline's committed probe results.
+FOIL_DIR = REFERENCE_DIR / "foil"
+RANDOM_INIT_DIR = REFERENCE_DIR / "random-init"
+#: Sub-folders of an exported folder that are artefacts of their own: an export keeps them.
+KEPT = ("recipe-study", "foil", "random-init")
+#: An exported checkpoint's own files (its weights, logs and checks; kept folders aside).
 MAX_BYTES = 15 * 1024 * 1024
 #: The committed probe results (results/): per-item scores only at the claims' views.
 MAX_RESULTS_BYTES = 6 * 1024 * 1024
@@ -123,6 +143,7 @@ def _provenance(
         "source": str(source),
         "training": training,
         "precision": saved.get("precision"),
+        "objective": training.get("loss", {}).get("objective", "contrastive"),
         "recipe_variant": _variant_of(training),
         "long_preset_variant": preset_variant("long"),
         "run": {
@@ -187,12 +208,16 @@ def export_reference(
     provenance = _provenance(source, saved, run, steps, corpus_root, tmp, root)
     atomic_write_text(tmp / "provenance.json", json.dumps(provenance, indent=2))
     atomic_write_text(tmp / "check.json", json.dumps(check_embeddings(fp16)))
-    if study_dir is not None and (Path(study_dir) / "results" / "probes_summary.csv").is_file():
+    if source == run_dir and (run_dir / "run.json").is_file():  # the compute the run recorded
+        shutil.copyfile(run_dir / "run.json", tmp / "run.json")
+    study = study_dir is not None and (Path(study_dir) / "results" / "probes_summary.csv").is_file()
+    if study:
         copy_study(study_dir, tmp / "recipe-study")
-    elif (out_dir / "recipe-study").is_dir():  # keep the study committed before
-        shutil.copytree(out_dir / "recipe-study", tmp / "recipe-study")
+    for part in KEPT:  # the other artefacts committed before
+        if (out_dir / part).is_dir() and not (study and part == "recipe-study"):
+            shutil.copytree(out_dir / part, tmp / part)
     # probe results of other weights do not apply (their key names the weights): none are kept
-    size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
+    size = own_bytes(tmp)
     if size > MAX_BYTES:
         shutil.rmtree(tmp)
         raise UserError(f"the reference folder would take {size / 2**20:.1f} MB (limit 15 MB)")
@@ -200,6 +225,18 @@ def export_reference(
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     return out_dir
+
+
+def own_bytes(folder: str | Path) -> int:
+    """Bytes of an exported folder's own files: its kept sub-folders (:data:`KEPT`) and its
+    probe results aside."""
+    folder = Path(folder)
+    skip = {*KEPT, RESULTS_DIR}
+    return sum(
+        p.stat().st_size
+        for p in folder.rglob("*")
+        if p.is_file() and p.relative_to(folder).parts[0] not in skip
+    )
 
 
 def copy_study(study_dir: str | Path, dest: str | Path) -> Path:
@@ -289,14 +326,34 @@ def verify_reference(folder: str | Path = REFERENCE_DIR, rtol: float = CHECK_RTO
     return worst
 
 
-def probe_reference(
-    folder: str | Path = REFERENCE_DIR,
+def committed_sources(
+    folder: str | Path = REFERENCE_DIR, preset: str = "default"
+) -> dict[str, tuple[list[ModelSpec], Path]]:
+    """The models whose probe results are committed in the reference ``folder``, by their
+    ``model`` name: the reference and its ``foil/`` (when exported) and ``preset``'s
+    random-init baseline (its architecture and init seeds; ``random-init/``), each with the
+    folder its ``results/`` go to."""
+    folder = Path(folder)
+    out: dict[str, tuple[list[ModelSpec], Path]] = {}
+    for name, where in (("reference", folder), ("masked", folder / FOIL_DIR.name)):
+        if (where / "model.safetensors").is_file():
+            spec = ModelSpec("checkpoint", str(where), label=name, step=checkpoint_step(where))
+            out[name] = ([spec], where)
+    seeds = probe_settings(preset).random_init_seeds
+    group = baseline_sources(architecture_config(preset), seeds, False)[0]
+    out["random-init"] = (group, folder / RANDOM_INIT_DIR.name)
+    return out
+
+
+def probe_committed(
+    group: list[ModelSpec],
+    folder: str | Path,
     corpus_root: str | Path = "data/default",
     preset: str = "default",
     progress: bool = True,
     say: Any = print,
 ) -> Path:
-    """Probe the reference ``folder`` on every task of the corpus at ``corpus_root`` with
+    """Probe the source ``group`` on every task of the corpus at ``corpus_root`` with
     ``preset``'s probe settings, as the book's probing chapters would, and write the results
     with the key of their inputs to ``<folder>/results`` (:mod:`vit1d.probing.committed`; the
     folder is replaced only when the run is complete). Returns that folder."""
@@ -309,22 +366,35 @@ def probe_reference(
     ]
     if not tasks:
         raise UserError(f"no task manifests under {corpus_root}: build the corpus first")
-    spec = ModelSpec("checkpoint", str(folder), label="reference", step=checkpoint_step(folder))
     out = folder / RESULTS_DIR
     tmp = folder / f".{RESULTS_DIR}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    run_probes(tasks, [[spec]], tmp, seeds=settings.seeds, config=cfg, progress=progress, say=say)
-    keep_claim_items(tmp, "reference")
-    write_key(tmp, reuse_key(folder, tasks, corpus_name(corpus_root), settings.seeds, cfg))
+    run_probes(tasks, [group], tmp, seeds=settings.seeds, config=cfg, progress=progress, say=say)
+    keep_claim_items(tmp, group[0].name)
+    key = reuse_key(weights_id(group), tasks, corpus_name(corpus_root), settings.seeds, cfg)
+    write_key(tmp, key)
     size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
     if size > MAX_RESULTS_BYTES:
         shutil.rmtree(tmp)
         raise UserError(
-            f"the reference's probe results would take {size / 2**20:.1f} MB "
+            f"the {group[0].name} model's probe results would take {size / 2**20:.1f} MB "
             f"(limit {MAX_RESULTS_BYTES / 2**20:.0f} MB)"
         )
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
     return out
+
+
+def probe_reference(
+    folder: str | Path = REFERENCE_DIR,
+    corpus_root: str | Path = "data/default",
+    preset: str = "default",
+    progress: bool = True,
+    say: Any = print,
+) -> Path:
+    """:func:`probe_committed` of the reference checkpoint ``folder`` (``<folder>/results``)."""
+    folder = Path(folder)
+    spec = ModelSpec("checkpoint", str(folder), label="reference", step=checkpoint_step(folder))
+    return probe_committed([spec], folder, corpus_root, preset, progress, say)
