@@ -57,7 +57,7 @@ from vit1d.probing.runner import (
 )
 from vit1d.probing.settings import ProbeSettings, probe_settings
 from vit1d.probing.tasks import load_task
-from vit1d.studies.reference import FOIL_DIR, RANDOM_INIT_DIR, REFERENCE_DIR
+from vit1d.studies.reference import REFERENCE_DIR, committed_sources
 
 #: Folder names under the runs folder.
 MASKED_RUN = "pretrain-masked"
@@ -111,13 +111,9 @@ def reference_checkpoint() -> Path:
 
 def committed_results() -> dict[str, Path]:
     """Where the probe results of the models that do not depend on the build's training are
-    committed, by ``model`` name (:mod:`vit1d.probing.committed`)."""
-    root = repository_root()
-    return {
-        "reference": reference_checkpoint() / RESULTS_DIR,
-        "masked": root / FOIL_DIR / RESULTS_DIR,
-        "random-init": root / RANDOM_INIT_DIR / RESULTS_DIR,
-    }
+    committed, by ``model`` name (:func:`vit1d.studies.reference.committed_sources`)."""
+    sources = committed_sources(reference_checkpoint())
+    return {name: folder / RESULTS_DIR for name, (_, folder) in sources.items()}
 
 
 #: Model settings that shape only the projection heads, which no feature reads.
@@ -199,10 +195,11 @@ def reuse_committed(
     apply."""
     corpus = corpus_name(tasks[0].manifest.parent.parent)
     names = [t.name for t in tasks]
+    folders = committed_results()
     kept = []
     for group in sources:
         model = group[0].name
-        committed = committed_results().get(model)
+        committed = folders.get(model)
         if committed is None or not committed.is_dir():
             kept.append(group)
             continue
