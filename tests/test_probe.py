@@ -758,7 +758,7 @@ def test_committed_probes_are_what_probing_the_model_gives(
 
     from vit1d.book import chapters
     from vit1d.book.layout import NotebookPaths
-    from vit1d.features.sources import architecture_config
+    from vit1d.features.sources import ModelSpec, architecture_config
     from vit1d.probing import committed
     from vit1d.probing.runner import baseline_sources
     from vit1d.probing.settings import ProbeSettings
@@ -778,7 +778,13 @@ def test_committed_probes_are_what_probing_the_model_gives(
     random_group = baseline_sources(architecture_config(str(tiny_run)), 1, False)[0]
     say = lambda m: None  # noqa: E731
     outs = {
-        "reference": reference.probe_reference(ref, tiny_corpus, progress=False, say=say),
+        "reference": reference.probe_committed(
+            [ModelSpec("checkpoint", str(ref), label="reference")],
+            ref,
+            tiny_corpus,
+            progress=False,
+            say=say,
+        ),
         "random-init": reference.probe_committed(
             random_group, tmp_path / "random", tiny_corpus, progress=False, say=say
         ),

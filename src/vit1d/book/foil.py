@@ -75,13 +75,12 @@ def choose_foil(preset: str, config: Any, manifest: str | Path, committed: Path)
     a foil exported there, the same training settings and the same pretraining pool."""
     if pipeline_preset(preset).foil != "committed":
         return FoilChoice(None, f"the {preset} pipeline preset trains its foil (foil: train)")
-    prov_path = committed / "provenance.json"
-    if not (committed / "model.safetensors").is_file() or not prov_path.is_file():
+    if not (committed / "model.safetensors").is_file():
         return FoilChoice(None, f"no committed foil at {committed} (`make foil` exports one)")
     missing = [f for f in FILES if not (committed / f).is_file()]
     if missing:
         return FoilChoice(None, f"the committed foil at {committed} lacks {', '.join(missing)}")
-    prov = json.loads(prov_path.read_text())
+    prov = json.loads((committed / "provenance.json").read_text())
     differ = training_differences(prov.get("training", {}), config.to_dict())
     if differ:
         shown = ", ".join(differ[:4]) + (" ..." if len(differ) > 4 else "")

@@ -385,16 +385,3 @@ def probe_committed(
         shutil.rmtree(out)
     tmp.rename(out)
     return out
-
-
-def probe_reference(
-    folder: str | Path = REFERENCE_DIR,
-    corpus_root: str | Path = "data/default",
-    preset: str = "default",
-    progress: bool = True,
-    say: Any = print,
-) -> Path:
-    """:func:`probe_committed` of the reference checkpoint ``folder`` (``<folder>/results``)."""
-    folder = Path(folder)
-    spec = ModelSpec("checkpoint", str(folder), label="reference", step=checkpoint_step(folder))
-    return probe_committed([spec], folder, corpus_root, preset, progress, say)
