@@ -5,16 +5,25 @@ Run it before committing a GPU to a week-long ``paper`` run::
     python scripts/gpu_check.py --out gpu-check            # a synthetic pool it writes itself
     python scripts/gpu_check.py --data ~/pool --out gpu-check   # your own folder or manifest
 
-It does, in one process on one device:
+It does, in one process on one device, writing ``gpu_check.json`` after each part (so that a
+run stopped early keeps what it measured):
 
-1. ``vit1d.bench`` at the paper's batch (128 pairs): training views/s of the fp32 eager
-   reference against the project's path (bf16 autocast, fused attention), eager and with
-   ``torch.compile``;
-2. ``vit1d pretrain --preset paper`` for ``--steps`` steps on the pool (the real loop: log-mel
-   cache, pair sampler, batches built ahead in a thread into pinned memory, AdamW, checkpoint);
-3. the same for a few steps with ``train.precision=fp16`` (the GradScaler path of older cards).
+1. **matrix**: the model's own products and a large square one in bf16 (TFLOP/s) and the copy
+   bandwidth, the ceilings for the step;
+2. **scaling**: views/s of the eager step against the batch (fixed costs per step show as
+   views/s that grow with the batch);
+3. ``vit1d pretrain --preset paper`` for ``--steps`` steps on the pool (the real loop: log-mel
+   cache, pair sampler, batches built ahead in a thread into pinned memory, fused AdamW,
+   checkpoint), compiled as the preset says and eager (``--eager-steps``), and a few steps with
+   ``train.precision=fp16`` (the GradScaler path of older cards);
+4. **variants** (:func:`vit1d.bench.gpu.step_variants`): training views/s at the paper's batch
+   (128 pairs) of the fp32 eager reference and the project's step (bf16 autocast, fused
+   attention) on a fixed batch, eager and with ``torch.compile`` (default and
+   ``reduce-overhead``, CUDA graphs), with AdamW's per-tensor kernels or its fused kernel, and
+   where a step's time goes (kernels' busy time against wall time, by category);
+5. **summary**: what bounds the step (the real loop against the fixed-batch step: data and
+   host work; the busy fraction: launches; TFLOP/s against the products' ceilings: kernels).
 
-and writes ``gpu_check.json`` (views/s, peak GPU memory, losses, hardware) plus a table.
 The paper's warm-up lasts 5120 steps, so a few hundred steps measure speed, not learning.
 """
 
@@ -56,6 +65,33 @@ def write_synthetic_pool(folder: Path, tracks: int, seconds: float, seed: int = 
     return folder
 
 
+def summary(report: dict) -> dict:
+    """What bounds the step, from the parts measured: the real loop against the same step on
+    a fixed batch (data and host work), the GPU's busy fraction (launches), the achieved
+    TFLOP/s against the model's own products and the square product (kernels)."""
+    variants = report["variants"]
+    out: dict = {}
+    best = max(variants["views_per_s"], key=variants["views_per_s"].get)
+    out["fastest_step"] = {"variant": best, "views_per_s": variants["views_per_s"][best]}
+    for name, b in variants["breakdown"].items():
+        out[f"busy_fraction: {name}"] = b["busy_fraction"]
+    paper = report.get("paper")
+    if paper:
+        views = paper["views_per_s_median"]
+        flops_per_view = paper["train_flops_per_step"] / paper["views_per_step"]
+        out["paper_views_per_s"] = views
+        out["paper_tflops"] = round(views * flops_per_view / 1e12, 1)
+        out["paper_over_fixed_batch_step"] = {
+            name: round(views / v, 3)
+            for name, v in variants["views_per_s"].items()
+            if "compiled" in name
+        }
+        out["paper_tflops_over_square_product"] = round(
+            out["paper_tflops"] / report["matrix"]["square_tflops"], 3
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="gpu-check", help="folder for the results")
@@ -65,14 +101,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=300, help="paper-preset training steps")
     p.add_argument("--pairs", type=int, default=128, help="benchmark: pairs per step (paper: 128)")
     p.add_argument("--bench-steps", type=int, default=20, help="benchmark: timed steps")
+    p.add_argument("--eager-steps", type=int, default=150, help="steps of the eager run")
     p.add_argument("--fp16-steps", type=int, default=30, help="steps of the fp16 + scaler run")
+    p.add_argument(
+        "--compile-modes",
+        default="default,reduce-overhead",
+        help="torch.compile modes of the variants, comma-separated ('' for none)",
+    )
+    p.add_argument("--scaling-pairs", default="32,64,128,256,512,1024", help="batch sizes")
+    p.add_argument("--square", type=int, default=8192, help="matrix: the square product's size")
+    p.add_argument("--copy-mib", type=int, default=1024, help="matrix: MiB copied")
     p.add_argument("--device", default="cuda")
     args = p.parse_args(argv)
 
     import torch
 
-    from vit1d.bench.suite import table
-    from vit1d.bench.training import run
+    from vit1d.bench.gpu import matrix_rates, step_variants
+    from vit1d.bench.training import scaling
+    from vit1d.models.model import ViT1D
     from vit1d.pretrain.train import pretrain
 
     out = Path(args.out)
@@ -87,21 +133,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pool ready in {time.time() - t0:.0f} s: {data}", flush=True)
 
     report: dict = {"argv": sys.argv[1:], "data": str(data)}
-    for compiled in (False, True):
-        result = run(
-            out / f"bench-{'compile' if compiled else 'eager'}",
-            pairs=args.pairs,
-            steps=args.bench_steps,
-            warmup=3,
-            clips=2 * args.pairs,
-            compile_model=compiled,
-            device_name=args.device,
-        )
-        print(table(result), flush=True)
-        report[f"bench_{'compile' if compiled else 'eager'}"] = result
+    device = torch.device(args.device)
+
+    def save() -> None:
+        tmp = out / "gpu_check.json.tmp"
+        tmp.write_text(json.dumps(report, indent=2))
+        tmp.replace(out / "gpu_check.json")
+
+    torch.manual_seed(0)
+    report["matrix"] = matrix_rates(ViT1D(), args.pairs, device, args.square, args.copy_mib)
+    print(report["matrix"], flush=True)
+    save()
+    scaling_pairs = [int(p) for p in args.scaling_pairs.split(",") if p]
+    report["scaling"] = scaling(device, "bf16", True, scaling_pairs, [], args.pairs)
+    print(report["scaling"], flush=True)
+    save()
 
     runs = {
         "paper": ([], args.steps),
+        "paper_eager": (["train.compile=false"], args.eager_steps),
         "paper_fp16": (["train.precision=fp16"], args.fp16_steps),
     }
     for name, (extra, steps) in runs.items():
@@ -131,7 +181,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{run['final_loss']:.3f}",
             flush=True,
         )
-    (out / "gpu_check.json").write_text(json.dumps(report, indent=2))
+        save()
+    modes = tuple(m for m in args.compile_modes.split(",") if m)
+    report["variants"] = step_variants(device, args.pairs, args.bench_steps, compile_modes=modes)
+    print(json.dumps(report["variants"]["views_per_s"], indent=1), flush=True)
+    save()
+    report["summary"] = summary(report)
+    print(json.dumps(report["summary"], indent=1))
+    save()
     print(f"written: {out / 'gpu_check.json'} ({time.time() - t0:.0f} s in all)")
     return 0
 

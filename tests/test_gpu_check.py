@@ -56,6 +56,16 @@ def test_gpu_check_runs_on_a_cpu(tmp_path: Path) -> None:
             "2",
             "--fp16-steps",
             "0",
+            "--eager-steps",
+            "1",
+            "--compile-modes",
+            "default",
+            "--scaling-pairs",
+            "1,2",
+            "--square",
+            "64",
+            "--copy-mib",
+            "1",
             "--pairs",
             "2",
             "--bench-steps",
@@ -65,4 +75,11 @@ def test_gpu_check_runs_on_a_cpu(tmp_path: Path) -> None:
     assert code == 0
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     assert report["paper"]["steps"] == 2 and report["paper"]["views_per_s_median"] > 0
-    assert report["bench_compile"]["project_path"]["compile"] is True
+    assert report["paper_eager"]["config"]["train"]["compile"] is False
+    assert report["paper"]["config"]["train"]["compile"] is True
+    assert "bf16 compiled, fused AdamW" in report["variants"]["views_per_s"]
+    assert [r["pairs"] for r in report["scaling"]] == [1, 2]
+    s = report["summary"]
+    assert s["paper_views_per_s"] == report["paper"]["views_per_s_median"]
+    flops = report["paper"]["train_flops_per_step"] / report["paper"]["views_per_step"]
+    assert s["paper_tflops"] == pytest.approx(s["paper_views_per_s"] * flops / 1e12, abs=0.06)

@@ -441,3 +441,31 @@ def test_prefetching_batches_changes_no_weight(
             overrides=[*sets, "train.prefetch=yes"],
             progress=False,
         )
+
+
+def test_a_non_finite_loss_stops_the_run_before_any_checkpoint_holds_it(
+    audio_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loss is checked once the step is done (no host sync inside it); the error names
+    the step and the way out, and the checkpoints on disk are those of the steps before."""
+    from vit1d.pretrain.objectives import Contrastive
+
+    real = Contrastive.loss
+
+    def loss_nan_at_step_3(self, step_fn, views, n, step):
+        value = real(self, step_fn, views, n, step)
+        return value * float("nan") if step == 3 else value
+
+    monkeypatch.setattr(Contrastive, "loss", loss_nan_at_step_3)
+    over = {
+        "train": {"steps": 6, "checkpoint_every": 1, "num_threads": 1, "precision": "fp32"},
+        "model": {"dim": 32, "depth": 1, "heads": 2, "head_dims": [32]},
+    }
+    with pytest.raises(RuntimeError, match=r"loss became nan at step 3; lower optim.lr"):
+        pretrain("smoke", audio_dir, tmp_path / "run", progress=False, overrides=over)
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert (ckpts / "latest").read_text().strip() == "step-00000003"  # steps 0-2 done
+    with open(tmp_path / "run" / "log.csv") as fh:
+        assert [int(r["step"]) for r in csv.DictReader(fh)] == [1, 2, 3]
+    state = load_file(str(ckpts / "step-00000003" / "model.safetensors"))
+    assert all(torch.isfinite(v).all() for v in state.values())

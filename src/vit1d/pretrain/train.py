@@ -225,12 +225,10 @@ def _step(
         group["lr"] = lr
         if group["apply_wd"]:
             group["weight_decay"] = wd
+    # the loss is checked for NaN once the step is done (_train), not here: a check here
+    # would stop the host until the forward pass ends, leaving the GPU idle while the
+    # backward pass's kernels are launched
     loss = objective.loss(step_fn, views, n, step)
-    if not torch.isfinite(loss):
-        raise RuntimeError(
-            f"loss became {loss.item()} at step {step}; lower optim.lr or use "
-            "train.precision=fp32 (the last checkpoint is intact)"
-        )
     scaler.scale(loss * objective.backward_scale()).backward()
     scaler.unscale_(optimizer)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
@@ -339,6 +337,8 @@ def _setup(
         lr=cfg.optim.lr,
         betas=tuple(cfg.optim.betas),
         weight_decay=cfg.optim.weight_decay,
+        # on a GPU one fused kernel updates every tensor (scripts/gpu_check.py measures it)
+        fused=device.type == "cuda" or None,
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     start_step, elapsed = 0, 0.0
@@ -440,6 +440,11 @@ def _train(run: _Session, out_dir: Path, extra: dict, log_fh: Any, show: bool) -
             dt = time.perf_counter() - t0
             run.elapsed += dt
             value = loss.item()  # one device sync per step, not one per use
+            if not np.isfinite(value):  # before any checkpoint holds this step's weights
+                raise RuntimeError(
+                    f"loss became {value} at step {step}; lower optim.lr or use "
+                    "train.precision=fp32 (the last checkpoint is intact)"
+                )
             if writer is not None:
                 writer.writerow(_log_row(step, value, grad_norm, dt, run.elapsed, cfg))
             bar.update(1)

@@ -1,0 +1,205 @@
+"""What bounds a training step on a GPU: launches, kernels or data.
+
+A step is **launch-bound** when the GPU waits between kernels for the CPU to issue them: the
+kernels' busy time is well below the step's wall time (:func:`step_breakdown`). It is
+**data-bound** when the real loop (``vit1d pretrain``) is slower than the same step on a
+fixed batch. Otherwise it is **kernel-bound**, and the kernel categories say where: matrix
+products, attention, the element-wise and normalisation kernels, the optimizer.
+
+:func:`matrix_rates` says how fast the model's own products can go. A product of an
+``(M, K)`` by a ``(K, N)`` matrix in bf16 does ``2 M K N`` FLOP on about ``2 (M K + K N + M N)``
+bytes; for ``M`` large its arithmetic intensity is ``K N / (K + N)`` FLOP per byte, 154 for
+the MLP of a 192-wide model (``K = 192, N = 768``), below the ~200 at which an H200 stops
+being bound by its memory. So the ViT-1D's products run far from the chip's peak whatever
+the launch pattern, and the whole step is bound by memory traffic once launches are hidden.
+
+:func:`step_variants` times the project's step eager and compiled (``torch.compile``, and its
+``reduce-overhead`` mode, which replays CUDA graphs), with the optimizer's per-tensor kernels
+(``foreach``) or one fused kernel, against the fp32 eager reference, in alternation.
+Used by ``scripts/gpu_check.py`` (README "On a GPU: the authors' scale"); every function also
+runs on a CPU (with operators in place of kernels) so that the tests can check it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from vit1d.bench.training import _c_stderr_silenced, _sync, interleaved_medians, training_step
+from vit1d.models.model import ViT1D
+
+# First match wins: the inductor's generated kernels are named triton_<kind>_fused_<ops>.
+CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
+    ("attention", re.compile(r"flash|fmha|attention|sdpa", re.I)),
+    (
+        "matrix products",
+        re.compile(r"gemm|nvjet|cutlass|xmma|cublas|wgmma|^aten::(mm|addmm|bmm)$", re.I),
+    ),
+    ("optimizer", re.compile(r"multi_tensor|adam|foreach", re.I)),
+    ("norm and reductions", re.compile(r"norm|reduc|red_fused|per_fused|softmax|sum|mean", re.I)),
+    ("copies and casts", re.compile(r"copy|memcpy|memset|cast|fill|^aten::to$|_to_copy", re.I)),
+    (
+        "element-wise",
+        re.compile(
+            r"elementwise|vectorized|unrolled|pointwise|poi_fused|triton|gelu|add|mul", re.I
+        ),
+    ),
+]
+
+
+def kernel_category(name: str) -> str:
+    """The category of a kernel (or, on a CPU, an operator) from its name; ``other`` if none."""
+    for category, pattern in CATEGORIES:
+        if pattern.search(name):
+            return category
+    return "other"
+
+
+def step_breakdown(
+    step: Callable[[], None], device: torch.device, calls: int = 5, top: int = 8
+) -> dict[str, Any]:
+    """Wall time of ``step`` against the time its kernels keep the GPU busy, per call.
+
+    The wall time is measured without the profiler (its own overhead would slow the CPU's
+    launches); the kernels' durations come from one profiled run of ``calls`` calls. On one
+    stream, busy/wall is the fraction of the step the GPU computes; the rest it waits for
+    launches (or for the host). On a CPU the "kernels" are the operators, by self time."""
+    wall = interleaved_medians({"step": step}, reps=max(calls, 3), warmup=2)["step"]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with _c_stderr_silenced(), profile(activities=activities) as prof:
+        for _ in range(calls):
+            step()
+        _sync(device)
+    if device.type == "cuda":
+        kernels = [e for e in prof.events() if e.device_type != torch.autograd.DeviceType.CPU]
+        durations = [e.time_range.elapsed_us() for e in kernels]
+    else:  # operators' self times partition the CPU's time without counting any twice
+        kernels = [e for e in prof.events() if e.self_cpu_time_total > 0]
+        durations = [e.self_cpu_time_total for e in kernels]
+    busy_us = sum(durations) / calls
+    by_cat: dict[str, list[float]] = {}
+    by_name: dict[str, float] = {}
+    for e, duration in zip(kernels, durations, strict=True):
+        us = duration / calls
+        by_cat.setdefault(kernel_category(e.name), []).append(us)
+        by_name[e.name] = by_name.get(e.name, 0.0) + us
+    total = busy_us or 1.0
+    return {
+        "wall_ms": round(wall * 1000, 3),
+        "busy_ms": round(busy_us / 1000, 3),
+        "busy_fraction": round(busy_us / 1e6 / wall, 3),
+        "kernels_per_step": round(len(kernels) / calls, 1),
+        "mean_kernel_us": round(busy_us / max(len(kernels) / calls, 1), 2),
+        "categories": {
+            cat: {
+                "ms": round(sum(v) / 1000, 3),
+                "share": round(sum(v) / total, 4),
+                "kernels": round(len(v) / calls, 1),
+            }
+            for cat, v in sorted(by_cat.items(), key=lambda kv: -sum(kv[1]))
+        },
+        "top": [
+            {"kernel": name[:120], "ms": round(us / 1000, 3), "share": round(us / total, 4)}
+            for name, us in sorted(by_name.items(), key=lambda kv: -kv[1])[:top]
+        ],
+    }
+
+
+def _time(fn: Callable[[], Any], device: torch.device, reps: int) -> float:
+    fn()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - t0) / reps
+
+
+def matrix_rates(
+    model: ViT1D, pairs: int, device: torch.device, square: int = 8192, copy_mib: int = 1024
+) -> dict[str, Any]:
+    """bf16 TFLOP/s of the model's MLP products at a step's rows (``2 pairs (1 + frames)``),
+    of one large square product (the chip's practical peak), and the copy bandwidth (GB/s,
+    read + write) of ``copy_mib`` MiB: the ceilings a step's kernels are measured against."""
+    dtype = torch.bfloat16
+    rows = 2 * pairs * (1 + model.max_frames)
+    hidden = int(model.dim * model.config["mlp_ratio"])
+    reps = 20 if device.type == "cuda" else 2
+    out: dict[str, Any] = {"rows": rows, "dim": model.dim, "hidden": hidden}
+    for name, (m, k, n) in {
+        "mlp_up": (rows, model.dim, hidden),
+        "mlp_down": (rows, hidden, model.dim),
+        "square": (square, square, square),
+    }.items():
+        a = torch.randn(m, k, device=device, dtype=dtype)
+        b = torch.randn(k, n, device=device, dtype=dtype)
+        seconds = _time(lambda a=a, b=b: torch.mm(a, b), device, reps)
+        out[f"{name}_tflops"] = round(2 * m * k * n / seconds / 1e12, 2)
+        out[f"{name}_flop_per_byte"] = round(m * k * n / (m * k + k * n + m * n), 1)
+    src = torch.empty(copy_mib * 2**20, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    seconds = _time(lambda: dst.copy_(src), device, reps)
+    out["copy_gb_per_s"] = round(2 * src.numel() / seconds / 1e9, 1)
+    return out
+
+
+def step_variants(
+    device: torch.device,
+    pairs: int,
+    steps: int = 20,
+    warmup: int = 3,
+    compile_modes: tuple[str, ...] = ("default", "reduce-overhead"),
+    model_kwargs: dict[str, Any] | None = None,
+    breakdown_of: tuple[str, ...] = ("bf16 eager", "bf16 compiled, fused AdamW"),
+) -> dict[str, Any]:
+    """Training views/s of each way to run the project's step (bf16 autocast, fused
+    attention), as ratios to the fp32 eager reference timed in alternation, and
+    :func:`step_breakdown` of those named in ``breakdown_of``. A compile mode that fails is
+    reported and left out."""
+
+    def fresh() -> ViT1D:
+        torch.manual_seed(0)
+        return ViT1D(**(model_kwargs or {}))
+
+    precision = "bf16"
+    steps_by_name: dict[str, Callable[[], None]] = {
+        "fp32 eager (reference)": training_step(fresh(), device, "fp32", False, pairs),
+        "bf16 eager": training_step(fresh(), device, precision, True, pairs),
+        "bf16 eager, fused AdamW": training_step(
+            fresh(), device, precision, True, pairs, fused_adamw=True
+        ),
+    }
+    notes: list[str] = []
+    for mode in compile_modes:
+        for fused_adamw in (False, True):
+            name = f"bf16 compiled{'' if mode == 'default' else f' ({mode})'}" + (
+                ", fused AdamW" if fused_adamw else ""
+            )
+            try:
+                fn = training_step(
+                    fresh(), device, precision, True, pairs, True, compile_mode=mode,
+                    fused_adamw=fused_adamw,
+                )  # fmt: skip
+                fn()  # compiles here, so that a failure is reported rather than raised
+                steps_by_name[name] = fn
+            except Exception as exc:  # inductor may lack a compiler; report and go on
+                notes.append(f"{name} failed: {type(exc).__name__}: {str(exc)[:200]}")
+    seconds = interleaved_medians(steps_by_name, steps, warmup)
+    views = {k: 2 * pairs / v for k, v in seconds.items()}
+    ref = views["fp32 eager (reference)"]
+    return {
+        "pairs": pairs,
+        "views_per_s": {k: round(v, 1) for k, v in views.items()},
+        "ratio_to_fp32_eager": {k: round(v / ref, 3) for k, v in views.items()},
+        "breakdown": {
+            name: step_breakdown(steps_by_name[name], device)
+            for name in breakdown_of
+            if name in steps_by_name
+        },
+        "notes": notes,
+    }
