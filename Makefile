@@ -19,7 +19,7 @@ SYSTEM_STAMP := $(VENV)/.system-packages
 # Debian packages the tests and the book need (Chromium drives the browser test).
 APT_PACKAGES ?= chromium
 
-.PHONY: help install lock system-packages test test-slow test-book test-all test-wheel lint format bench corpus pretrain recipe-study recipe-finals reference foil reference-probes book site clean
+.PHONY: help install lock system-packages test test-slow test-book test-all test-wheel lint format bench gpu-check corpus pretrain recipe-study recipe-finals reference foil reference-probes book site clean
 
 help:
 	@echo "make book [PRESET=smoke|default|long|paper]   the whole pipeline and the book"
@@ -30,6 +30,7 @@ help:
 	@echo "make test-wheel                                the wheel, installed from the lock in a fresh venv"
 	@echo "make lock                                      refresh requirements.lock from pyproject.toml"
 	@echo "make bench                                     throughput benchmark (JSON + table)"
+	@echo "make gpu-check                                 the paper preset on one GPU: speed, memory, what bounds a step"
 	@echo "make recipe-study                              the recipe study (about 13 min a run, 14 runs)"
 	@echo "make recipe-finals                             only its finals, on the committed screening (4 runs)"
 	@echo "make reference                                 train/resume + export + probe checkpoints/reference"
@@ -136,6 +137,9 @@ format: install
 
 bench: install
 	$(BIN)/python -m vit1d.cli.bench --out bench/
+
+gpu-check: install
+	$(BIN)/python scripts/gpu_check.py --out gpu-check
 
 corpus: install
 	$(BIN)/vit1d corpus --preset $(PRESET) --out data/$(PRESET)

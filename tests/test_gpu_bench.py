@@ -62,12 +62,12 @@ def test_step_breakdown_adds_up_on_a_cpu() -> None:
 def test_matrix_rates_intensity_is_the_formula() -> None:
     torch.manual_seed(0)
     model = ViT1D(**TINY)
-    r = matrix_rates(model, pairs=2, device=torch.device("cpu"), square=64, copy_mib=1)
+    r = matrix_rates(model, pairs=2, device=torch.device("cpu"), square=128, copy_mib=1)
     rows = 2 * 2 * (1 + 16)
     assert (r["rows"], r["dim"], r["hidden"]) == (rows, 32, 128)
     m, k, n = rows, 32, 128
     assert r["mlp_up_flop_per_byte"] == round(m * k * n / (m * k + k * n + m * n), 1)
-    assert r["square_flop_per_byte"] == round(64**3 / (3 * 64**2), 1)
+    assert r["square_flop_per_byte"] == round(128**3 / (3 * 128**2), 1)
     assert all(r[key] > 0 for key in ("mlp_up_tflops", "mlp_down_tflops", "square_tflops"))
     assert r["copy_gb_per_s"] > 0
 
@@ -83,3 +83,42 @@ def test_step_variants_are_ratios_to_the_reference() -> None:
     for name, ratio in out["ratio_to_fp32_eager"].items():
         assert ratio == pytest.approx(views[name] / ref, rel=0.01)
     assert set(out["breakdown"]) == {"bf16 eager"}  # the compiled one was not run
+
+
+def test_the_appendix_reads_both_record_layouts(tmp_path) -> None:
+    """The first GPU record (benchmark in ``bench_compile``) and the current one
+    (``variants`` with breakdowns, an eager real loop) give the same columns."""
+    import json
+    from pathlib import Path
+
+    from vit1d.bench.gpu import breakdown_table, record_row
+
+    root = Path(__file__).resolve().parents[1]
+    first = json.loads((root / "bench/records/gpu_check-h200-2026-11-26.json").read_text())
+    row = record_row(first, paper_steps=511_488)
+    assert row["views/s (median)"] == round(first["paper"]["views_per_s_median"])
+    assert row["compiled vs fp32 eager"] == first["bench_compile"]["train_speedup"]
+    hours = 511_488 * 256 / first["paper"]["views_per_s_median"] / 3600
+    assert row["hours for the paper's steps"] == pytest.approx(hours, abs=0.05)
+    assert breakdown_table(first) == {}
+
+    variants = step_variants(
+        torch.device("cpu"), pairs=2, steps=1, warmup=1, compile_modes=(), model_kwargs=TINY,
+        breakdown_of=("bf16 eager, fused AdamW",),
+    )  # fmt: skip
+    variants["ratio_to_fp32_eager"]["bf16 compiled, fused AdamW"] = 2.5  # as if compiled
+    variants["breakdown"]["bf16 compiled, fused AdamW"] = variants["breakdown"].pop(
+        "bf16 eager, fused AdamW"
+    )
+    current = {**first, "variants": variants, "paper_eager": {"views_per_s_median": 9000.4}}
+    current.pop("bench_compile")
+    row2 = record_row(current, paper_steps=511_488)
+    assert set(row2) == set(row)
+    assert row2["compiled vs fp32 eager"] == 2.5 and row2["views/s eager"] == 9000
+    b = variants["breakdown"]["bf16 compiled, fused AdamW"]
+    assert row2["GPU busy (compiled step)"] == b["busy_fraction"]
+    table = breakdown_table(current)["bf16 compiled, fused AdamW"]
+    assert table["kernels' busy time"] == b["busy_ms"]
+    assert sum(v for k, v in table.items() if k in b["categories"]) == pytest.approx(
+        b["busy_ms"], abs=0.02
+    )

@@ -139,7 +139,7 @@ def matrix_rates(
         a = torch.randn(m, k, device=device, dtype=dtype)
         b = torch.randn(k, n, device=device, dtype=dtype)
         seconds = _time(lambda a=a, b=b: torch.mm(a, b), device, reps)
-        out[f"{name}_tflops"] = round(2 * m * k * n / seconds / 1e12, 2)
+        out[f"{name}_tflops"] = round(2 * m * k * n / seconds / 1e12, 3)
         out[f"{name}_flop_per_byte"] = round(m * k * n / (m * k + k * n + m * n), 1)
     src = torch.empty(copy_mib * 2**20, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
@@ -203,3 +203,52 @@ def step_variants(
         },
         "notes": notes,
     }
+
+
+def record_row(record: dict[str, Any], paper_steps: int) -> dict[str, Any] | None:
+    """One row of the reproducibility appendix's table of GPU records (``gpu_check.json``):
+    the real loop's speed and memory, the hours the paper's ``paper_steps`` would take, the
+    fastest compiled step against the fp32 eager reference, and the GPU's busy fraction in
+    it. Reads both layouts (the first record's ``bench_compile``; ``variants`` since)."""
+    run = record.get("paper")
+    if not run:
+        return None
+    variants = record.get("variants")
+    busy = float("nan")
+    if variants:
+        compiled = {k: v for k, v in variants["ratio_to_fp32_eager"].items() if "compiled" in k}
+        best = max(compiled, key=compiled.get) if compiled else None
+        speedup = compiled[best] if best else float("nan")
+        if best in variants.get("breakdown", {}):
+            busy = variants["breakdown"][best]["busy_fraction"]
+    else:
+        speedup = record.get("bench_compile", {}).get("train_speedup", float("nan"))
+    eager = record.get("paper_eager") or {}
+    return {
+        "GPU": run["hardware"].get("gpu", run["hardware"]["device"]),
+        "torch": run["hardware"]["torch"],
+        "precision": run["precision"],
+        "views/s (median)": round(run["views_per_s_median"]),
+        "views/s eager": round(eager["views_per_s_median"]) if eager else float("nan"),
+        "peak GPU memory (GiB)": run.get("gpu_peak_memory_gib") or float("nan"),
+        "steps run": run["steps"],
+        "hours for the paper's steps": round(
+            paper_steps * run["views_per_step"] / run["views_per_s_median"] / 3600, 1
+        ),
+        "compiled vs fp32 eager": speedup,
+        "GPU busy (compiled step)": busy,
+    }
+
+
+def breakdown_table(record: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Milliseconds of kernel time per step by category (rows) for each variant profiled in
+    a ``gpu_check.json`` (columns), with the step's wall time and the kernels it launches as
+    the last rows: where the time goes, and how much of the step the GPU waits."""
+    table: dict[str, dict[str, float]] = {}
+    for variant, b in (record.get("variants") or {}).get("breakdown", {}).items():
+        column = {cat: c["ms"] for cat, c in b["categories"].items()}
+        column["kernels' busy time"] = b["busy_ms"]
+        column["wall time of the step"] = b["wall_ms"]
+        column["kernels launched"] = b["kernels_per_step"]
+        table[variant] = column
+    return table
