@@ -225,9 +225,8 @@ def _step(
         group["lr"] = lr
         if group["apply_wd"]:
             group["weight_decay"] = wd
-    # the loss is checked for NaN once the step is done (_train), not here: a check here
-    # would stop the host until the forward pass ends, leaving the GPU idle while the
-    # backward pass's kernels are launched
+    # NaN is checked once the step is done (_train): a check here would hold the host until
+    # the forward pass ends, and a GPU idle while the backward pass's kernels are launched
     loss = objective.loss(step_fn, views, n, step)
     scaler.scale(loss * objective.backward_scale()).backward()
     scaler.unscale_(optimizer)
@@ -259,6 +258,8 @@ def _run_record(
         "hardware": hardware_summary(device),
         "precision": run.precision,
         "attention": "fused" if run.fused else "explicit",
+        # on a GPU: one kernel for every tensor; the same update, not to the bit
+        "adamw_fused": bool(run.optimizer.defaults.get("fused")),
         "world_size": run.world,
         "objective": cfg.loss.objective,
         "views_per_step": views_per_step(cfg),
@@ -337,8 +338,7 @@ def _setup(
         lr=cfg.optim.lr,
         betas=tuple(cfg.optim.betas),
         weight_decay=cfg.optim.weight_decay,
-        # on a GPU one fused kernel updates every tensor (scripts/gpu_check.py measures it)
-        fused=device.type == "cuda" or None,
+        fused=device.type == "cuda" or None,  # scripts/gpu_check.py measures it
     )
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     start_step, elapsed = 0, 0.0
