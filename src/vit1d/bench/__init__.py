@@ -22,7 +22,9 @@ and, in the whole suite (:func:`run_suite`, what ``make bench`` and the book's a
   pooling and seed fitted at once) against the same probes fitted one at a time;
 * **corpus rendering** x real time of a tiny corpus (when the ``corpus`` extra is installed).
 
-(the last two in :mod:`vit1d.bench.tasks`). :mod:`vit1d.bench.suite` runs them all and
+(the last two in :mod:`vit1d.bench.tasks`; timing in alternation and the profiles in
+:mod:`vit1d.bench.timing`; on a GPU, what bounds a step in :mod:`vit1d.bench.gpu`, which
+``scripts/gpu_check.py`` runs). :mod:`vit1d.bench.suite` runs them all and
 prints the tables; ``vit1d bench`` is :mod:`vit1d.cli.bench`.
 
 It writes ``bench.json`` (figures, ratios, CPU model and its AVX2 / AVX-512 / AMX flags,

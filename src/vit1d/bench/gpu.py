@@ -1,9 +1,9 @@
 """What bounds a training step on a GPU: launches, kernels or data.
 
 A step is **launch-bound** when the GPU waits between kernels for the CPU to issue them: the
-kernels' busy time is well below the step's wall time (:func:`step_breakdown`). It is
-**data-bound** when the real loop (``vit1d pretrain``) is slower than the same step on a
-fixed batch. Otherwise it is **kernel-bound**, and the kernel categories say where: matrix
+kernels' busy time is well below the step's wall time
+(:func:`vit1d.bench.timing.step_breakdown`). It is **data-bound** when the real loop
+(``vit1d pretrain``) is slower than the same step on a fixed batch. Otherwise it is **kernel-bound**, and the kernel categories say where: matrix
 products, attention, the element-wise and normalisation kernels, the optimizer.
 
 :func:`matrix_rates` says how fast the model's own products can go. A product of an
@@ -22,101 +22,24 @@ runs on a CPU (with operators in place of kernels) so that the tests can check i
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
-from vit1d.bench.training import _c_stderr_silenced, _sync, interleaved_medians, training_step
+from vit1d.bench.timing import interleaved_medians, step_breakdown, sync
+from vit1d.bench.training import training_step
 from vit1d.models.model import ViT1D
-
-# First match wins: the inductor's generated kernels are named triton_<kind>_fused_<ops>.
-CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
-    ("attention", re.compile(r"flash|fmha|attention|sdpa", re.I)),
-    (
-        "matrix products",
-        re.compile(r"gemm|nvjet|cutlass|xmma|cublas|wgmma|^aten::(mm|addmm|bmm)$", re.I),
-    ),
-    ("optimizer", re.compile(r"multi_tensor|adam|foreach", re.I)),
-    ("norm and reductions", re.compile(r"norm|reduc|red_fused|per_fused|softmax|sum|mean", re.I)),
-    ("copies and casts", re.compile(r"copy|memcpy|memset|cast|fill|^aten::to$|_to_copy", re.I)),
-    (
-        "element-wise",
-        re.compile(
-            r"elementwise|vectorized|unrolled|pointwise|poi_fused|triton|gelu|add|mul", re.I
-        ),
-    ),
-]
-
-
-def kernel_category(name: str) -> str:
-    """The category of a kernel (or, on a CPU, an operator) from its name; ``other`` if none."""
-    for category, pattern in CATEGORIES:
-        if pattern.search(name):
-            return category
-    return "other"
-
-
-def step_breakdown(
-    step: Callable[[], None], device: torch.device, calls: int = 5, top: int = 8
-) -> dict[str, Any]:
-    """Wall time of ``step`` against the time its kernels keep the GPU busy, per call.
-
-    The wall time is measured without the profiler (its own overhead would slow the CPU's
-    launches); the kernels' durations come from one profiled run of ``calls`` calls. On one
-    stream, busy/wall is the fraction of the step the GPU computes; the rest it waits for
-    launches (or for the host). On a CPU the "kernels" are the operators, by self time."""
-    wall = interleaved_medians({"step": step}, reps=max(calls, 3), warmup=2)["step"]
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with _c_stderr_silenced(), profile(activities=activities) as prof:
-        for _ in range(calls):
-            step()
-        _sync(device)
-    if device.type == "cuda":
-        kernels = [e for e in prof.events() if e.device_type != torch.autograd.DeviceType.CPU]
-        durations = [e.time_range.elapsed_us() for e in kernels]
-    else:  # operators' self times partition the CPU's time without counting any twice
-        kernels = [e for e in prof.events() if e.self_cpu_time_total > 0]
-        durations = [e.self_cpu_time_total for e in kernels]
-    busy_us = sum(durations) / calls
-    by_cat: dict[str, list[float]] = {}
-    by_name: dict[str, float] = {}
-    for e, duration in zip(kernels, durations, strict=True):
-        us = duration / calls
-        by_cat.setdefault(kernel_category(e.name), []).append(us)
-        by_name[e.name] = by_name.get(e.name, 0.0) + us
-    total = busy_us or 1.0
-    return {
-        "wall_ms": round(wall * 1000, 3),
-        "busy_ms": round(busy_us / 1000, 3),
-        "busy_fraction": round(busy_us / 1e6 / wall, 3),
-        "kernels_per_step": round(len(kernels) / calls, 1),
-        "mean_kernel_us": round(busy_us / max(len(kernels) / calls, 1), 2),
-        "categories": {
-            cat: {
-                "ms": round(sum(v) / 1000, 3),
-                "share": round(sum(v) / total, 4),
-                "kernels": round(len(v) / calls, 1),
-            }
-            for cat, v in sorted(by_cat.items(), key=lambda kv: -sum(kv[1]))
-        },
-        "top": [
-            {"kernel": name[:120], "ms": round(us / 1000, 3), "share": round(us / total, 4)}
-            for name, us in sorted(by_name.items(), key=lambda kv: -kv[1])[:top]
-        ],
-    }
 
 
 def _time(fn: Callable[[], Any], device: torch.device, reps: int) -> float:
     fn()
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     for _ in range(reps):
         fn()
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - t0) / reps
 
 

@@ -12,7 +12,8 @@ import torch
 from tqdm.auto import tqdm
 
 from vit1d.bench.tasks import chord_scoring, corpus_rendering, probe_fitting
-from vit1d.bench.training import profile_step, run, scaling, training_step, training_variants
+from vit1d.bench.timing import profile_step
+from vit1d.bench.training import run, scaling, training_step, training_variants
 from vit1d.models.device import select_device
 from vit1d.models.model import ViT1D
 
@@ -143,6 +144,14 @@ def table(result: dict[str, Any]) -> str:
                 f"| (the model's matrix products: fp32 {mc['gflop_per_s']['fp32']:.0f}, bf16 "
                 f"{mc['gflop_per_s']['bf16']:.0f} GFLOP/s) | | {mc['bf16_to_fp32']:.2f}x |"
             )
+        if tv.get("products_bound"):
+            lines.append(
+                "| (autocast bf16 if all but its matrix products took no time) | | "
+                f"{tv['products_bound']:.2f}x |"
+            )
+        for name, b in tv.get("breakdown", {}).items():
+            shares = ", ".join(f"{c} {v['share']:.0%}" for c, v in b["categories"].items())
+            lines.append(f"\nwhere a {name} step's time goes: {shares}")
     if result.get("scaling"):
         lines += ["", "| pairs | frames | views/s | activation MiB |", "|---|---|---|---|"]
         lines += [

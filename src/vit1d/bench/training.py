@@ -3,20 +3,16 @@ its scaling with batch size and sequence length, and where a step's time goes.""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import statistics
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 from vit1d.audio.frontend import LogMel
+from vit1d.bench.timing import interleaved_medians, step_breakdown, sync
 from vit1d.models.device import (
     autocast,
     choose_fused_attention,
@@ -29,11 +25,6 @@ from vit1d.models.model import ViT1D
 from vit1d.pretrain.losses import NTXent
 
 CLIP_SECONDS = 4.0
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def training_step(
@@ -65,7 +56,7 @@ def training_step(
         loss_fn(z[:pairs], z[pairs:]).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        _sync(device)
+        sync(device)
 
     return step
 
@@ -135,8 +126,9 @@ def training_variants(
     """Training views/s on the CPU of each way to run a step, as ratios to the fp32 eager
     reference timed in alternation with them: fp32 with fused attention, autocast bf16 with
     explicit attention (the run-time default on CPUs with native bf16), the same compiled by
-    inductor, and pure bf16 with fp32 master weights (:func:`pure_bf16_training_step`); and
-    :func:`matmul_ceiling`, the bf16/fp32 ratio of the CPU's products at the model's shapes."""
+    inductor, and pure bf16 with fp32 master weights (:func:`pure_bf16_training_step`);
+    :func:`matmul_ceiling`, the bf16/fp32 ratio of the CPU's products at the model's shapes;
+    and :func:`~vit1d.bench.timing.step_breakdown` of the reference and the autocast step."""
     device = torch.device("cpu")
 
     def fresh() -> ViT1D:
@@ -161,12 +153,23 @@ def training_variants(
     views = {k: 2 * pairs / v for k, v in seconds.items()}
     ref = views["fp32 eager"]
     ceiling = matmul_ceiling(fresh(), pairs, max(steps, 3), warmup)
+    breakdown = {
+        name: step_breakdown(steps_by_name[name], device, calls=2, wall=seconds[name])
+        for name in ("fp32 eager", "autocast bf16")
+    }
+    products_ms = breakdown["autocast bf16"]["categories"].get("matrix products", {}).get("ms")
     return {
         "pairs": pairs,
         "views_per_s": {k: round(v, 2) for k, v in views.items()},
         "ratio_to_fp32_eager": {k: round(v / ref, 3) for k, v in views.items()},
         # the matrix units' own bf16/fp32 ratio at the model's shapes, measured in this run
         "matmul_ceiling": ceiling,
+        # where the reference's and the bf16 step's time goes, and the ratio a bf16 step would
+        # reach if everything but its matrix products took no time
+        "breakdown": breakdown,
+        "products_bound": round(seconds["fp32 eager"] * 1000 / products_ms, 3)
+        if products_ms
+        else None,
         "hardware": hardware_summary(device),
         "notes": notes,
     }
@@ -190,27 +193,9 @@ def inference_step(
             mel = logmel(wave)
             with autocast(device, precision):
                 model(mel, fused=fused)
-        _sync(device)
+        sync(device)
 
     return step
-
-
-def interleaved_medians(
-    steps: dict[str, Callable[[], None]], reps: int, warmup: int
-) -> dict[str, float]:
-    """Median seconds per call of each closure, timed in alternation (A, B, A, B, ...), so
-    that a background load or frequency change slows every setting alike and their ratio
-    stays fair."""
-    for fn in steps.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(reps):
-        for name, fn in steps.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(v) for name, v in times.items()}
 
 
 def run(
@@ -341,54 +326,3 @@ def scaling(
             row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         rows.append(row)
     return rows
-
-
-@contextlib.contextmanager
-def _c_stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null for a while: the profiler's C++ side prints
-    start/stop lines there that no Python setting turns off (they would land in the book)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def profile_step(step: Callable[[], None], device: torch.device, top: int = 10) -> dict:
-    """Self time of the operators of one call of ``step`` (after one warm-up call): the
-    ``top`` most expensive, with their share of the total."""
-    step()
-    activities = [ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(ProfilerActivity.CUDA)
-    with _c_stderr_silenced(), profile(activities=activities) as prof:
-        step()
-    events = prof.key_averages()
-    if device.type == "cuda":
-        # kernels only: an operator's own device time is its kernels' again
-        events = [e for e in events if e.device_type != torch.autograd.DeviceType.CPU]
-
-    def self_us(e: Any) -> float:
-        if device.type == "cuda":
-            return float(getattr(e, "self_device_time_total", 0.0))
-        return float(e.self_cpu_time_total)
-
-    total = sum(self_us(e) for e in events) or 1.0
-    ranked = sorted(events, key=self_us, reverse=True)[:top]
-    return {
-        "clock": "GPU kernel time" if device.type == "cuda" else "CPU self time",
-        "total_ms": round(total / 1000, 2),
-        "top": [
-            {
-                "op": e.key,
-                "calls": int(e.count),
-                "self_ms": round(self_us(e) / 1000, 3),
-                "share": round(self_us(e) / total, 4),
-            }
-            for e in ranked
-        ],
-    }
