@@ -155,7 +155,8 @@ def training_variants(
     ceiling = matmul_ceiling(fresh(), pairs, max(steps, 3), warmup)
     breakdown = {
         name: step_breakdown(steps_by_name[name], device, calls=2, wall=seconds[name])
-        for name in ("fp32 eager", "autocast bf16")
+        for name in ("fp32 eager", "autocast bf16", "autocast bf16, compiled")
+        if name in steps_by_name
     }
     products_ms = breakdown["autocast bf16"]["categories"].get("matrix products", {}).get("ms")
     return {
