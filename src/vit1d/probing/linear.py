@@ -235,6 +235,7 @@ class LinearProbes:
         seed_row = {s: k for k, s in enumerate(unique_seeds)}
         rows = torch.as_tensor([seed_row[s] for s in self.seeds])
         need = cfg.steps_per_epoch * batch
+        flat = xtr.reshape(-1, xtr.shape[-1])
         bar = tqdm(total=cfg.max_epochs, desc=desc, unit="epoch", disable=desc is None, leave=False)
         for epoch in range(cfg.max_epochs):
             order = []
@@ -246,7 +247,10 @@ class LinearProbes:
             order_t = torch.from_numpy(np.stack(order))[rows]  # (G, need)
             for step in range(cfg.steps_per_epoch):
                 idx = order_t[:, step * batch : (step + 1) * batch]  # (G, B)
-                x = xtr[self.views[:, None], idx]  # (G, B, D)
+                # rows of the flattened (V N, D) features: index_select copies them several
+                # times faster than indexing (V, N, D) with two index tensors
+                x = flat.index_select(0, (self.views[:, None] * n + idx).flatten())
+                x = x.view(*idx.shape, -1)  # (G, B, D)
                 logits = torch.baddbmm(bias[:, None, :], x, weight)
                 loss = self._group_loss(logits, ytr[idx]).sum()
                 opt.zero_grad(set_to_none=True)
