@@ -1,12 +1,16 @@
-"""vit1d.bench.gpu and vit1d.bench.timing: kernel categories, a step's busy time against its wall time, the
-ceilings, and the variants' table (run on a CPU, where operators stand in for kernels)."""
+"""vit1d.bench.gpu and vit1d.bench.timing: kernel categories, a step's busy time against its
+wall time, the ceilings, the variants' table and the appendix's reading of GPU records (run
+on a CPU, where operators stand in for kernels)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from vit1d.bench.gpu import matrix_rates, step_variants
+from vit1d.bench.gpu import breakdown_table, matrix_rates, record_row, step_variants
 from vit1d.bench.timing import kernel_category, step_breakdown
 from vit1d.bench.training import training_step
 from vit1d.models.model import ViT1D
@@ -87,14 +91,9 @@ def test_step_variants_are_ratios_to_the_reference() -> None:
     assert set(out["breakdown"]) == {"bf16 eager"}  # the compiled one was not run
 
 
-def test_the_appendix_reads_both_record_layouts(tmp_path) -> None:
+def test_the_appendix_reads_both_record_layouts() -> None:
     """The first GPU record (benchmark in ``bench_compile``) and the current one
     (``variants`` with breakdowns, an eager real loop) give the same columns."""
-    import json
-    from pathlib import Path
-
-    from vit1d.bench.gpu import breakdown_table, record_row
-
     root = Path(__file__).resolve().parents[1]
     first = json.loads((root / "bench/records/gpu_check-h200-2026-11-26.json").read_text())
     row = record_row(first, paper_steps=511_488)

@@ -268,6 +268,12 @@ def test_probes_in_a_stack_are_independent() -> None:
     assert torch.allclose(alone.weight[0], stack.weight[1], atol=1e-5)
     assert alone.best_epoch[0] == stack.best_epoch[1]
     assert not torch.allclose(stack.weight[1], stack.weight[2])  # another seed differs
+    # and each probe reads its own view's rows: the first, on view 1, ends as a probe given
+    # only that view's features
+    alone_on_1 = LinearProbes([0], [6], 8, 2, "softmax")
+    alone_on_1.fit(x[1:], y, xv[1:], y[:100], cfg)
+    assert torch.allclose(alone_on_1.weight[0], stack.weight[0], atol=1e-5)
+    assert not torch.allclose(stack.weight[0], alone.weight[0], atol=1e-3)
 
 
 # ---------------------------------------------------------------------------- manifests

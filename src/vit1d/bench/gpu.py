@@ -3,8 +3,9 @@
 A step is **launch-bound** when the GPU waits between kernels for the CPU to issue them: the
 kernels' busy time is well below the step's wall time
 (:func:`vit1d.bench.timing.step_breakdown`). It is **data-bound** when the real loop
-(``vit1d pretrain``) is slower than the same step on a fixed batch. Otherwise it is **kernel-bound**, and the kernel categories say where: matrix
-products, attention, the element-wise and normalisation kernels, the optimizer.
+(``vit1d pretrain``) is slower than the same step on a fixed batch. Otherwise it is
+**kernel-bound**, and the kernel categories say where: matrix products, attention, the
+element-wise and normalisation kernels, the optimizer.
 
 :func:`matrix_rates` says how fast the model's own products can go. A product of an
 ``(M, K)`` by a ``(K, N)`` matrix in bf16 does ``2 M K N`` FLOP on about ``2 (M K + K N + M N)``
