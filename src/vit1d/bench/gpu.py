@@ -23,25 +23,14 @@ runs on a CPU (with operators in place of kernels) so that the tests can check i
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from vit1d.bench.timing import interleaved_medians, step_breakdown, sync
-from vit1d.bench.training import training_step
+from vit1d.bench.timing import interleaved_medians, mean_seconds, step_breakdown
+from vit1d.bench.training import mlp_product_shapes, training_step
 from vit1d.models.model import ViT1D
-
-
-def _time(fn: Callable[[], Any], device: torch.device, reps: int) -> float:
-    fn()
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    sync(device)
-    return (time.perf_counter() - t0) / reps
 
 
 def matrix_rates(
@@ -51,23 +40,23 @@ def matrix_rates(
     of one large square product (the chip's practical peak), and the copy bandwidth (GB/s,
     read + write) of ``copy_mib`` MiB: the ceilings a step's kernels are measured against."""
     dtype = torch.bfloat16
-    rows = 2 * pairs * (1 + model.max_frames)
-    hidden = int(model.dim * model.config["mlp_ratio"])
+    shapes = mlp_product_shapes(model, pairs)
+    rows, dim, hidden = shapes["up"]
     reps = 20 if device.type == "cuda" else 2
-    out: dict[str, Any] = {"rows": rows, "dim": model.dim, "hidden": hidden}
+    out: dict[str, Any] = {"rows": rows, "dim": dim, "hidden": hidden}
     for name, (m, k, n) in {
-        "mlp_up": (rows, model.dim, hidden),
-        "mlp_down": (rows, hidden, model.dim),
+        "mlp_up": shapes["up"],
+        "mlp_down": shapes["down"],
         "square": (square, square, square),
     }.items():
         a = torch.randn(m, k, device=device, dtype=dtype)
         b = torch.randn(k, n, device=device, dtype=dtype)
-        seconds = _time(lambda a=a, b=b: torch.mm(a, b), device, reps)
+        seconds = mean_seconds(lambda a=a, b=b: torch.mm(a, b), device, reps)
         out[f"{name}_tflops"] = round(2 * m * k * n / seconds / 1e12, 3)
         out[f"{name}_flop_per_byte"] = round(m * k * n / (m * k + k * n + m * n), 1)
     src = torch.empty(copy_mib * 2**20, dtype=torch.uint8, device=device)
     dst = torch.empty_like(src)
-    seconds = _time(lambda: dst.copy_(src), device, reps)
+    seconds = mean_seconds(lambda: dst.copy_(src), device, reps)
     out["copy_gb_per_s"] = round(2 * src.numel() / seconds / 1e9, 1)
     return out
 

@@ -41,6 +41,18 @@ def interleaved_medians(
     return {name: statistics.median(v) for name, v in times.items()}
 
 
+def mean_seconds(fn: Callable[[], Any], device: torch.device, reps: int) -> float:
+    """Mean seconds per call of ``fn`` over ``reps`` calls after one warm-up, synchronising
+    the device once before and once after (for kernels too short to time one by one)."""
+    fn()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t0) / reps
+
+
 @contextlib.contextmanager
 def c_stderr_silenced() -> Iterator[None]:
     """Send file descriptor 2 to /dev/null for a while: the profiler's C++ side prints

@@ -89,15 +89,22 @@ def pure_bf16_training_step(model: ViT1D, pairs: int, fused: bool) -> Callable[[
     return step
 
 
+def mlp_product_shapes(model: ViT1D, pairs: int) -> dict[str, tuple[int, int, int]]:
+    """``(M, K, N)`` of the model's largest products in a step of ``pairs`` pairs: the MLP's
+    ``(2 pairs (1 + frames), dim) x (dim, hidden)`` (``up``) and its transpose (``down``)."""
+    rows = 2 * pairs * (1 + model.max_frames)
+    hidden = int(model.dim * model.config["mlp_ratio"])
+    return {"up": (rows, model.dim, hidden), "down": (rows, hidden, model.dim)}
+
+
 def matmul_ceiling(model: ViT1D, pairs: int = 32, reps: int = 5, warmup: int = 2) -> dict[str, Any]:
     """What the CPU's matrix units allow a training step in bf16 against fp32: GFLOP/s of
     the model's own largest products (the MLP's ``(2 pairs (1 + frames), dim) x (dim, 4 dim)``
     and its transpose), in fp32 and in bf16, timed in alternation. Their ratio bounds what any
     bf16 path can gain over fp32 where, as in this model, the products take most of a step's
-    time (:func:`profile_step`); the training variants are reported against it."""
-    rows = 2 * pairs * (1 + model.max_frames)
-    hidden = int(model.dim * model.config["mlp_ratio"])
-    shapes = {"up": (rows, model.dim, hidden), "down": (rows, hidden, model.dim)}
+    time (:func:`~vit1d.bench.timing.profile_step`); the training variants are reported
+    against it."""
+    shapes = mlp_product_shapes(model, pairs)
     calls: dict[str, Callable[[], None]] = {}
     for dtype_name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         for name, (m, k, n) in shapes.items():
