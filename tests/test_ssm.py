@@ -94,6 +94,25 @@ def test_rank_scores_stack_matches_single_scores():
     assert np.isnan(ssm.rank_score(np.ones((5, 5)), ref[:5, :5]))
 
 
+def test_a_ranked_stack_serves_every_reference():
+    # ranking a window's layers once (as the corpus analysis does) must give each reference's
+    # Spearman rho (scipy) and the chance levels of ranking them again for it
+    rng = np.random.default_rng(5)
+    stack = np.stack([ssm.cosine_ssm(rng.normal(size=(30, 4))) for _ in range(4)])
+    refs = [ssm.cosine_ssm(rng.normal(size=(30, 3))) for _ in range(3)]
+    ranked = ssm.rank_stack(stack)
+    iu = np.triu_indices(30, k=1)
+    for ref in refs:
+        scores, chance = ssm.rank_scores(ranked, ref, np.random.default_rng(1), n=4)
+        again, chance_again = ssm.rank_scores(stack, ref, np.random.default_rng(1), n=4)
+        rho = [spearmanr(s[iu], ref[iu]).statistic for s in stack]
+        np.testing.assert_allclose(scores, rho, atol=1e-12)
+        np.testing.assert_array_equal(scores, again)
+        np.testing.assert_array_equal(chance, chance_again)
+    with pytest.raises(ValueError, match="frames"):
+        ssm.rank_scores(ranked, refs[0][:20, :20], rng)
+
+
 # ---- novelty --------------------------------------------------------------------------------
 
 

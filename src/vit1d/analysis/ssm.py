@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import librosa
 import mir_eval
@@ -292,22 +293,44 @@ def chance_score(
     return float(rank_scores(np.asarray(s)[None], ref, rng, n, mode)[1][0])
 
 
+@dataclass(frozen=True)
+class RankedStack:
+    """A stack of SSMs ``(K, T, T)`` ranked for :func:`rank_scores`: each one's centred
+    upper-triangle ranks (:func:`rank_matrix`) ``(K, T (T-1) / 2)`` and their norms ``(K,)``.
+    Ranking is most of a score's cost and does not depend on the reference, so a window's
+    layers are ranked once for all its references (:func:`rank_stack`)."""
+
+    centred: np.ndarray
+    norms: np.ndarray
+    size: int  # T
+
+
+def rank_stack(ssms: np.ndarray) -> RankedStack:
+    """:class:`RankedStack` of a stack of SSMs ``(K, T, T)``."""
+    ssms = np.asarray(ssms)
+    t = ssms.shape[-1]
+    iu = np.triu_indices(t, k=1)
+    layers = np.stack([rank_matrix(s)[iu] for s in ssms])
+    layers = layers - layers.mean(axis=1, keepdims=True)
+    return RankedStack(layers, np.sqrt((layers * layers).sum(axis=1)), t)
+
+
 def rank_scores(
-    ssms: np.ndarray,
+    ssms: np.ndarray | RankedStack,
     ref: np.ndarray,
     rng: np.random.Generator,
     n: int = 20,
     mode: str = "roll",
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`rank_score` and :func:`chance_score` of a stack of SSMs ``(K, T, T)`` (the
-    layers) against one reference, with the same ``n`` shuffles for every layer.
-    Returns ``(scores (K,), chance (K,))``."""
-    ssms = np.asarray(ssms)
+    layers, or their :func:`rank_stack`) against one reference, with the same ``n`` shuffles
+    for every layer. Returns ``(scores (K,), chance (K,))``."""
+    ranked = ssms if isinstance(ssms, RankedStack) else rank_stack(ssms)
+    layers, lnorm = ranked.centred, ranked.norms
     t = ref.shape[0]
+    if t != ranked.size:
+        raise ValueError(f"reference has {t} frames, the SSMs {ranked.size}")
     iu = np.triu_indices(t, k=1)
-    layers = np.stack([rank_matrix(s)[iu] for s in ssms])
-    layers = layers - layers.mean(axis=1, keepdims=True)
-    lnorm = np.sqrt((layers * layers).sum(axis=1))
     rref = rank_matrix(ref)
 
     def corr(vec: np.ndarray) -> np.ndarray:
@@ -322,7 +345,7 @@ def rank_scores(
         p = _shuffle_index(t, rng, mode)
         shuffled.append(corr(rref[np.ix_(p, p)][iu]))
     if not shuffled:
-        return scores, np.full(len(ssms), np.nan)
+        return scores, np.full(len(layers), np.nan)
     with warnings.catch_warnings():  # all-NaN columns (constant layer SSM) stay NaN quietly
         warnings.simplefilter("ignore", RuntimeWarning)
         chance = np.nanmean(np.stack(shuffled), axis=0)

@@ -92,10 +92,11 @@ def clip_ssm_scores(
         novelty.setdefault(("chroma", 0), []).append(sm.novelty_curve(chroma_ssm))
         if not score or stop - start < MIN_WINDOW:
             continue
+        ranked = {name: sm.rank_stack(st) for name, st in stacks.items()}
         for dim in dims:
             ref = sm.reference_ssm(dim, refs[dim][start:stop])
             for name, st in stacks.items():
-                scores, chance = sm.rank_scores(st, ref, rng, n_shuffles)
+                scores, chance = sm.rank_scores(ranked[name], ref, rng, n_shuffles)
                 for layer in range(len(st)):
                     rows.append(
                         {
