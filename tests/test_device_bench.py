@@ -208,3 +208,28 @@ def test_pipeline_holds_one_precision_for_every_chapter(monkeypatch) -> None:
     with one_precision(lambda msg: None):
         assert os.environ[device.PRECISION_ENV] == "fp32"
     assert calls == ["auto"]  # nothing measured when the user chose
+
+
+def test_scaling_measures_a_point_on_both_axes_once(monkeypatch) -> None:
+    from vit1d.bench import training
+    from vit1d.models.model import ViT1D
+
+    calls = []
+    real = training._scaling_point
+
+    def counted(model, *args):
+        calls.append(model.max_frames)
+        return real(model, *args)
+
+    monkeypatch.setattr(training, "_scaling_point", counted)
+    frames = ViT1D(**TINY_MODEL).max_frames
+    rows = training.scaling(
+        torch.device("cpu"), "fp32", False, pairs=[1, 2], frames=[8, frames], base_pairs=2,
+        steps=1, warmup=0, model_kwargs=TINY_MODEL,
+    )  # fmt: skip
+    assert [(r["axis"], r["pairs"], r["frames"]) for r in rows] == [
+        ("batch", 1, frames), ("batch", 2, frames), ("frames", 2, 8), ("frames", 2, frames)
+    ]  # fmt: skip
+    assert len(calls) == 3  # (2 pairs, default frames) is timed for the batch axis only
+    shared = [{k: v for k, v in r.items() if k != "axis"} for r in (rows[1], rows[3])]
+    assert shared[0] == shared[1]

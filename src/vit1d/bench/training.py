@@ -309,28 +309,46 @@ def scaling(
 ) -> list[dict[str, Any]]:
     """Training views/s and activation memory of the project's path, first against the batch
     (``pairs`` at the model's 126 frames), then against the sequence length (``frames`` at
-    ``base_pairs`` pairs)."""
+    ``base_pairs`` pairs). A point on both axes (``base_pairs`` at 126 frames) is measured
+    once and reported on each."""
     kwargs = model_kwargs or {}
     points = [("batch", p, None) for p in pairs] + [("frames", base_pairs, f) for f in frames]
+    measured: dict[tuple[int, int], dict[str, Any]] = {}
     rows = []
     for axis, p, f in points:
         torch.manual_seed(0)
         model = ViT1D(**kwargs, **({"max_frames": f} if f else {})).to(device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        step = training_step(model, device, precision, fused, p)
-        seconds = interleaved_medians({"step": step}, steps, warmup)["step"]
-        x = torch.randn(2 * p, model.max_frames, model.n_mels, device=device) * 20 - 40
-        row = {
-            "axis": axis,
-            "pairs": p,
-            "frames": model.max_frames,
-            "views_per_s": round(2 * p / seconds, 2),
-            "activation_mib": round(
-                saved_activation_bytes(model, x, device, precision, fused) / 2**20, 1
-            ),
-        }
-        if device.type == "cuda":
-            row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-        rows.append(row)
+        if (p, model.max_frames) not in measured:
+            measured[(p, model.max_frames)] = _scaling_point(
+                model, device, precision, fused, p, steps, warmup
+            )
+        rows.append({"axis": axis, **measured[(p, model.max_frames)]})
     return rows
+
+
+def _scaling_point(
+    model: ViT1D,
+    device: torch.device,
+    precision: str,
+    fused: bool,
+    pairs: int,
+    steps: int,
+    warmup: int,
+) -> dict[str, Any]:
+    """One point of :func:`scaling`: views/s and activation MiB (and peak GPU MiB on CUDA)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    step = training_step(model, device, precision, fused, pairs)
+    seconds = interleaved_medians({"step": step}, steps, warmup)["step"]
+    x = torch.randn(2 * pairs, model.max_frames, model.n_mels, device=device) * 20 - 40
+    row = {
+        "pairs": pairs,
+        "frames": model.max_frames,
+        "views_per_s": round(2 * pairs / seconds, 2),
+        "activation_mib": round(
+            saved_activation_bytes(model, x, device, precision, fused) / 2**20, 1
+        ),
+    }
+    if device.type == "cuda":
+        row["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return row
