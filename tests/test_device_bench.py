@@ -113,8 +113,12 @@ def test_bench_suite_writes_every_part(tmp_path) -> None:
     assert all(r["views_per_s"] > 0 for r in rows)
     by_frames = {r["frames"]: r["activation_mib"] for r in rows if r["axis"] == "frames"}
     assert by_frames[126] > 2 * by_frames[32]  # longer sequences save more activations
-    shares = [e["share"] for e in saved["profile"]["top"]]
+    prof = saved["profile"]
+    shares = [e["share"] for e in prof["top"]]
     assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1.0 + 1e-6
+    # the categories partition the profiled time: a training step multiplies matrices
+    assert sum(c["share"] for c in prof["categories"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert prof["categories"]["matrix products"]["ms"] > 0
     pf = saved["probe_fitting"]
     assert pf["probes"] == 8 and pf["speedup"] == pytest.approx(
         pf["seconds"]["reference"] / pf["seconds"]["project"], rel=0.05

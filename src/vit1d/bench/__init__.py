@@ -15,7 +15,8 @@ and, in the whole suite (:func:`run_suite`, what ``make bench`` and the book's a
 
 * **scaling**: training views/s of the project's path against batch size and sequence length,
   with the activation memory a step saves for its backward pass (and peak GPU memory);
-* **profile**: where a training step's time goes (top operators by self time);
+* **profile**: where a training step's time goes, by category and top operators
+  (:func:`vit1d.bench.timing.step_breakdown`);
 * **training variants** (CPU): fp32 eager and fused, autocast bf16 (compiled with
   ``--compile``) and pure bf16 with fp32 master weights, each as a ratio to fp32 eager;
 * **probe fitting**: the stacked probes of :class:`vit1d.probing.linear.LinearProbes` (every layer,

@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vit1d.bench.tasks import chord_scoring, corpus_rendering, probe_fitting
-from vit1d.bench.timing import profile_step
+from vit1d.bench.timing import step_breakdown
 from vit1d.bench.training import run, scaling, training_step, training_variants
 from vit1d.models.device import select_device
 from vit1d.models.model import ViT1D
@@ -60,9 +60,10 @@ def run_suite(
     )
     bar.update(1)
     torch.manual_seed(0)
-    result["profile"] = profile_step(
+    result["profile"] = step_breakdown(
         training_step(ViT1D(**(model_kwargs or {})), device, precision, fused, 4 if quick else 16),
         device,
+        calls=2,
     )
     bar.update(1)
     if variants and device.type == "cpu":
@@ -160,6 +161,7 @@ def table(result: dict[str, Any]) -> str:
         ]
     if result.get("profile"):
         prof = result["profile"]
-        lines += ["", f"where a training step's time goes ({prof['clock']}):"]
-        lines += [f"  {e['share']:6.1%}  {e['op']}" for e in prof["top"][:6]]
+        shares = ", ".join(f"{c} {v['share']:.0%}" for c, v in prof["categories"].items())
+        lines += ["", f"where a training step's time goes: {shares}"]
+        lines += [f"  {e['share']:6.1%}  {e['kernel']}" for e in prof["top"][:6]]
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Timing and profiling of a closure (a training step): medians in alternation, and where
-its time goes by operator, or by GPU kernel and kernel category (:func:`step_breakdown`:
-the kernels' busy time against the step's wall time). Used by :mod:`vit1d.bench.training`
+its time goes by kernel category and kernel (:func:`step_breakdown`: on a GPU its kernels,
+and their busy time against the step's wall time; on a CPU its operators' self times). Used by :mod:`vit1d.bench.training`
 (``make bench``) and :mod:`vit1d.bench.gpu` (``scripts/gpu_check.py``)."""
 
 from __future__ import annotations
@@ -66,42 +66,6 @@ def c_stderr_silenced() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
-
-
-def profile_step(step: Callable[[], None], device: torch.device, top: int = 10) -> dict:
-    """Self time of the operators of one call of ``step`` (after one warm-up call): the
-    ``top`` most expensive, with their share of the total."""
-    step()
-    activities = [ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(ProfilerActivity.CUDA)
-    with c_stderr_silenced(), profile(activities=activities) as prof:
-        step()
-    events = prof.key_averages()
-    if device.type == "cuda":
-        # kernels only: an operator's own device time is its kernels' again
-        events = [e for e in events if e.device_type != torch.autograd.DeviceType.CPU]
-
-    def self_us(e: Any) -> float:
-        if device.type == "cuda":
-            return float(getattr(e, "self_device_time_total", 0.0))
-        return float(e.self_cpu_time_total)
-
-    total = sum(self_us(e) for e in events) or 1.0
-    ranked = sorted(events, key=self_us, reverse=True)[:top]
-    return {
-        "clock": "GPU kernel time" if device.type == "cuda" else "CPU self time",
-        "total_ms": round(total / 1000, 2),
-        "top": [
-            {
-                "op": e.key,
-                "calls": int(e.count),
-                "self_ms": round(self_us(e) / 1000, 3),
-                "share": round(self_us(e) / total, 4),
-            }
-            for e in ranked
-        ],
-    }
 
 
 # First match wins: the inductor's generated kernels are named triton_<kind>_fused_<ops>.

@@ -102,7 +102,7 @@ def matmul_ceiling(model: ViT1D, pairs: int = 32, reps: int = 5, warmup: int = 2
     the model's own largest products (the MLP's ``(2 pairs (1 + frames), dim) x (dim, 4 dim)``
     and its transpose), in fp32 and in bf16, timed in alternation. Their ratio bounds what any
     bf16 path can gain over fp32 where, as in this model, the products take most of a step's
-    time (:func:`~vit1d.bench.timing.profile_step`); the training variants are reported
+    time (:func:`~vit1d.bench.timing.step_breakdown`); the training variants are reported
     against it."""
     shapes = mlp_product_shapes(model, pairs)
     calls: dict[str, Callable[[], None]] = {}
