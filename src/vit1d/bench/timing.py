@@ -1,7 +1,8 @@
 """Timing and profiling of a closure (a training step): medians in alternation, and where
 its time goes by kernel category and kernel (:func:`step_breakdown`: on a GPU its kernels,
-and their busy time against the step's wall time; on a CPU its operators' self times). Used by :mod:`vit1d.bench.training`
-(``make bench``) and :mod:`vit1d.bench.gpu` (``scripts/gpu_check.py``)."""
+and their busy time against the step's wall time; on a CPU its operators' self times). Used
+by :mod:`vit1d.bench.training` and :mod:`vit1d.bench.suite` (``make bench``) and
+:mod:`vit1d.bench.gpu` (``scripts/gpu_check.py``)."""
 
 from __future__ import annotations
 
