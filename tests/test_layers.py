@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "vit1d"
 
 #: The stages, lowest first. A module may import from its own stage and from earlier ones.
 LAYERS = [
-    "core",  # errors, atomic writes, paths, provenance, fault points, optional extras
+    "core",  # errors, atomic writes, paths, provenance, fault points, extras, memory
     "audio",  # the time-frequency grid and the log-mel front end
     "corpus",  # the rendered corpus and its labels
     "datasets",  # adapters from real datasets to the corpus's manifests

@@ -20,13 +20,19 @@ from dataclasses import asdict, dataclass
 import torch
 
 from vit1d.core.errors import UserError
+from vit1d.core.memory import keep_freed_memory, memory_setting
 from vit1d.models.model import Block
 
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
 def select_device(preference: str = "auto") -> torch.device:
-    """``auto``: CUDA, then MPS, then CPU. Otherwise the named device, checked to exist."""
+    """``auto``: CUDA, then MPS, then CPU. Otherwise the named device, checked to exist.
+
+    Every run that computes (training, extraction, analyses, the benchmark) comes through
+    here, so this is also where the process is told to keep freed memory
+    (:func:`~vit1d.core.memory.keep_freed_memory`)."""
+    keep_freed_memory()
     if preference == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -195,6 +201,7 @@ def hardware_summary(device: torch.device) -> dict:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu": cpu_info().to_dict(),
+        "memory": memory_setting(),
     }
     if device.type == "cuda":
         summary["gpu"] = torch.cuda.get_device_name(device)
