@@ -131,7 +131,7 @@ def test_bench_suite_writes_every_part(tmp_path) -> None:
     assert cs["tracks"] == 4 and cs["max_abs_difference"] < 1e-12 and cs["speedup"] > 0
     text = table(result)
     assert "probe fitting" in text and "activation MiB" in text and "fp32 masters" in text
-    assert "chord scoring" in text and "matrix products" in text
+    assert "chord scoring" in text and "matrix products" in text and "1024 x 1024" in text
 
 
 def test_matmul_ceiling_times_the_models_mlp_products() -> None:
@@ -140,12 +140,15 @@ def test_matmul_ceiling_times_the_models_mlp_products() -> None:
     from vit1d.models.model import ViT1D
 
     model = ViT1D(**TINY_MODEL)
-    out = matmul_ceiling(model, pairs=2, reps=3, warmup=1)
+    out = matmul_ceiling(model, pairs=2, reps=3, warmup=1, square=64)
     rows, hidden = 2 * 2 * (1 + model.max_frames), int(model.dim * model.config["mlp_ratio"])
     assert out["shapes"] == {"up": [rows, model.dim, hidden], "down": [rows, hidden, model.dim]}
     rates = out["gflop_per_s"]
     assert rates["fp32"] > 0 and rates["bf16"] > 0
     assert out["bf16_to_fp32"] == pytest.approx(rates["bf16"] / rates["fp32"], rel=0.02)
+    square = out["square_gflop_per_s"]
+    assert out["square"] == 64 and square["fp32"] > 0 and square["bf16"] > 0
+    assert out["square_bf16_to_fp32"] == pytest.approx(square["bf16"] / square["fp32"], rel=0.02)
 
 
 def test_pure_bf16_step_updates_fp32_masters_and_casts_them_back() -> None:

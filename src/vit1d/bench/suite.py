@@ -145,6 +145,13 @@ def table(result: dict[str, Any]) -> str:
                 f"| (the model's matrix products: fp32 {mc['gflop_per_s']['fp32']:.0f}, bf16 "
                 f"{mc['gflop_per_s']['bf16']:.0f} GFLOP/s) | | {mc['bf16_to_fp32']:.2f}x |"
             )
+        if "square_gflop_per_s" in tv.get("matmul_ceiling", {}):
+            mc, n = tv["matmul_ceiling"], tv["matmul_ceiling"]["square"]
+            lines.append(
+                f"| (a {n} x {n} product: fp32 {mc['square_gflop_per_s']['fp32']:.0f}, bf16 "
+                f"{mc['square_gflop_per_s']['bf16']:.0f} GFLOP/s) | | "
+                f"{mc['square_bf16_to_fp32']:.2f}x |"
+            )
         if tv.get("products_bound"):
             lines.append(
                 "| (autocast bf16 if all but its matrix products took no time) | | "

@@ -97,29 +97,44 @@ def mlp_product_shapes(model: ViT1D, pairs: int) -> dict[str, tuple[int, int, in
     return {"up": (rows, model.dim, hidden), "down": (rows, hidden, model.dim)}
 
 
-def matmul_ceiling(model: ViT1D, pairs: int = 32, reps: int = 5, warmup: int = 2) -> dict[str, Any]:
+def matmul_ceiling(
+    model: ViT1D, pairs: int = 32, reps: int = 5, warmup: int = 2, square: int = 1024
+) -> dict[str, Any]:
     """What the CPU's matrix units allow a training step in bf16 against fp32: GFLOP/s of
     the model's own largest products (the MLP's ``(2 pairs (1 + frames), dim) x (dim, 4 dim)``
     and its transpose), in fp32 and in bf16, timed in alternation. Their ratio bounds what any
     bf16 path can gain over fp32 where, as in this model, the products take most of a step's
     time (:func:`~vit1d.bench.timing.step_breakdown`); the training variants are reported
-    against it."""
+    against it.
+
+    A ``square`` x ``square`` product, timed with them, gives the units' own ratio near their
+    peaks, which no shape can beat: about 2 where bf16 runs on AVX512-BF16's dot products (two
+    bf16 multiply-adds per fp32 lane against one fused multiply-add), far more with AMX tiles.
+    """
     shapes = mlp_product_shapes(model, pairs)
+    sizes = {**shapes, "square": (square, square, square)}
     calls: dict[str, Callable[[], None]] = {}
     for dtype_name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        for name, (m, k, n) in shapes.items():
+        for name, (m, k, n) in sizes.items():
             a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
             calls[f"{dtype_name} {name}"] = lambda a=a, b=b: torch.mm(a, b)
     seconds = interleaved_medians(calls, reps, warmup)
-    flops = {name: 2 * m * k * n for name, (m, k, n) in shapes.items()}
-    gflops = {
-        prec: sum(flops.values()) / sum(seconds[f"{prec} {n}"] for n in shapes) / 1e9
-        for prec in ("fp32", "bf16")
-    }
+    flops = {name: 2 * m * k * n for name, (m, k, n) in sizes.items()}
+
+    def rates(names: tuple[str, ...]) -> dict[str, float]:
+        return {
+            prec: sum(flops[n] for n in names) / sum(seconds[f"{prec} {n}"] for n in names) / 1e9
+            for prec in ("fp32", "bf16")
+        }
+
+    gflops, square_gflops = rates(tuple(shapes)), rates(("square",))
     return {
         "shapes": {k: list(v) for k, v in shapes.items()},
         "gflop_per_s": {k: round(v, 2) for k, v in gflops.items()},
         "bf16_to_fp32": round(gflops["bf16"] / gflops["fp32"], 3),
+        "square": square,
+        "square_gflop_per_s": {k: round(v, 2) for k, v in square_gflops.items()},
+        "square_bf16_to_fp32": round(square_gflops["bf16"] / square_gflops["fp32"], 3),
     }
 
 
