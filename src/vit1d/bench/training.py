@@ -107,9 +107,11 @@ def matmul_ceiling(
     time (:func:`~vit1d.bench.timing.step_breakdown`); the training variants are reported
     against it.
 
-    A ``square`` x ``square`` product, timed with them, gives the units' own ratio near their
-    peaks, which no shape can beat: about 2 where bf16 runs on AVX512-BF16's dot products (two
-    bf16 multiply-adds per fp32 lane against one fused multiply-add), far more with AMX tiles.
+    A ``square`` x ``square`` product, timed with them, runs both precisions near their peaks
+    and so gives the units' own ratio: about 2 where bf16 runs on AVX512-BF16's dot products
+    (two bf16 multiply-adds per fp32 lane against one fused multiply-add), far more with AMX
+    tiles. The model's shapes can show a higher ratio only where fp32 runs them further below
+    its peak than bf16 does.
     """
     shapes = mlp_product_shapes(model, pairs)
     sizes = {**shapes, "square": (square, square, square)}
