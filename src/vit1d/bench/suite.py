@@ -89,6 +89,41 @@ def run_suite(
     return result
 
 
+def variants_table(tv: dict[str, Any]) -> list[str]:
+    """The lines of :func:`table` for :func:`~vit1d.bench.training.training_variants`: each
+    step's views/s and ratio, the matrix units' ceilings, and where the steps' time goes."""
+    lines = [
+        "",
+        "| training step on the CPU | views/s | ratio to fp32 eager |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {v:.1f} | {tv['ratio_to_fp32_eager'][name]:.2f}x |"
+        for name, v in tv["views_per_s"].items()
+    ]
+    mc = tv.get("matmul_ceiling")
+    if mc:
+        lines.append(
+            f"| (the model's matrix products: fp32 {mc['gflop_per_s']['fp32']:.0f}, bf16 "
+            f"{mc['gflop_per_s']['bf16']:.0f} GFLOP/s) | | {mc['bf16_to_fp32']:.2f}x |"
+        )
+    if mc and "square_gflop_per_s" in mc:
+        n, rates = mc["square"], mc["square_gflop_per_s"]
+        lines.append(
+            f"| (a {n} x {n} product: fp32 {rates['fp32']:.0f}, bf16 {rates['bf16']:.0f} "
+            f"GFLOP/s) | | {mc['square_bf16_to_fp32']:.2f}x |"
+        )
+    if tv.get("products_bound"):
+        lines.append(
+            "| (autocast bf16 if all but its matrix products took no time) | | "
+            f"{tv['products_bound']:.2f}x |"
+        )
+    for name, b in tv.get("breakdown", {}).items():
+        shares = ", ".join(f"{c} {v['share']:.0%}" for c, v in b["categories"].items())
+        lines.append(f"\nwhere a {name} step's time goes: {shares}")
+    return lines
+
+
 def table(result: dict[str, Any]) -> str:
     cpu = result["hardware"]["cpu"]
     flags = ", ".join(k for k in ("avx2", "avx512", "avx512_bf16", "amx") if cpu[k]) or "none"
@@ -129,37 +164,7 @@ def table(result: dict[str, Any]) -> str:
             f"{render['render_x_realtime']:.1f} | {render['render_x_realtime']:.1f}x |"
         )
     if result.get("training_variants"):
-        tv = result["training_variants"]
-        lines += [
-            "",
-            "| training step on the CPU | views/s | ratio to fp32 eager |",
-            "|---|---|---|",
-        ]
-        lines += [
-            f"| {name} | {v:.1f} | {tv['ratio_to_fp32_eager'][name]:.2f}x |"
-            for name, v in tv["views_per_s"].items()
-        ]
-        if "matmul_ceiling" in tv:
-            mc = tv["matmul_ceiling"]
-            lines.append(
-                f"| (the model's matrix products: fp32 {mc['gflop_per_s']['fp32']:.0f}, bf16 "
-                f"{mc['gflop_per_s']['bf16']:.0f} GFLOP/s) | | {mc['bf16_to_fp32']:.2f}x |"
-            )
-        if "square_gflop_per_s" in tv.get("matmul_ceiling", {}):
-            mc, n = tv["matmul_ceiling"], tv["matmul_ceiling"]["square"]
-            lines.append(
-                f"| (a {n} x {n} product: fp32 {mc['square_gflop_per_s']['fp32']:.0f}, bf16 "
-                f"{mc['square_gflop_per_s']['bf16']:.0f} GFLOP/s) | | "
-                f"{mc['square_bf16_to_fp32']:.2f}x |"
-            )
-        if tv.get("products_bound"):
-            lines.append(
-                "| (autocast bf16 if all but its matrix products took no time) | | "
-                f"{tv['products_bound']:.2f}x |"
-            )
-        for name, b in tv.get("breakdown", {}).items():
-            shares = ", ".join(f"{c} {v['share']:.0%}" for c, v in b["categories"].items())
-            lines.append(f"\nwhere a {name} step's time goes: {shares}")
+        lines += variants_table(result["training_variants"])
     if result.get("scaling"):
         lines += ["", "| pairs | frames | views/s | activation MiB |", "|---|---|---|---|"]
         lines += [
