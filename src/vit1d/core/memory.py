@@ -25,7 +25,8 @@ TRIM_NEVER = 2**31 - 1
 #: set to 0 to leave the C library's allocator as it is
 ENV = "VIT1D_KEEP_MEMORY"
 
-_state = {"kept": False}
+#: the outcome, decided once per process (``mallopt`` acts on the whole process)
+_state: dict[str, bool | None] = {"kept": None}
 
 
 def keep_freed_memory() -> bool:
@@ -36,10 +37,15 @@ def keep_freed_memory() -> bool:
     and the trim threshold alone would send every block over 128 KiB to ``mmap``. Returns
     whether the setting holds: False off glibc (macOS, Windows, musl) or with
     ``VIT1D_KEEP_MEMORY=0``. Called by :func:`vit1d.models.device.select_device`, so every
-    training, extraction and analysis run has it; calling again does nothing more.
+    training, extraction and analysis run has it; the first call decides, later ones return
+    its outcome.
     """
-    if _state["kept"]:
-        return True
+    if _state["kept"] is None:
+        _state["kept"] = _set_thresholds()
+    return bool(_state["kept"])
+
+
+def _set_thresholds() -> bool:
     if os.environ.get(ENV, "1").strip() == "0" or platform.libc_ver()[0] != "glibc":
         return False
     try:
@@ -48,9 +54,7 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     ok = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX) == 1
-    ok = ok and mallopt(M_TRIM_THRESHOLD, TRIM_NEVER) == 1
-    _state["kept"] = ok
-    return ok
+    return ok and mallopt(M_TRIM_THRESHOLD, TRIM_NEVER) == 1
 
 
 def memory_setting() -> str:
