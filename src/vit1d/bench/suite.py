@@ -89,6 +89,11 @@ def run_suite(
     return result
 
 
+def category_shares(breakdown: dict[str, Any]) -> str:
+    """A :func:`~vit1d.bench.timing.step_breakdown`'s categories and their shares, in a line."""
+    return ", ".join(f"{c} {v['share']:.0%}" for c, v in breakdown["categories"].items())
+
+
 def variants_table(tv: dict[str, Any]) -> list[str]:
     """The lines of :func:`table` for :func:`~vit1d.bench.training.training_variants`: each
     step's views/s and ratio, the matrix units' ceilings, and where the steps' time goes."""
@@ -119,8 +124,7 @@ def variants_table(tv: dict[str, Any]) -> list[str]:
             f"{tv['products_bound']:.2f}x |"
         )
     for name, b in tv.get("breakdown", {}).items():
-        shares = ", ".join(f"{c} {v['share']:.0%}" for c, v in b["categories"].items())
-        lines.append(f"\nwhere a {name} step's time goes: {shares}")
+        lines.append(f"\nwhere a {name} step's time goes: {category_shares(b)}")
     return lines
 
 
@@ -173,7 +177,6 @@ def table(result: dict[str, Any]) -> str:
         ]
     if result.get("profile"):
         prof = result["profile"]
-        shares = ", ".join(f"{c} {v['share']:.0%}" for c, v in prof["categories"].items())
-        lines += ["", f"where a training step's time goes: {shares}"]
+        lines += ["", f"where a training step's time goes: {category_shares(prof)}"]
         lines += [f"  {e['share']:6.1%}  {e['kernel']}" for e in prof["top"][:6]]
     return "\n".join(lines)
