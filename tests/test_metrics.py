@@ -359,3 +359,14 @@ def test_bootstrap_tagging_point_is_sklearn_macro() -> None:
         mean, lo, hi = out[name]
         assert mean == pytest.approx(np.mean([fn(y, s) for s in scores]))
         assert lo < mean < hi and hi - lo < 0.3
+    # the probing chapter hands over the per-tag scores it has already computed
+    from vit1d.probing.metrics import tagging_scores
+
+    points = [tagging_scores(y, s) for s in scores]
+    assert bootstrap_tagging(y, scores, n_boot=300, points=points) == out
+    shifted = [{m: p[m] + 0.1 for m in ("roc_auc", "map")} for p in points]
+    moved = bootstrap_tagging(y, scores, n_boot=300, points=shifted)
+    assert moved["roc_auc"][0] == pytest.approx(out["roc_auc"][0] + 0.1)
+    assert moved["roc_auc"][1:] == out["roc_auc"][1:]  # the interval is the resamples'
+    with pytest.raises(ValueError, match="1 seeds' point scores for 2"):
+        bootstrap_tagging(y, scores, n_boot=10, points=points[:1])

@@ -156,7 +156,8 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=d.workers,
-        help="tasks fitted at once, one thread each (0 = one per CPU core; same results)",
+        help="tasks fitted at once, one thread each, and processes decoding a local task's "
+        "tracks (0 = one per CPU core; same results)",
     )
 
 

@@ -47,7 +47,8 @@ class ProbeConfig:
     # with two threads on a busy 2-core machine (threads wait on each other); 0 = leave as is
     threads: int = 1
     # tasks fitted at once, each in its own thread with ``threads`` torch threads (the
-    # matrix products release the GIL); 0 = one per CPU core. Results do not depend on it.
+    # matrix products release the GIL), and the processes that decode a local task's tracks
+    # (vit1d.probing.scoring); 0 = one per CPU core. Results do not depend on it.
     workers: int = 0
     # "lbfgs" (exact, LinearProbes docs; one fit per view) or "adam" (the group's protocol:
     # the epoch, batch and patience settings above, one fit per seed); vit1d.probing.solvers compares

@@ -68,7 +68,7 @@ from vit1d.probing import metrics as M
 from vit1d.probing.items import scalar_items, tagging_items
 from vit1d.probing.linear import LinearProbes, ProbeConfig, standardise
 from vit1d.probing.results import bootstrap_tagging, summary_row
-from vit1d.probing.scoring import score_global, score_tracks
+from vit1d.probing.scoring import TrackJob, score_global, score_local
 from vit1d.probing.tasks import SPLITS, Task, global_targets
 from vit1d.probing.views import (
     View,
@@ -168,6 +168,13 @@ def probe_task(
         _train_and_score(
             task, embeddings, views, groups, chunk, tr, va, splits, cfg, scores, info, progress
         )
+    jobs = info.pop("_jobs", [])  # local probes, decoded at once (in worker processes)
+    decoded = score_local(
+        [j for _, j in jobs], cfg.workers, f"score {task.name}" if progress else None
+    )
+    for ((v, split, seed), _), per in zip(jobs, decoded, strict=True):
+        for metric, (values, weights) in per.items():
+            scores.setdefault((v, split, metric), []).append((seed, values, weights))
     rows = _seed_rows(task, views, scores)  # sorts each probe's seeds, as the items list them
     raw = info.pop("_raw", {})
     summary = _summary_rows(task, views, scores, raw, cfg)
@@ -200,16 +207,23 @@ def _seed_rows(task: Task, views: list[View], scores: dict) -> list[dict[str, An
     return rows
 
 
-def _tagging_ci(task: Task, raw: dict, cfg: ProbeConfig) -> dict[tuple, tuple[float, float, float]]:
+def _tagging_ci(
+    task: Task, raw: dict, merged: dict, cfg: ProbeConfig
+) -> dict[tuple, tuple[float, float, float]]:
     """Tagging's macro metrics (mean, CI) per (layer, pooling, split, metric), bootstrapped
-    from the probes' scores of every clip (``raw``)."""
+    from the probes' scores of every clip (``raw``); the per-tag scores of each seed, already
+    computed, come from ``merged`` (both lists sorted by seed)."""
     tag_ci: dict[tuple[int, str, str, str], tuple[float, float, float]] = {}
     for (layer, pooling, split), per_seed in raw.items():
         per_seed.sort(key=lambda t: t[0])
         y = global_targets(task, task.indices(split))
         logits = [out for _, out in per_seed]
         n_boot = min(cfg.n_boot, cfg.n_boot_tagging)
-        for metric, stat in bootstrap_tagging(y, logits, n_boot=n_boot).items():
+        per_tag = {m: merged[(layer, pooling, split, m)] for m in ("roc_auc", "map")}
+        if [t[0] for t in per_tag["roc_auc"]] != [t[0] for t in per_seed]:
+            raise RuntimeError(f"tagging {layer}/{pooling}/{split}: scores and logits disagree")
+        points = [{m: per_tag[m][k][1] for m in per_tag} for k in range(len(per_seed))]
+        for metric, stat in bootstrap_tagging(y, logits, n_boot=n_boot, points=points).items():
             tag_ci[(layer, pooling, split, metric)] = stat
     return tag_ci
 
@@ -223,10 +237,11 @@ def _summary_rows(
     for (v, split, metric), per_seed in scores.items():
         key = (views[v].layer, views[v].pooling, split, metric)
         merged.setdefault(key, []).extend(per_seed)
-    tag_ci = _tagging_ci(task, raw, cfg)
+    for per_seed in merged.values():
+        per_seed.sort(key=lambda t: t[0])
+    tag_ci = _tagging_ci(task, raw, merged, cfg)
     summary = []
     for (layer, pooling, split, metric), per_seed in sorted(merged.items()):
-        per_seed.sort(key=lambda t: t[0])
         matrix = np.stack([values for _, values, _ in per_seed])
         weights = per_seed[0][2]
         stats = summary_row(matrix, weights, task.spec.unit, n_boot=cfg.n_boot)
@@ -471,14 +486,15 @@ def _score_probes(
     info: dict,
 ) -> None:
     """Add the scores of view ``v``'s probes (outputs ``out[k]`` of probe seed ``seeds[k]``) on
-    the files ``idx`` of ``split`` to ``scores``."""
+    the files ``idx`` of ``split`` to ``scores`` (a local task's: queued for :func:`probe_task`)."""
     for pos, seed in enumerate(seeds):
         if task.spec.local:
-            per = score_tracks(task, emb, idx, out[pos])
-        else:
-            per = score_global(task, idx, out[pos])
-            if task.name == "tagging":  # macro metrics: the bootstrap needs scores
-                key = (view.layer, view.pooling, split)
-                info.setdefault("_raw", {}).setdefault(key, []).append((seed, out[pos]))
+            job = TrackJob.of(task, emb, idx, out[pos])
+            info.setdefault("_jobs", []).append(((v, split, seed), job))
+            continue
+        per = score_global(task, idx, out[pos])
+        if task.name == "tagging":  # macro metrics: the bootstrap needs scores
+            key = (view.layer, view.pooling, split)
+            info.setdefault("_raw", {}).setdefault(key, []).append((seed, out[pos]))
         for metric, (values, weights) in per.items():
             scores.setdefault((v, split, metric), []).append((seed, values, weights))

@@ -218,6 +218,7 @@ def bootstrap_tagging(
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    points: Sequence[dict[str, np.ndarray]] | None = None,
 ) -> dict[str, tuple[float, float, float]]:
     """Macro ROC-AUC and macro AP over seeds with a bootstrap over test clips.
 
@@ -225,12 +226,16 @@ def bootstrap_tagging(
     the mean over seeds of scikit-learn's macro averages (tags with both classes in the test
     set); each replicate resamples clips (the same clips for every seed) and seeds, and
     averages the macro scores of the tags defined in that resample. Returns
-    ``{"roc_auc": (mean, low, high), "map": (...)}``.
+    ``{"roc_auc": (mean, low, high), "map": (...)}``. ``points``: each seed's
+    :func:`vit1d.probing.metrics.tagging_scores`, where the caller has them already.
     """
 
     y_true = np.asarray(y_true)
     n = y_true.shape[0]
-    points = [tagging_scores(y_true, s) for s in scores]
+    if points is None:
+        points = [tagging_scores(y_true, s) for s in scores]
+    elif len(points) != len(scores):
+        raise ValueError(f"{len(points)} seeds' point scores for {len(scores)} seeds' scores")
     out = {}
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(n_boot, n))

@@ -333,6 +333,20 @@ def chord_reference(path: Path) -> M.ChordReference:
     return _chord_reference(str(path), (st.st_mtime_ns, st.st_size))
 
 
+@functools.lru_cache(maxsize=4096)
+def _event_reference(path: str, stamp: tuple[int, int]) -> np.ndarray:
+    times = M.load_events(path)
+    times.setflags(write=False)  # shared by every probe scored on the track
+    return times
+
+
+def event_reference(path: Path) -> np.ndarray:
+    """The track's reference event times (beats, onsets; :func:`metrics.load_events`), read once
+    for all its probes and again when the file changes, as :func:`chord_reference`."""
+    st = os.stat(path)
+    return _event_reference(str(path), (st.st_mtime_ns, st.st_size))
+
+
 def frame_targets(task: Task, example: Example, n_frames: int) -> np.ndarray:
     """Per-frame targets of a local example on the frame grid ``t / 31.25`` s: chord class
     numbers (-1: no maj/min reduction) or event activations in [0, 1]."""
